@@ -1,0 +1,113 @@
+"""The api: app factory, resources in cleanup_ctx, and the service wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from nattillsyn import log
+from nattillsyn.db.pool import make_pool
+from nattillsyn.mqtt import MqttClient
+from nattillsyn.protocol import Topics
+from nattillsyn.settings import Settings
+
+from . import openapi, session, tablet
+from .context import HUB, MQTT, POOL, SETTINGS, TOPICS
+from .live import LiveHub
+from .problems import problem_middleware
+
+logger = log.get(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    resp = await handler(request)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    )
+    return resp
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    suffix = f"{settings.site}-{settings.topic_root.replace('/', '-')}"
+    pool = make_pool(settings.database_url, settings.database_schema, max_size=8)
+    await pool.open(wait=True)
+    app[POOL] = pool
+    app[TOPICS] = Topics(settings.topic_root)
+    mqtt = MqttClient(settings.mqtt_url, f"nattillsyn-api-{suffix}-{id(app):x}")
+    await mqtt.start()
+    app[MQTT] = mqtt
+    hub = LiveHub(settings.mqtt_url, app[TOPICS], f"nattillsyn-api-live-{suffix}-{id(app):x}")
+    await hub.start()
+    app[HUB] = hub
+    try:
+        yield
+    finally:
+        await hub.stop()  # closes every WebSocket
+        await mqtt.stop()
+        await pool.close()
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest())
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return resp
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[security_headers, problem_middleware])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_resources)
+    app.add_routes(session.routes)
+    app.add_routes(tablet.routes)
+    app.router.add_get("/api/v1/openapi.json", openapi.handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC)
+    return app
+
+
+class ApiService:
+    name = "api"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self._runner: web.AppRunner | None = None
+        self.port = settings.api.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.api.host}:{self.port}/"
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.api.host, self.settings.api.port)
+        await site.start()
+        server = site._server
+        if server is not None and server.sockets:  # port 0: the one the OS chose
+            self.port = server.sockets[0].getsockname()[1]
+        logger.info("api listening", url=self.url)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

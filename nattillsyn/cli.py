@@ -1,0 +1,211 @@
+"""`nattillsyn`: one command for every service and tool.
+
+Each subcommand imports its deployable lazily, so a Raspberry Pi with only the
+`edge` extra installed can run `nattillsyn edge`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+
+from nattillsyn import __version__, log
+from nattillsyn.settings import Settings, SettingsError, load
+
+DESCRIPTION = """\
+nattillsyn: digital night supervision for elderly care.
+
+Settings come from NATTILLSYN_* environment variables (nested with __, e.g.
+NATTILLSYN_EDGE__FPS=5) over an optional TOML file (--config or NATTILLSYN_CONFIG).
+"""
+
+
+def _require(settings: Settings, *names: str) -> None:
+    missing = [n for n in names if getattr(settings, n) is None]
+    if missing:
+        env = ", ".join(f"NATTILLSYN_{n.upper()}" for n in missing)
+        raise SettingsError(f"this command needs {env} (or run `nattillsyn demo`)")
+
+
+def _run_services(
+    factory: Callable[[Settings], list],
+) -> Callable[[Settings, argparse.Namespace], int]:
+    def run(settings: Settings, _args: argparse.Namespace) -> int:
+        from nattillsyn.service import run_until_signalled
+
+        asyncio.run(run_until_signalled(factory(settings)))
+        return 0
+
+    return run
+
+
+def _edge(s: Settings) -> list:
+    from nattillsyn.edge.agent import EdgeAgent
+
+    _require(s, "mqtt_url")
+    return [EdgeAgent(s)]
+
+
+def _ingest(s: Settings) -> list:
+    from nattillsyn.ingest.service import IngestService
+
+    _require(s, "mqtt_url", "database_url")
+    return [IngestService(s)]
+
+
+def _alerting(s: Settings) -> list:
+    from nattillsyn.alerting.service import AlertingService
+
+    _require(s, "mqtt_url", "database_url")
+    return [AlertingService(s)]
+
+
+def _api(s: Settings) -> list:
+    from nattillsyn.api.app import ApiService
+
+    _require(s, "mqtt_url", "database_url")
+    return [ApiService(s)]
+
+
+def _gateway(s: Settings) -> list:
+    from nattillsyn.gateway.service import GatewayService
+
+    _require(s, "mqtt_url")
+    return [GatewayService(s)]
+
+
+def _db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from nattillsyn.db.migrate import migrate
+
+    _require(settings, "database_url")
+    applied = asyncio.run(migrate(settings.database_url, settings.database_schema))
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.demo import run_demo
+
+    return asyncio.run(run_demo(settings, rooms=args.rooms, port=args.port))
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.simulate import run_simulation
+
+    _require(settings, "mqtt_url")
+    return asyncio.run(run_simulation(settings, rooms=args.rooms, speed=args.speed))
+
+
+def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.protocol.asyncapi import main as asyncapi_main
+
+    return asyncapi_main(check=args.check, write=args.write)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nattillsyn",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"nattillsyn {__version__}")
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (env vars override it)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, fn: Callable, **kw) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_, **kw)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add(
+        "edge",
+        "Run the edge agent: analyse a camera or clips in a room, publish events and state "
+        "over MQTT. Frames never leave the process.",
+        _run_services(_edge),
+    )
+    add(
+        "gateway",
+        "Run the care-home gateway: bridge the site broker to the centre and keep alerting "
+        "locally when the link is down.",
+        _run_services(_gateway),
+    )
+    add(
+        "ingest",
+        "Run the ingest service: store every MQTT message in TimescaleDB/PostgreSQL exactly "
+        "once, invalid ones in the dead-letter table.",
+        _run_services(_ingest),
+    )
+    add(
+        "alerting",
+        "Run the alerting service: turn events into alerts for night staff, with "
+        "acknowledgement and escalation.",
+        _run_services(_alerting),
+    )
+    add(
+        "api", "Run the HTTP api and the tablet web app (live over WebSocket).", _run_services(_api)
+    )
+
+    db = sub.add_parser("db", help="Database tools.", description="Database tools.")
+    dbsub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    m = dbsub.add_parser(
+        "migrate",
+        help="Apply pending SQL migrations (idempotent).",
+        description="Apply pending SQL migrations in order; each is recorded once.",
+    )
+    m.set_defaults(fn=_db_migrate)
+
+    sim = add(
+        "simulate",
+        "Replay the shared real clips as several rooms through the real edge pipeline "
+        "against a configured broker.",
+        _simulate,
+    )
+    sim.add_argument("--rooms", type=int, default=4, help="number of simulated rooms (default 4)")
+    sim.add_argument("--speed", type=float, default=1.0, help="replay speed, 1 = real time")
+
+    demo = add(
+        "demo",
+        "Run everything on embedded defaults: a private PostgreSQL and MQTT broker "
+        "(unless URLs are set), all services and simulated rooms; prints the tablet URL and "
+        "demo logins. Ctrl-C stops it all.",
+        _demo,
+    )
+    demo.add_argument("--rooms", type=int, default=4, help="number of simulated rooms (default 4)")
+    demo.add_argument(
+        "--port", type=int, default=8080, help="api port (default 8080; 0 = any free)"
+    )
+
+    aa = add(
+        "asyncapi",
+        "Print, write or check the AsyncAPI 3.0 document of the MQTT contract.",
+        _asyncapi,
+    )
+    g = aa.add_mutually_exclusive_group()
+    g.add_argument(
+        "--check", action="store_true", help="exit 1 if the checked-in document is stale"
+    )
+    g.add_argument("--write", action="store_true", help="rewrite the checked-in document")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load(args.config)
+    except SettingsError as exc:
+        print(f"nattillsyn: {exc}", file=sys.stderr)
+        return 2
+    log.configure(settings.log.level, settings.log.json_)
+    try:
+        return args.fn(settings, args) or 0
+    except SettingsError as exc:
+        print(f"nattillsyn: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Explicit start/stop for asyncio services, and running them until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from nattillsyn import log
+
+logger = log.get(__name__)
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_until_signalled(
+    services: Sequence[Service],
+    stop: asyncio.Event | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Start services in order, wait for SIGINT/SIGTERM (or `stop`), stop them in reverse."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Service] = []
+    try:
+        for svc in services:
+            await svc.start()
+            started.append(svc)
+            logger.info("service started", service=svc.name)
+        if on_started is not None:
+            on_started()
+        await stop.wait()
+    finally:
+        for svc in reversed(started):
+            try:
+                await asyncio.wait_for(svc.stop(), 15)
+                logger.info("service stopped", service=svc.name)
+            except Exception:
+                logger.exception("service stop failed", service=svc.name)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

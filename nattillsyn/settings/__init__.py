@@ -1,0 +1,104 @@
+"""Typed settings: `NATTILLSYN_*` environment variables over an optional TOML file.
+
+Nested sections use `__`: `NATTILLSYN_EDGE__FPS=5`. The TOML file is named by
+`NATTILLSYN_CONFIG` (or `nattillsyn --config FILE`); its tables are the sections.
+Unknown keys are errors that name the field.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .alerting import AlertingSettings
+from .api import ApiSettings
+from .edge import EdgeSettings
+from .gateway import GatewaySettings
+from .ingest import IngestSettings
+from .logging import LogSettings
+
+__all__ = ["Settings", "SettingsError", "load"]
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("nattillsyn_config_file", default=None)
+
+
+class SettingsError(ValueError):
+    """Settings failed validation; the message names each bad field."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NATTILLSYN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: str | None = Field(
+        None, description="PostgreSQL/TimescaleDB URL; unset: the demo starts a private server."
+    )
+    database_schema: str = Field(
+        "public",
+        description="Schema holding the tables (tests use one per test).",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+    )
+    mqtt_url: str | None = Field(
+        None,
+        description="Broker URL, mqtt://user:pass@host:1883 (mqtts:// for TLS; ?protocol=3.1.1 for "
+        "brokers without MQTT 5); unset: the demo starts an in-process broker.",
+    )
+    topic_root: str = Field(
+        "nattillsyn", description="First level of every topic.", pattern=r"^[A-Za-z0-9_\-/]+$"
+    )
+    site: str = Field(
+        "site-1", description="Site (care home) id of this process.", pattern=r"^[A-Za-z0-9_\-]+$"
+    )
+    clips_dir: Path = Field(
+        Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "clips",
+        description="Folder of the shared labelled clips (demo and tests).",
+    )
+    log: LogSettings = Field(default_factory=LogSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _CONFIG_FILE.get() or os.environ.get("NATTILLSYN_CONFIG")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+
+def load(config_file: str | Path | None = None, **overrides: object) -> Settings:
+    """Load and validate settings; raise SettingsError naming every bad field."""
+    path = config_file or os.environ.get("NATTILLSYN_CONFIG")
+    if path and not Path(path).is_file():
+        raise SettingsError(f"config file not found: {path}")
+    token = _CONFIG_FILE.set(Path(path) if path else None)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+    finally:
+        _CONFIG_FILE.reset(token)

@@ -1,0 +1,49 @@
+"""Settings of the edge agent (one per room device)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .base import Section
+
+
+class EdgeSettings(Section):
+    room: str = Field(
+        "room-1", description="Room id this device watches.", min_length=1, max_length=64
+    )
+    device: str = Field(
+        "edge-1", description="Device id, unique within the site.", min_length=1, max_length=64
+    )
+    source: str = Field(
+        "0",
+        description="Frame source: a camera index (0), a V4L2 device (/dev/video0), an RTSP URL, "
+        "a video file or a directory of clips replayed in order.",
+    )
+    fps: float = Field(5.0, description="Analysed frames per second.", gt=0, le=60)
+    width: int = Field(
+        160, description="Analysis width in pixels; frames are downscaled to it.", ge=32, le=1920
+    )
+    replay_speed: float = Field(
+        1.0,
+        description="Replay speed for files: 1 = real time, 0 = as fast as possible.",
+        ge=0,
+        le=100,
+    )
+    loop: bool = Field(False, description="Replay files/directories forever.")
+    hold_last_s: float = Field(
+        0.0,
+        description="After a file ends, keep analysing its last frame this long (s).",
+        ge=0,
+        le=3600,
+    )
+    heartbeat_s: float = Field(15.0, description="Heartbeat interval (s).", gt=0, le=3600)
+    state_interval_s: float = Field(
+        60.0, description="Periodic retained state interval (s).", gt=0, le=3600
+    )
+    fall_confirm_s: float = Field(
+        30.0,
+        description="Stillness after a fall-like motion before a possible fall is raised (s).",
+        ge=0,
+        le=600,
+    )
+    metrics_port: int = Field(0, description="Prometheus port; 0 = off.", ge=0, le=65535)

@@ -1,0 +1,74 @@
+"""Validation of one received MQTT message against the contract: a Record or a DeadLetter.
+
+Pure and total: every consumer (ingest, alerting, api, gateway) uses it, so all agree
+on what is valid; ingest stores the rejects in the dead-letter table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from .base import SCHEMA_VERSION, DeviceMessage, Message
+from .topics import Topic, Topics
+
+MAX_DEAD_LETTER_BYTES = 16384  # raw payload kept in the dead-letter table at most
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: Topic
+    msg: Message
+    topic_str: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    reason: str
+    payload: bytes
+
+    @property
+    def kept_payload(self) -> bytes:
+        return self.payload[:MAX_DEAD_LETTER_BYTES]
+
+
+def decode_message(
+    topics: Topics, topic: str, payload: bytes, max_payload: int
+) -> Record | DeadLetter:
+    """Validate topic and payload; never raises."""
+    parsed = topics.parse(topic)
+    if parsed is None:
+        return DeadLetter(topic, "unknown topic", payload)
+    if len(payload) > max_payload:
+        return DeadLetter(
+            topic, f"payload too large: {len(payload)} > {max_payload} bytes", payload
+        )
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return DeadLetter(topic, f"invalid JSON: {exc}", payload)
+    if not isinstance(raw, dict):
+        return DeadLetter(topic, "invalid payload: not a JSON object", payload)
+    if raw.get("v") != SCHEMA_VERSION:
+        return DeadLetter(topic, f"unknown schema version: {raw.get('v')!r}", payload)
+    try:
+        msg = parsed.model.model_validate(raw)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        return DeadLetter(topic, f"invalid {parsed.kind} payload: {detail}", payload)
+    if isinstance(msg, DeviceMessage) and (
+        (msg.site, msg.room, msg.device) != (parsed.site, parsed.room, parsed.device)
+    ):
+        return DeadLetter(
+            topic,
+            f"sender mismatch: payload says {msg.site}/{msg.room}/{msg.device}, "
+            f"topic says {parsed.site}/{parsed.room}/{parsed.device}",
+            payload,
+        )
+    return Record(parsed, msg, topic, payload)

@@ -1,0 +1,169 @@
+"""Fixtures on real services.
+
+Order for each: the URL in NATTILLSYN_DATABASE_URL / NATTILLSYN_MQTT_URL, else
+the machine's local server (127.0.0.1:5432 database `test`; 127.0.0.1:1883),
+else a private instance started from binaries on PATH. Every test gets its own
+schema and its own topic root, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from nattillsyn.db.migrate import migrate
+from nattillsyn.db.pool import make_pool
+from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres, port_open
+from nattillsyn.settings import Settings
+
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
+LOCAL_MQTT = "mqtt://127.0.0.1:1883"
+CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
+
+
+def _pg_reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = os.environ.get("NATTILLSYN_DATABASE_URL")
+    if url:
+        yield url
+        return
+    if _pg_reachable(LOCAL_PG):
+        yield LOCAL_PG
+        return
+    pg = PrivatePostgres()
+    try:
+        yield pg.start()
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_url() -> Iterator[str]:
+    url = os.environ.get("NATTILLSYN_MQTT_URL")
+    if url:
+        yield url
+        return
+    if port_open("127.0.0.1", 1883):
+        yield LOCAL_MQTT
+        return
+    broker = PrivateMosquitto()
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def test_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def db_schema(database_url: str, test_id: str) -> AsyncIterator[str]:
+    """A fresh, migrated schema for this test, dropped afterwards."""
+    schema = f"t_{test_id}"
+    await migrate(database_url, schema)
+    yield schema
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def topic_root(test_id: str) -> str:
+    return f"t{test_id}/nattillsyn"
+
+
+@pytest.fixture
+def settings(database_url: str, db_schema: str, mqtt_url: str, topic_root: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        database_schema=db_schema,
+        mqtt_url=mqtt_url,
+        topic_root=topic_root,
+        site="site-1",
+        clips_dir=CLIPS,
+    )
+
+
+@pytest.fixture
+async def pool(settings: Settings):
+    p = make_pool(settings.database_url, settings.database_schema)
+    await p.open(wait=True)
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+def clips_dir() -> Path:
+    if not (CLIPS / "labels.csv").exists():
+        pytest.skip(f"shared clips not found at {CLIPS}")
+    return CLIPS
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (./dev test installs it as root)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path):
+    """Debian's Chromium driven by Playwright (no browser downloads work here)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+@pytest.fixture
+async def services(settings):
+    """Ingest, alerting and the api on the test's schema and topic root (api on a free port)."""
+    from nattillsyn.alerting.service import AlertingService
+    from nattillsyn.api.app import ApiService
+    from nattillsyn.demo import seed
+    from nattillsyn.ingest.service import IngestService
+
+    settings = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"port": 0, "cookie_secure": False})}
+    )
+    await seed(settings, ["rum-101", "rum-102"])
+    started = []
+    try:
+        for svc in (IngestService(settings), AlertingService(settings), ApiService(settings)):
+            await svc.start()
+            started.append(svc)
+        yield {s.name: s for s in started} | {"settings": settings}
+    finally:
+        for svc in reversed(started):
+            await svc.stop()

@@ -1,0 +1,88 @@
+"""End to end on real services: clip frames → edge → broker → ingest → database → alert → api WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import partial
+
+import aiohttp
+import pytest
+
+from nattillsyn.alerting.service import AlertingService
+from nattillsyn.api.app import ApiService
+from nattillsyn.demo import DEMO_USERS, seed
+from nattillsyn.edge.agent import EdgeAgent
+from nattillsyn.edge.sources import PlaylistSource
+from nattillsyn.ingest.service import IngestService
+from nattillsyn.simulate import room_settings
+
+pytestmark = pytest.mark.clips
+
+FALL_CLIP = "gmdcsa24_s3_fall_19.mp4"
+
+
+async def _poll_db(pool, query: str, args=(), timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        async with pool.connection() as conn:
+            row = await (await conn.execute(query, args)).fetchone()
+        if row and row[0]:
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {query!r}")
+        await asyncio.sleep(0.1)
+
+
+async def test_clip_to_alert_on_websocket(settings, pool, clips_dir) -> None:
+    settings = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"port": 0, "cookie_secure": False})}
+    )
+    await seed(settings, ["rum-101"])
+    room = room_settings(settings, 0, speed=0.0, fall_confirm_s=3.0)
+    source = partial(
+        PlaylistSource,
+        [clips_dir / FALL_CLIP],
+        fps=room.edge.fps,
+        width=room.edge.width,
+        replay_speed=0.0,
+        loop=False,
+        hold_last_s=room.edge.hold_last_s,
+    )
+    ingest, alerting, api = IngestService(settings), AlertingService(settings), ApiService(settings)
+    agent = EdgeAgent(room, source=source)
+    for svc in (ingest, alerting, api):
+        await svc.start()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            user, password = DEMO_USERS[0][:2]
+            r = await http.post(
+                f"{api.url}api/v1/login", json={"username": user, "password": password}
+            )
+            assert r.status == 200, await r.text()
+            async with http.ws_connect(f"{api.url}api/v1/ws") as ws:
+                first = await ws.receive_json(timeout=10)
+                assert first["type"] == "snapshot"
+                assert any(r["id"] == "rum-101" for r in first["rooms"])
+                t0 = time.monotonic()
+                await agent.start()
+                alert = None
+                while alert is None:
+                    msg = await ws.receive_json(timeout=60)
+                    if msg["type"] == "alert" and msg["alert"]["kind"] == "possible_fall":
+                        alert = msg["alert"]
+                elapsed = time.monotonic() - t0
+        assert alert["room"] == "rum-101" and alert["status"] == "firing"
+        assert elapsed < 60
+        # The event behind the alert went through ingest into the database.
+        row = await _poll_db(
+            pool,
+            "SELECT count(*) FROM events WHERE event_id = %s AND type = 'possible_fall'",
+            (alert["source_event"],),
+        )
+        assert row[0] >= 1
+        await _poll_db(pool, "SELECT count(*) FROM room_states WHERE room = 'rum-101'")
+    finally:
+        await agent.stop()
+        for svc in (api, alerting, ingest):
+            await svc.stop()
