@@ -20,11 +20,11 @@ from psycopg import sql
 from nattillsyn.db.migrate import migrate
 from nattillsyn.db.pool import make_pool
 from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres, port_open
-from nattillsyn.settings import Settings
+from nattillsyn.settings import Settings, default_clips_dir
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 LOCAL_MQTT = "mqtt://127.0.0.1:1883"
-CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
+CLIPS = Path(os.environ.get("NATTILLSYN_CLIPS_DIR") or default_clips_dir())
 
 
 def _pg_reachable(url: str) -> bool:

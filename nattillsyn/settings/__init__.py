@@ -26,9 +26,19 @@ from .gateway import GatewaySettings
 from .ingest import IngestSettings
 from .logging import LogSettings
 
-__all__ = ["Settings", "SettingsError", "load"]
+__all__ = ["Settings", "SettingsError", "default_clips_dir", "load"]
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("nattillsyn_config_file", default=None)
+
+
+def default_clips_dir() -> Path:
+    """`../shared/data/clips` from the checkout, else from any folder above it or the cwd."""
+    repo = Path(__file__).resolve().parents[2]
+    for base in (repo, *repo.parents, Path.cwd(), *Path.cwd().parents, Path("/work")):
+        candidate = base / "shared" / "data" / "clips"
+        if (candidate / "labels.csv").exists():
+            return candidate
+    return repo.parent / "shared" / "data" / "clips"
 
 
 class SettingsError(ValueError):
@@ -63,8 +73,9 @@ class Settings(BaseSettings):
         "site-1", description="Site (care home) id of this process.", pattern=r"^[A-Za-z0-9_\-]+$"
     )
     clips_dir: Path = Field(
-        Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "clips",
-        description="Folder of the shared labelled clips (demo and tests).",
+        default_factory=lambda: default_clips_dir(),
+        description="Folder of the shared labelled clips (demo and tests); default: "
+        "../shared/data/clips beside the checkout, else the nearest shared/data/clips above it.",
     )
     log: LogSettings = Field(default_factory=LogSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
