@@ -21,6 +21,8 @@ from .problems import problem_middleware
 
 logger = log.get(__name__)
 STATIC = Path(__file__).parent / "static"
+# Every route module of the api; the OpenAPI document is built from the same list.
+ROUTES = [session.routes, tablet.routes, openapi.meta]
 
 
 @web.middleware
@@ -75,9 +77,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, problem_middleware])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
-    app.add_routes(session.routes)
-    app.add_routes(tablet.routes)
-    app.router.add_get("/api/v1/openapi.json", openapi.handler)
+    for routes in ROUTES:
+        app.add_routes(routes.table)
+    app[openapi.DOCUMENT] = openapi.document(ROUTES)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)

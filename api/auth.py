@@ -43,6 +43,20 @@ class User:
     username: str
     display_name: str
     role: str
+    sites: tuple[str, ...] = ()  # units the user belongs to (a sysadmin reaches every unit)
+
+    def may_see(self, site: str) -> bool:
+        return self.role == "sysadmin" or site in self.sites
+
+
+_USER = """SELECT u.id, u.username, u.display_name, u.role,
+                  coalesce(array_agg(us.site_id ORDER BY us.site_id)
+                           FILTER (WHERE us.site_id IS NOT NULL), '{}')
+           FROM users u LEFT JOIN user_sites us ON us.user_id = u.id"""
+
+
+def _user(row) -> User:
+    return User(str(row[0]), row[1], row[2], row[3], tuple(row[4]))
 
 
 async def login(
@@ -63,18 +77,18 @@ async def login(
         "INSERT INTO user_sessions (token_hash, user_id, expires_at) VALUES (%s, %s, %s)",
         (_token_hash(token), row[0], datetime.now(UTC) + timedelta(hours=hours)),
     )
-    return User(str(row[0]), row[1], row[2], row[3]), token
+    cur = await conn.execute(f"{_USER} WHERE u.id = %s GROUP BY u.id", (row[0],))
+    return _user(await cur.fetchone()), token
 
 
 async def user_for(conn: AsyncConnection, token: str) -> User | None:
     cur = await conn.execute(
-        """SELECT u.id, u.username, u.display_name, u.role
-           FROM user_sessions s JOIN users u ON u.id = s.user_id
-           WHERE s.token_hash = %s AND s.expires_at > now() AND u.active""",
+        f"""{_USER} JOIN user_sessions s ON s.user_id = u.id
+            WHERE s.token_hash = %s AND s.expires_at > now() AND u.active GROUP BY u.id""",
         (_token_hash(token),),
     )
     row = await cur.fetchone()
-    return User(str(row[0]), row[1], row[2], row[3]) if row else None
+    return _user(row) if row else None
 
 
 async def logout(conn: AsyncConnection, token: str) -> None:

@@ -58,6 +58,17 @@ def require(*roles: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
+async def request_site(request: web.Request) -> str:
+    """The unit a request is about: `?site=`, else the user's first unit; 403 if not theirs."""
+    user: User = request[USER]
+    site = request.query.get("site") or (user.sites[0] if user.sites else None)
+    if site is None and user.role == "sysadmin":
+        site = request.app[SETTINGS].site
+    if site is None or not user.may_see(site):
+        raise ProblemError(403, "Forbidden", "not a unit of yours")
+    return site
+
+
 async def read_body(request: web.Request, model: type[B]) -> B:
     """Parse a JSON body (required: a cross-site form cannot send one)."""
     if request.content_type != "application/json":
@@ -83,12 +94,12 @@ async def audit(
     what: str,
     *,
     purpose: str = "nattillsyn",
+    site: str | None = None,
     room: str | None = None,
     detail: dict | None = None,
 ) -> None:
     """One row in the append-only access log: who, when, why, what."""
     user: User = request[USER]
-    site = request.app[SETTINGS].site
     async with request.app[POOL].connection() as conn:
         await conn.execute(
             """INSERT INTO audit_log (user_id, username, role, action, purpose, what, site, room,

@@ -29,7 +29,7 @@ class Me(Body):
     role: Literal["night_staff", "unit_manager", "evaluator", "sysadmin"] = Field(
         description="Role that decides what the user may see and do."
     )
-    site: str = Field(description="Site (care home) the app shows.")
+    sites: list[str] = Field(description="Units (sites) the user belongs to.")
 
 
 class RoomView(Body):

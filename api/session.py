@@ -5,23 +5,24 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import auth
-from .context import POOL, SETTINGS, USER, json_response, read_body, require
+from .context import POOL, SETTINGS, USER, json_response, read_body
 from .models import LoginRequest, Me
 from .problems import ProblemError
+from .routing import Routes
 
-routes = web.RouteTableDef()
+routes = Routes("session")
 
 
-def _me(request: web.Request, user: auth.User) -> Me:
+def _me(user: auth.User) -> Me:
     return Me(
         username=user.username,
         display_name=user.display_name,
         role=user.role,  # type: ignore[arg-type]
-        site=request.app[SETTINGS].site,
+        sites=list(user.sites),
     )
 
 
-@routes.post("/api/v1/login")
+@routes.post("/api/v1/login", roles=None, request=LoginRequest, response=Me)
 async def login(request: web.Request) -> web.Response:
     """Sign in with user name and password; sets the session cookie."""
     body = await read_body(request, LoginRequest)
@@ -31,7 +32,7 @@ async def login(request: web.Request) -> web.Response:
     if result is None:
         raise ProblemError(401, "Unauthorized", "wrong user name or password")
     user, token = result
-    resp = json_response(_me(request, user))
+    resp = json_response(_me(user))
     resp.set_cookie(
         auth.COOKIE,
         token,
@@ -44,8 +45,7 @@ async def login(request: web.Request) -> web.Response:
     return resp
 
 
-@routes.post("/api/v1/logout")
-@require()
+@routes.post("/api/v1/logout", status=204)
 async def logout(request: web.Request) -> web.Response:
     """End the session."""
     async with request.app[POOL].connection() as conn:
@@ -55,8 +55,7 @@ async def logout(request: web.Request) -> web.Response:
     return resp
 
 
-@routes.get("/api/v1/me")
-@require()
+@routes.get("/api/v1/me", response=Me)
 async def me(request: web.Request) -> web.Response:
     """The signed-in user."""
-    return json_response(_me(request, request[USER]))
+    return json_response(_me(request[USER]))

@@ -14,23 +14,22 @@ from .context import (
     HUB,
     MQTT,
     POOL,
-    SETTINGS,
     TOPICS,
     USER,
     audit,
     json_response,
     read_body,
-    require,
+    request_site,
 )
 from .models import Accepted, AlertActionRequest, RoomView, Snapshot
 from .problems import ProblemError
+from .routing import Routes
 
-routes = web.RouteTableDef()
+routes = Routes("tablet")
 STAFF = ("night_staff", "unit_manager", "sysadmin")
 
 
-async def _rooms(request: web.Request) -> list[RoomView]:
-    site = request.app[SETTINGS].site
+async def _rooms(request: web.Request, site: str) -> list[RoomView]:
     async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             """SELECT r.id, r.name, s.state, s.since, s.ts AS updated,
@@ -63,31 +62,30 @@ async def _rooms(request: web.Request) -> list[RoomView]:
     ]
 
 
-async def _snapshot(request: web.Request) -> Snapshot:
-    site = request.app[SETTINGS].site
-    rooms = await _rooms(request)
+async def _snapshot(request: web.Request, site: str) -> Snapshot:
+    rooms = await _rooms(request, site)
     async with request.app[POOL].connection() as conn:
         alerts = await store.for_board(conn, site)
-    await audit(request, "read", "board", detail={"rooms": len(rooms), "alerts": len(alerts)})
+    await audit(
+        request, "read", "board", site=site, detail={"rooms": len(rooms), "alerts": len(alerts)}
+    )
     return Snapshot(rooms=rooms, alerts=alerts)
 
 
-@routes.get("/api/v1/board")
-@require(*STAFF)
+@routes.get("/api/v1/board", roles=STAFF, response=Snapshot, query=("site",))
 async def board(request: web.Request) -> web.Response:
     """Rooms with their state and the open alerts (the same as the WebSocket's first message)."""
-    return json_response(await _snapshot(request))
+    return json_response(await _snapshot(request, await request_site(request)))
 
 
-@routes.get("/api/v1/ws")
-@require(*STAFF)
+@routes.get("/api/v1/ws", roles=STAFF, status=101, query=("site",))
 async def live(request: web.Request) -> web.WebSocketResponse:
     """WebSocket: a snapshot, then `alert` and `state` messages as they happen."""
+    site = await request_site(request)
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
-    hub = request.app[HUB]
-    snapshot = await _snapshot(request)
-    await hub.serve(ws, request.app[SETTINGS].site, snapshot.model_dump(mode="json"))
+    snapshot = await _snapshot(request, site)
+    await request.app[HUB].serve(ws, site, snapshot.model_dump(mode="json"))
     return ws
 
 
@@ -97,10 +95,9 @@ async def _act(request: web.Request, action: str) -> web.Response:
     except ValueError:
         raise ProblemError(404, "Not Found", "no such alert") from None
     body = await read_body(request, AlertActionRequest)
-    site = request.app[SETTINGS].site
     async with request.app[POOL].connection() as conn:
         alert = await store.get(conn, alert_id)
-    if alert is None or alert.site != site:
+    if alert is None or not request[USER].may_see(alert.site):
         raise ProblemError(404, "Not Found", "no such alert")
     msg = AlertAction(
         alert_id=alert_id,
@@ -114,21 +111,34 @@ async def _act(request: web.Request, action: str) -> web.Response:
         request,
         "change",
         f"alert {action}",
+        site=alert.site,
         room=alert.room,
         detail={"alert_id": str(alert_id), "outcome": msg.outcome},
     )
     return json_response(Accepted(action_id=msg.id), status=202)
 
 
-@routes.post("/api/v1/alerts/{alert_id}/acknowledge")
-@require(*STAFF)
+@routes.post(
+    "/api/v1/alerts/{alert_id}/acknowledge",
+    roles=STAFF,
+    request=AlertActionRequest,
+    request_required=False,
+    response=Accepted,
+    status=202,
+)
 async def acknowledge(request: web.Request) -> web.Response:
     """Acknowledge an alert (kvittera): staff are on their way."""
     return await _act(request, "acknowledge")
 
 
-@routes.post("/api/v1/alerts/{alert_id}/resolve")
-@require(*STAFF)
+@routes.post(
+    "/api/v1/alerts/{alert_id}/resolve",
+    roles=STAFF,
+    request=AlertActionRequest,
+    request_required=False,
+    response=Accepted,
+    status=202,
+)
 async def resolve(request: web.Request) -> web.Response:
     """Resolve an alert with its outcome (needed help / false alarm / not needed)."""
     return await _act(request, "resolve")

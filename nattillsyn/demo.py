@@ -23,6 +23,8 @@ DEMO_USERS = [
     ("natt", "natt-demo", "Nattpersonal (demo)", "night_staff"),
     ("chef", "chef-demo", "Enhetschef (demo)", "unit_manager"),
 ]
+# Made-up names: the demo holds no real person's data.
+DEMO_RESIDENTS = ["Astrid L.", "Gunnar P.", "Maj-Britt S.", "Sven O.", "Elsa K.", "Bertil N."]
 DEMO_FALL_CONFIRM_S = 10.0  # shorter than the 30 s default so a fall shows within a minute
 
 
@@ -43,16 +45,41 @@ async def seed(settings: Settings, rooms: list[str]) -> None:
             "INSERT INTO sites (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (settings.site, SITE_NAME),
         )
-        for room in rooms:
+        for i, room in enumerate(rooms):
             await conn.execute(
                 "INSERT INTO rooms (site_id, id, name) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                 (settings.site, room, "Rum " + room.removeprefix("rum-")),
             )
+            # One included resident per room, monitored round the clock so the demo
+            # shows alerts at any hour; agreed tillsyn times 23, 02 (digital) and 05 (physical).
+            cur = await conn.execute(
+                """INSERT INTO residents (site_id, room_id, display_name, monitoring_active,
+                                          monitor_from, monitor_to)
+                   SELECT %s, %s, %s, true, '00:00', '00:00'
+                   WHERE NOT EXISTS (SELECT 1 FROM residents
+                                     WHERE site_id = %s AND room_id = %s AND active)
+                   RETURNING id""",
+                (settings.site, room, DEMO_RESIDENTS[i % len(DEMO_RESIDENTS)], settings.site, room),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                for at, mode in (("23:00", "digital"), ("02:00", "digital"), ("05:00", "physical")):
+                    await conn.execute(
+                        "INSERT INTO tillsyn_times (resident_id, at_time, mode) VALUES (%s, %s, %s)",
+                        (row[0], at, mode),
+                    )
         for username, password, name, role in DEMO_USERS:
-            await conn.execute(
+            cur = await conn.execute(
                 """INSERT INTO users (username, display_name, role, password_hash)
-                   VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO NOTHING""",
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name
+                   RETURNING id""",
                 (username, name, role, hash_password(password)),
+            )
+            user_id = (await cur.fetchone())[0]
+            await conn.execute(
+                "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (user_id, settings.site),
             )
         await conn.commit()
 
