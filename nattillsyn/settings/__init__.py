@@ -22,6 +22,7 @@ from pydantic_settings import (
 from .alerting import AlertingSettings
 from .api import ApiSettings
 from .edge import EdgeSettings
+from .evaluation import EvaluationSettings
 from .gateway import GatewaySettings
 from .ingest import IngestSettings
 from .logging import LogSettings
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,1 @@
+"""Evaluation: benefit-realisation metrics, honest uncertainty, privacy-safe reports."""

@@ -1,0 +1,448 @@
+-- Evaluation (benefit realisation): the baseline before introduction, and summary tables the
+-- reports read instead of the raw tables. docs/evaluation.md explains every column.
+--
+-- A night is the local date it starts on: the night of D runs from D 12:00 to D+1 12:00 in the
+-- unit's time zone. Practice alerts, rounds and visits are left out everywhere.
+
+CREATE FUNCTION eval_night(p_ts timestamptz, p_tz text) RETURNS date
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ((p_ts AT TIME ZONE p_tz) - interval '12 hours')::date
+$$;
+
+-- The resident a room-level row belongs to: the active one, else the latest one.
+CREATE FUNCTION eval_room_resident(p_site text, p_room text) RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT id FROM residents WHERE site_id = p_site AND room_id = p_room
+    ORDER BY active DESC, created_at DESC LIMIT 1
+$$;
+
+-- Units with the night range [p_from, p_to] as a time range in their own time zone.
+CREATE FUNCTION eval_units(p_sites text[], p_from date, p_to date)
+RETURNS TABLE (site text, tz text, lo timestamptz, hi timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT s.id, s.timezone,
+           (p_from + time '12:00') AT TIME ZONE s.timezone,
+           ((p_to + 1) + time '12:00') AT TIME ZONE s.timezone
+    FROM sites s WHERE p_sites IS NULL OR s.id = ANY (p_sites)
+$$;
+
+-- The scheduled monitoring window of a resident on night D (round the clock: the whole night).
+CREATE FUNCTION eval_window(p_night date, p_from time, p_to time, p_tz text,
+                            OUT ws timestamptz, OUT we timestamptz)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN p_from = p_to THEN (p_night + time '12:00') AT TIME ZONE p_tz
+                ELSE (CASE WHEN p_from >= time '12:00' THEN p_night ELSE p_night + 1 END + p_from)
+                     AT TIME ZONE p_tz END,
+           CASE WHEN p_from = p_to THEN ((p_night + 1) + time '12:00') AT TIME ZONE p_tz
+                ELSE (CASE WHEN p_from >= time '12:00' THEN p_night ELSE p_night + 1 END + p_from
+                      + CASE WHEN p_to > p_from THEN p_to - p_from
+                             ELSE p_to - p_from + interval '24 hours' END)
+                     AT TIME ZONE p_tz END
+$$;
+
+---------------------------------------------------------------------------------------------
+-- Baseline: night visits before digital tillsyn, imported from the unit's own records.
+CREATE TABLE baseline_imports (
+    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    site         text NOT NULL REFERENCES sites (id),
+    imported_at  timestamptz NOT NULL DEFAULT now(),
+    imported_by  text NOT NULL,
+    source       text,
+    rows         integer NOT NULL
+);
+
+CREATE TABLE baseline_nights (
+    site              text NOT NULL REFERENCES sites (id),
+    resident_ref      text NOT NULL,  -- the unit's pseudonymous code, never a name
+    night             date NOT NULL,
+    planned_visits    integer NOT NULL CHECK (planned_visits >= 0),
+    unplanned_visits  integer NOT NULL CHECK (unplanned_visits >= 0),
+    minutes           real CHECK (minutes IS NULL OR minutes >= 0),
+    import_id         uuid NOT NULL REFERENCES baseline_imports (id),
+    PRIMARY KEY (site, resident_ref, night)
+);
+
+---------------------------------------------------------------------------------------------
+-- Indexes the evaluation reads by (additive, on other areas' tables).
+CREATE INDEX IF NOT EXISTS eval_alerts_site_started ON alerts (site, started_at);
+CREATE INDEX IF NOT EXISTS eval_visits_alert ON visits (alert_id) WHERE alert_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS eval_heartbeats_room_ts ON heartbeats (site, room, ts);
+
+---------------------------------------------------------------------------------------------
+-- Summary tables (refreshed by eval_refresh; same columns as the eval_compute_* functions).
+
+-- One row per resident and night with anything to count.
+CREATE TABLE eval_resident_nights (
+    site              text NOT NULL,
+    night             date NOT NULL,
+    resident_id       uuid NOT NULL,
+    room              text,
+    rounds            integer NOT NULL,  -- agreed tillsyn times with a round entry
+    rounds_digital    integer NOT NULL,  -- of which agreed as digital in the care plan
+    digital_ok        integer NOT NULL,  -- physical visit avoided
+    physical_needed   integer NOT NULL,
+    visits            integer NOT NULL,  -- physical visits made, any reason
+    visits_round      integer NOT NULL,
+    visits_alert      integer NOT NULL,
+    visits_planned    integer NOT NULL,
+    visits_unplanned  integer NOT NULL,
+    visits_timed      integer NOT NULL,  -- visits with an end time
+    visit_minutes     double precision NOT NULL,  -- summed over timed visits
+    alerts            integer NOT NULL,
+    scheduled_s       double precision NOT NULL,  -- scheduled monitoring time
+    paused_s          double precision NOT NULL,  -- of it paused
+    covered_s         double precision NOT NULL,  -- of the rest, with a healthy device
+    PRIMARY KEY (site, night, resident_id)
+);
+
+-- One row per check: a physical round/planned visit or a digital check (round digital_ok).
+-- `activity_after_s`: seconds from the check to the first activity onset, if within 2 h.
+CREATE TABLE eval_checks (
+    kind              text NOT NULL CHECK (kind IN ('physical', 'digital')),
+    source_id         uuid NOT NULL,
+    site              text NOT NULL,
+    night             date NOT NULL,
+    resident_id       uuid NOT NULL,
+    at                timestamptz NOT NULL,
+    at_rest           boolean,  -- in bed / no motion just before; NULL: no state known
+    activity_after_s  double precision,
+    PRIMARY KEY (kind, source_id)
+);
+CREATE INDEX eval_checks_site_night ON eval_checks (site, night);
+
+-- One row per alert with its times in seconds from the start.
+CREATE TABLE eval_alert_facts (
+    alert_id     uuid PRIMARY KEY,
+    site         text NOT NULL,
+    night        date NOT NULL,
+    resident_id  uuid,
+    kind         text NOT NULL,
+    priority     text NOT NULL,
+    outcome      text,
+    ack_s        double precision,
+    response_s   double precision,  -- until staff were in the room (first visit for the alert)
+    resolve_s    double precision
+);
+CREATE INDEX eval_alert_facts_site_night ON eval_alert_facts (site, night);
+
+-- Nights whose summary must be recomputed (filled by triggers on the care tables).
+CREATE TABLE eval_dirty (
+    site   text NOT NULL,
+    night  date NOT NULL,
+    PRIMARY KEY (site, night)
+);
+
+CREATE TABLE eval_refresh_state (
+    one              boolean PRIMARY KEY DEFAULT true CHECK (one),
+    refreshed_at     timestamptz,
+    telemetry_until  timestamptz  -- telemetry up to here is in the summaries (less the lookback)
+);
+INSERT INTO eval_refresh_state DEFAULT VALUES;
+
+---------------------------------------------------------------------------------------------
+-- Telemetry: which 5-minute buckets had a healthy device (a heartbeat while monitoring).
+-- TimescaleDB: a continuous aggregate (real time, so it always equals the raw result).
+-- Plain PostgreSQL: eval_covered_s reads the raw heartbeats; the same numbers either way.
+CREATE FUNCTION eval_covered_s_raw(p_site text, p_room text, p_ws timestamptz, p_we timestamptz,
+                                   p_resident uuid)
+RETURNS double precision LANGUAGE sql STABLE AS $$
+    SELECT coalesce(sum(extract(epoch FROM least(b.bucket + interval '5 minutes', p_we)
+                                          - greatest(b.bucket, p_ws))), 0)
+    FROM (SELECT DISTINCT date_bin('5 minutes', h.ts, timestamptz '2000-01-01 00:00+00') AS bucket
+          FROM heartbeats h
+          WHERE h.site = p_site AND h.room = p_room
+            AND h.ts >= p_ws - interval '5 minutes' AND h.ts < p_we
+            AND coalesce((h.payload ->> 'monitoring')::boolean, true)) b
+    WHERE b.bucket + interval '5 minutes' > p_ws
+      AND NOT EXISTS (SELECT 1 FROM monitoring_pauses p
+                      WHERE p.resident_id = p_resident
+                        AND b.bucket >= p.starts_at AND b.bucket < p.ends_at)
+$$;
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        EXECUTE $v$
+            CREATE MATERIALIZED VIEW eval_heartbeat_5m
+            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+            SELECT site, room, public.time_bucket(interval '5 minutes', ts) AS bucket,
+                   count(*) AS beats
+            FROM heartbeats
+            WHERE coalesce((payload ->> 'monitoring')::boolean, true)
+            GROUP BY site, room, public.time_bucket(interval '5 minutes', ts)
+            WITH NO DATA $v$;
+        PERFORM public.add_continuous_aggregate_policy('eval_heartbeat_5m',
+            start_offset => interval '30 days', end_offset => interval '10 minutes',
+            schedule_interval => interval '10 minutes');
+        EXECUTE $f$
+            CREATE FUNCTION eval_covered_s(p_site text, p_room text, p_ws timestamptz,
+                                           p_we timestamptz, p_resident uuid)
+            RETURNS double precision LANGUAGE sql STABLE AS $b$
+                SELECT coalesce(sum(extract(epoch FROM least(b.bucket + interval '5 minutes', p_we)
+                                                      - greatest(b.bucket, p_ws))), 0)
+                FROM eval_heartbeat_5m b
+                WHERE b.site = p_site AND b.room = p_room
+                  AND b.bucket >= p_ws - interval '5 minutes' AND b.bucket < p_we
+                  AND b.bucket + interval '5 minutes' > p_ws
+                  AND NOT EXISTS (SELECT 1 FROM monitoring_pauses p
+                                  WHERE p.resident_id = p_resident
+                                    AND b.bucket >= p.starts_at AND b.bucket < p.ends_at)
+            $b$ $f$;
+    ELSE
+        CREATE FUNCTION eval_covered_s(p_site text, p_room text, p_ws timestamptz,
+                                       p_we timestamptz, p_resident uuid)
+        RETURNS double precision LANGUAGE sql STABLE
+        AS 'SELECT eval_covered_s_raw(p_site, p_room, p_ws, p_we, p_resident)';
+    END IF;
+END
+$$;
+
+---------------------------------------------------------------------------------------------
+-- The computations, from the raw tables. The refresh stores their rows; the benchmark times
+-- the same functions against the summary tables.
+
+-- States that count as the resident becoming active (getting up, leaving, falling).
+CREATE FUNCTION eval_active_state(p_state text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT p_state IN ('out_of_bed', 'in_chair', 'in_bathroom', 'left_room', 'on_floor')
+$$;
+
+CREATE FUNCTION eval_compute_resident_nights(p_sites text[], p_from date, p_to date,
+                                             p_raw boolean DEFAULT false)
+RETURNS SETOF eval_resident_nights LANGUAGE sql STABLE AS $$
+WITH u AS (SELECT * FROM eval_units(p_sites, p_from, p_to)),
+rnd AS (
+    SELECT r.site, eval_night(r.scheduled_at, u.tz) AS night, r.resident_id,
+           count(*) AS rounds,
+           count(*) FILTER (WHERE r.mode = 'digital') AS rounds_digital,
+           count(*) FILTER (WHERE r.decision = 'digital_ok') AS digital_ok,
+           count(*) FILTER (WHERE r.decision = 'physical_needed') AS physical_needed
+    FROM u JOIN rounds r ON r.site = u.site AND r.scheduled_at >= u.lo AND r.scheduled_at < u.hi
+    WHERE NOT r.practice
+    GROUP BY 1, 2, 3),
+vis AS (
+    SELECT v.site, eval_night(v.started_at, u.tz) AS night,
+           coalesce(v.resident_id, eval_room_resident(v.site, v.room)) AS resident_id,
+           count(*) AS visits,
+           count(*) FILTER (WHERE v.reason = 'round') AS visits_round,
+           count(*) FILTER (WHERE v.reason = 'alert') AS visits_alert,
+           count(*) FILTER (WHERE v.reason = 'planned') AS visits_planned,
+           count(*) FILTER (WHERE v.reason = 'unplanned') AS visits_unplanned,
+           count(v.ended_at) AS visits_timed,
+           coalesce(sum(extract(epoch FROM v.ended_at - v.started_at)) / 60.0, 0) AS visit_minutes
+    FROM u JOIN visits v ON v.site = u.site AND v.started_at >= u.lo AND v.started_at < u.hi
+    WHERE NOT v.practice
+    GROUP BY 1, 2, 3),
+alr AS (
+    SELECT a.site, eval_night(a.started_at, u.tz) AS night,
+           coalesce(a.resident_id, eval_room_resident(a.site, a.room)) AS resident_id,
+           count(*) AS alerts
+    FROM u JOIN alerts a ON a.site = u.site AND a.started_at >= u.lo AND a.started_at < u.hi
+    WHERE NOT a.practice
+    GROUP BY 1, 2, 3),
+pau AS (
+    SELECT DISTINCT res.site_id AS site, n::date AS night, p.resident_id
+    FROM monitoring_pauses p
+    JOIN residents res ON res.id = p.resident_id
+    JOIN u ON u.site = res.site_id AND p.starts_at < u.hi AND p.ends_at > u.lo
+    CROSS JOIN LATERAL generate_series(
+        greatest(eval_night(p.starts_at, u.tz), p_from),
+        least(eval_night(p.ends_at - interval '1 microsecond', u.tz), p_to),
+        interval '1 day') AS n),
+keys AS (
+    SELECT site, night, resident_id FROM rnd
+    UNION SELECT site, night, resident_id FROM vis WHERE resident_id IS NOT NULL
+    UNION SELECT site, night, resident_id FROM alr WHERE resident_id IS NOT NULL
+    UNION SELECT site, night, resident_id FROM pau),
+win AS (
+    SELECT k.site, k.night, k.resident_id, res.room_id AS room, w.ws, w.we
+    FROM keys k
+    JOIN residents res ON res.id = k.resident_id
+    JOIN u ON u.site = k.site
+    CROSS JOIN LATERAL eval_window(k.night, res.monitor_from, res.monitor_to, u.tz) w),
+cov AS (
+    SELECT win.*,
+           extract(epoch FROM win.we - win.ws) AS scheduled_s,
+           least(extract(epoch FROM win.we - win.ws), coalesce((
+               SELECT sum(extract(epoch FROM least(p.ends_at, win.we) - greatest(p.starts_at, win.ws)))
+               FROM monitoring_pauses p
+               WHERE p.resident_id = win.resident_id
+                 AND p.starts_at < win.we AND p.ends_at > win.ws), 0)) AS paused_s,
+           CASE WHEN win.room IS NULL THEN 0
+                WHEN p_raw THEN eval_covered_s_raw(win.site, win.room, win.ws, win.we, win.resident_id)
+                ELSE eval_covered_s(win.site, win.room, win.ws, win.we, win.resident_id) END
+               AS covered_s
+    FROM win)
+SELECT c.site, c.night, c.resident_id, c.room,
+       coalesce(rnd.rounds, 0)::int, coalesce(rnd.rounds_digital, 0)::int,
+       coalesce(rnd.digital_ok, 0)::int, coalesce(rnd.physical_needed, 0)::int,
+       coalesce(vis.visits, 0)::int, coalesce(vis.visits_round, 0)::int,
+       coalesce(vis.visits_alert, 0)::int, coalesce(vis.visits_planned, 0)::int,
+       coalesce(vis.visits_unplanned, 0)::int, coalesce(vis.visits_timed, 0)::int,
+       coalesce(vis.visit_minutes, 0)::double precision,
+       coalesce(alr.alerts, 0)::int,
+       c.scheduled_s::double precision, c.paused_s::double precision,
+       least(c.covered_s, c.scheduled_s - c.paused_s)::double precision
+FROM cov c
+LEFT JOIN rnd USING (site, night, resident_id)
+LEFT JOIN vis USING (site, night, resident_id)
+LEFT JOIN alr USING (site, night, resident_id)
+$$;
+
+CREATE FUNCTION eval_compute_checks(p_sites text[], p_from date, p_to date)
+RETURNS SETOF eval_checks LANGUAGE sql STABLE AS $$
+WITH u AS (SELECT * FROM eval_units(p_sites, p_from, p_to)),
+c AS (
+    SELECT 'physical'::text AS kind, v.id AS source_id, v.site, eval_night(v.started_at, u.tz) AS night,
+           coalesce(v.resident_id, eval_room_resident(v.site, v.room)) AS resident_id, v.room,
+           v.started_at AS began, coalesce(v.ended_at, v.started_at) AS at
+    FROM u JOIN visits v ON v.site = u.site AND v.started_at >= u.lo AND v.started_at < u.hi
+    WHERE NOT v.practice AND v.reason IN ('round', 'planned')
+    UNION ALL
+    SELECT 'digital', r.id, r.site, eval_night(r.scheduled_at, u.tz), r.resident_id, r.room,
+           r.produced_at, r.produced_at
+    FROM u JOIN rounds r ON r.site = u.site AND r.scheduled_at >= u.lo AND r.scheduled_at < u.hi
+    WHERE NOT r.practice AND r.decision = 'digital_ok')
+SELECT c.kind, c.source_id, c.site, c.night, c.resident_id, c.at,
+       (SELECT s.state IN ('in_bed', 'no_motion') FROM room_states s
+        WHERE s.site = c.site AND s.room = c.room
+          AND s.ts <= c.began AND s.ts > c.began - interval '2 hours'
+        ORDER BY s.ts DESC LIMIT 1),
+       (SELECT extract(epoch FROM min(s.since) - c.at)::double precision FROM room_states s
+        WHERE s.site = c.site AND s.room = c.room
+          AND s.ts > c.at AND s.ts <= c.at + interval '2 hours'
+          AND s.since > c.at AND eval_active_state(s.state))
+FROM c WHERE c.resident_id IS NOT NULL
+$$;
+
+CREATE FUNCTION eval_compute_alert_facts(p_sites text[], p_from date, p_to date)
+RETURNS SETOF eval_alert_facts LANGUAGE sql STABLE AS $$
+SELECT a.id, a.site, eval_night(a.started_at, u.tz),
+       coalesce(a.resident_id, eval_room_resident(a.site, a.room)),
+       a.kind, a.priority, a.outcome,
+       extract(epoch FROM a.acknowledged_at - a.started_at)::double precision,
+       extract(epoch FROM (SELECT min(v.started_at) FROM visits v
+                           WHERE v.alert_id = a.id AND NOT v.practice) - a.started_at)::double precision,
+       extract(epoch FROM a.resolved_at - a.started_at)::double precision
+FROM eval_units(p_sites, p_from, p_to) u
+JOIN alerts a ON a.site = u.site AND a.started_at >= u.lo AND a.started_at < u.hi
+WHERE NOT a.practice
+$$;
+
+---------------------------------------------------------------------------------------------
+-- Invalidation: a change to alerts, rounds, visits or pauses marks its night dirty.
+-- Telemetry (states, heartbeats) is re-read for the lookback window on each refresh instead,
+-- since hypertables take no transition-table triggers; docs/evaluation.md has the guarantee.
+CREATE FUNCTION eval_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'alerts' THEN
+        INSERT INTO eval_dirty (site, night)
+        SELECT DISTINCT n.site, eval_night(n.started_at, coalesce(s.timezone, 'Europe/Stockholm'))
+        FROM new_rows n LEFT JOIN sites s ON s.id = n.site
+        ON CONFLICT DO NOTHING;
+    ELSIF TG_TABLE_NAME = 'rounds' THEN
+        INSERT INTO eval_dirty (site, night)
+        SELECT DISTINCT n.site, eval_night(n.scheduled_at, coalesce(s.timezone, 'Europe/Stockholm'))
+        FROM new_rows n LEFT JOIN sites s ON s.id = n.site
+        ON CONFLICT DO NOTHING;
+    ELSIF TG_TABLE_NAME = 'visits' THEN
+        INSERT INTO eval_dirty (site, night)
+        SELECT DISTINCT n.site, eval_night(n.started_at, coalesce(s.timezone, 'Europe/Stockholm'))
+        FROM new_rows n LEFT JOIN sites s ON s.id = n.site
+        ON CONFLICT DO NOTHING;
+    ELSIF TG_TABLE_NAME = 'monitoring_pauses' THEN
+        INSERT INTO eval_dirty (site, night)
+        SELECT DISTINCT r.site_id, d::date
+        FROM new_rows n
+        JOIN residents r ON r.id = n.resident_id
+        JOIN sites s ON s.id = r.site_id
+        CROSS JOIN LATERAL generate_series(eval_night(n.starts_at, s.timezone),
+                                           eval_night(n.ends_at, s.timezone), interval '1 day') d
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER eval_dirty_ins AFTER INSERT ON alerts
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON alerts
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_ins AFTER INSERT ON rounds
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON rounds
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_del AFTER DELETE ON rounds
+    REFERENCING OLD TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_ins AFTER INSERT ON visits
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON visits
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_del AFTER DELETE ON visits
+    REFERENCING OLD TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_ins AFTER INSERT ON monitoring_pauses
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON monitoring_pauses
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+CREATE TRIGGER eval_dirty_del AFTER DELETE ON monitoring_pauses
+    REFERENCING OLD TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+
+-- Recompute one unit's nights [p_from, p_to] in all summary tables.
+CREATE FUNCTION eval_refresh_range(p_site text, p_from date, p_to date) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM eval_resident_nights WHERE site = p_site AND night BETWEEN p_from AND p_to;
+    DELETE FROM eval_checks WHERE site = p_site AND night BETWEEN p_from AND p_to;
+    DELETE FROM eval_alert_facts WHERE site = p_site AND night BETWEEN p_from AND p_to;
+    INSERT INTO eval_resident_nights
+        SELECT * FROM eval_compute_resident_nights(ARRAY[p_site], p_from, p_to);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO eval_checks SELECT * FROM eval_compute_checks(ARRAY[p_site], p_from, p_to);
+    INSERT INTO eval_alert_facts SELECT * FROM eval_compute_alert_facts(ARRAY[p_site], p_from, p_to);
+    DELETE FROM eval_dirty WHERE site = p_site AND night BETWEEN p_from AND p_to;
+    RETURN n;
+END
+$$;
+
+-- Bring every summary up to date: dirty nights, plus the telemetry lookback window.
+-- Returns the number of resident-nights recomputed.
+CREATE FUNCTION eval_refresh(p_lookback interval DEFAULT interval '2 days') RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    since timestamptz;
+    r record;
+    total integer := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('nattillsyn.eval_refresh'));
+    SELECT telemetry_until INTO since FROM eval_refresh_state;
+    IF since IS NOT NULL THEN
+        INSERT INTO eval_dirty (site, night)
+        SELECT s.id, d::date FROM sites s
+        CROSS JOIN LATERAL generate_series(eval_night(since - p_lookback, s.timezone),
+                                           eval_night(started, s.timezone), interval '1 day') d
+        ON CONFLICT DO NOTHING;
+    END IF;
+    -- Runs of consecutive dirty nights per unit, each recomputed in one pass.
+    FOR r IN SELECT site, min(night) AS lo, max(night) AS hi
+             FROM (SELECT site, night,
+                          night - (row_number() OVER (PARTITION BY site ORDER BY night))::int AS run
+                   FROM eval_dirty) d
+             GROUP BY site, run ORDER BY site, lo LOOP
+        total := total + eval_refresh_range(r.site, r.lo, r.hi);
+    END LOOP;
+    UPDATE eval_refresh_state SET refreshed_at = started, telemetry_until = started;
+    RETURN total;
+END
+$$;
+
+-- Whatever was stored before this migration is dirty once.
+INSERT INTO eval_dirty (site, night)
+SELECT x.site, eval_night(x.ts, coalesce(s.timezone, 'Europe/Stockholm'))
+FROM (SELECT site, started_at AS ts FROM alerts
+      UNION SELECT site, scheduled_at FROM rounds
+      UNION SELECT site, started_at FROM visits) x
+LEFT JOIN sites s ON s.id = x.site
+ON CONFLICT DO NOTHING;
