@@ -14,7 +14,7 @@ from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Topics
 from nattillsyn.settings import Settings
 
-from . import openapi, session, tablet
+from . import evaluation, openapi, session, tablet
 from .context import HUB, MQTT, POOL, SETTINGS, TOPICS
 from .live import LiveHub
 from .problems import problem_middleware
@@ -22,7 +22,7 @@ from .problems import problem_middleware
 logger = log.get(__name__)
 STATIC = Path(__file__).parent / "static"
 # Every route module of the api; the OpenAPI document is built from the same list.
-ROUTES = [session.routes, tablet.routes, openapi.meta]
+ROUTES = [session.routes, tablet.routes, evaluation.routes, openapi.meta]
 
 
 @web.middleware

@@ -6,11 +6,14 @@ Alerts travel as the MQTT contract's `Alert` model; nothing here re-declares it.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Evaluation figures are defined once in nattillsyn.evaluation.model; re-exported here.
+from nattillsyn.evaluation.model import BaselineImportResult as BaselineImportResult
+from nattillsyn.evaluation.model import Report as Report
 from nattillsyn.protocol import Alert, RoomStateName
 
 
@@ -68,3 +71,40 @@ class Problem(Body):
     title: str = Field(description="Short summary.")
     status: int = Field(description="HTTP status code.")
     detail: str | None = Field(None, description="Explanation of this occurrence.")
+
+
+# --- Evaluation (the report itself is defined once, in nattillsyn.evaluation.model) --------
+
+
+class UnitRef(Body):
+    site: str = Field(description="Unit (site) id.")
+    name: str = Field(description="Unit name.")
+
+
+class UnitList(Body):
+    units: list[UnitRef] = Field(description="Units the signed-in user may evaluate.")
+
+
+class BaselineUpload(Body):
+    csv: str = Field(
+        min_length=1,
+        max_length=900_000,
+        description="The baseline file's text in the documented CSV format (docs/evaluation.md).",
+    )
+    source: str | None = Field(None, max_length=200, description="File name, for the record.")
+
+
+class BaselineImport(Body):
+    id: uuid.UUID = Field(description="Import id.")
+    imported_at: datetime = Field(description="When it was imported.")
+    imported_by: str = Field(description="Who imported it.")
+    source: str | None = Field(None, description="File name given.")
+    rows: int = Field(description="Rows in the import.")
+
+
+class BaselineOverview(Body):
+    site: str = Field(description="Unit id.")
+    first_night: date | None = Field(None, description="First baseline night stored.")
+    last_night: date | None = Field(None, description="Last baseline night stored.")
+    nights: int = Field(description="Resident-nights stored.")
+    imports: list[BaselineImport] = Field(description="Imports, newest first.")

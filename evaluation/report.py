@@ -15,6 +15,7 @@ from .metrics import Context
 from .model import Params, Report
 from .privacy import Pseudonymizer
 from .stats import Bootstrap
+from .totals import BaselineTotals
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def compose(
     req: Request,
     names: dict[str, str],
     totals: store.Totals,
-    baseline: tuple[list[metrics.BaselineTotals], date | None, date | None],
+    baseline: tuple[list[BaselineTotals], date | None, date | None],
     settings: EvaluationSettings,
     *,
     source: store.Source = "summary",

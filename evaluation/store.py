@@ -15,7 +15,7 @@ from typing import Literal
 from psycopg import AsyncConnection, sql
 
 from .baseline import BaselineRow
-from .metrics import AlertStats, BaselineTotals, NightTotals, ResidentTotals
+from .totals import AlertStats, BaselineTotals, NightTotals, ResidentTotals
 
 Source = Literal["summary", "raw"]
 

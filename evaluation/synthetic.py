@@ -225,7 +225,8 @@ def _resident(
         night = first_night + timedelta(days=d)
         if night < intro:
             continue
-        ws, we = _window(night, res, tz)
+        ws, we = _window(night, res, tz)  # monitoring (device, coverage)
+        ss, se = _local(night, MONITOR_FROM, tz), _local(night, MONITOR_TO, tz)  # the night's sleep
         days_in = (night - intro).days
         tuning = 0.5 + 0.5 * math.exp(-days_in / TUNING_DAYS)
         # Pauses: a night without camera, or a hospital stay over several nights.
@@ -260,14 +261,14 @@ def _resident(
             return any(a <= t < b for a, b in outages)
 
         # The resident's own night: asleep after settling, up a few times, up in the morning.
-        n = _Night(ws, we)
-        asleep = ws + timedelta(minutes=rng.uniform(0, 60))
-        n.changes.append((ws, "in_chair"))
+        n = _Night(ss, se)
+        asleep = ss + timedelta(minutes=rng.uniform(0, 60))
+        n.changes.append((min(ws, ss), "in_chair"))
         n.changes.append((asleep, "in_bed"))
         episodes = sorted(
-            asleep + (we - asleep) * rng.random() for _ in range(_poisson(rng, spontaneous))
+            asleep + (se - asleep) * rng.random() for _ in range(_poisson(rng, spontaneous))
         )
-        rise = we - timedelta(minutes=rng.uniform(0, 45))
+        rise = se - timedelta(minutes=rng.uniform(0, 45))
         for onset in episodes:
             if onset < rise:
                 _episode(rng, n, onset)
@@ -306,9 +307,9 @@ def _resident(
                 )
                 visits.append((start, None, "round", round_id, None))
         for _ in range(_poisson(rng, PLANNED_PER_NIGHT)):
-            visits.append((ws + (we - ws) * rng.random(), None, "planned", None, None))
+            visits.append((ss + (se - ss) * rng.random(), None, "planned", None, None))
         for _ in range(_poisson(rng, UNPLANNED_PER_NIGHT)):
-            visits.append((ws + (we - ws) * rng.random(), None, "unplanned", None, None))
+            visits.append((ss + (se - ss) * rng.random(), None, "unplanned", None, None))
         # Alerts: bed exits for residents with that rule, possible falls, device offline.
         alert_specs: list[tuple[datetime, str, str, float]] = []
         if bed_exit_rule and not paused:
@@ -317,7 +318,7 @@ def _resident(
                     alert_specs.append((onset + timedelta(seconds=20), "out_of_bed", "medium",
                                         FALSE_BED_EXIT * tuning))  # fmt: skip
         if not paused and rng.random() < FALL_PER_NIGHT:
-            alert_specs.append((ws + (we - ws) * rng.random(), "possible_fall", "high",
+            alert_specs.append((ss + (se - ss) * rng.random(), "possible_fall", "high",
                                 FALSE_FALL * tuning))  # fmt: skip
         for o_start, _ in outages:
             if ws <= o_start < we:

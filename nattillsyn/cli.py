@@ -98,6 +98,24 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_simulation(settings, rooms=args.rooms, speed=args.speed))
 
 
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.evaluation.cli import run_report
+
+    return run_report(settings, args)
+
+
+def _baseline_import(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.evaluation.cli import run_baseline_import
+
+    return run_baseline_import(settings, args)
+
+
+def _synthesize(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.evaluation.cli import run_synthesize
+
+    return run_synthesize(settings, args)
+
+
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
     from nattillsyn.protocol.asyncapi import main as asyncapi_main
 
@@ -175,6 +193,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rooms", type=int, default=4, help="number of simulated rooms (default 4)")
     demo.add_argument(
         "--port", type=int, default=8080, help="api port (default 8080; 0 = any free)"
+    )
+
+    from nattillsyn.evaluation import cli as evaluation_cli
+
+    evaluation_cli.add_report_args(
+        add(
+            "report",
+            "Write an evaluation report for a unit and period: HTML with plots and tables, CSV "
+            "and Parquet tables; small cells suppressed, residents pseudonymised per export.",
+            _report,
+        )
+    )
+    evaluation_cli.add_baseline_args(
+        add(
+            "baseline-import",
+            "Import night visits from before introduction (CSV, see docs/evaluation.md).",
+            _baseline_import,
+        )
+    )
+    evaluation_cli.add_synth_args(
+        add(
+            "synthesize",
+            "Generate synthetic units with months of nights (rounds, visits, states, alerts, "
+            "outcomes, pauses, device health) and a baseline, for demos and trials.",
+            _synthesize,
+        )
     )
 
     aa = add(

@@ -22,6 +22,7 @@ DEMO_USERS = [
     # username, password, display name, role
     ("natt", "natt-demo", "Nattpersonal (demo)", "night_staff"),
     ("chef", "chef-demo", "Enhetschef (demo)", "unit_manager"),
+    ("utv", "utv-demo", "Utvärderare (demo)", "evaluator"),
 ]
 # Made-up names: the demo holds no real person's data.
 DEMO_RESIDENTS = ["Astrid L.", "Gunnar P.", "Maj-Britt S.", "Sven O.", "Elsa K.", "Bertil N."]
@@ -84,6 +85,25 @@ async def seed(settings: Settings, rooms: list[str]) -> None:
         await conn.commit()
 
 
+async def seed_history(settings: Settings) -> None:
+    """Months of synthetic nights behind the evaluation report (once per database)."""
+    import psycopg
+    from psycopg import sql
+
+    from nattillsyn.evaluation.demo import seed_history as generate
+
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True
+    ) as conn:
+        await conn.execute(
+            sql.SQL("SET search_path TO {}, public").format(
+                sql.Identifier(settings.database_schema)
+            )
+        )
+        if await generate(conn, settings.site):
+            print("generated synthetic history for the evaluation report", flush=True)
+
+
 async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
     from nattillsyn.alerting.service import AlertingService
     from nattillsyn.api.app import ApiService
@@ -108,6 +128,7 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
 
         await migrate(settings.database_url, settings.database_schema)
         await seed(settings, room_ids(rooms))
+        await seed_history(settings)
 
         api_service = ApiService(settings)
         services = [IngestService(settings), AlertingService(settings), api_service]
@@ -118,6 +139,7 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
             print(
                 f"\nnattillsyn demo is running: {rooms} rooms replaying real clips.\n"
                 f"  Tablet page:  {api_service.url}\n"
+                f"  Evaluation:   {api_service.url}report  (utv / utv-demo)\n"
                 f"  Demo logins:\n{logins}\n"
                 f"  Database:     {'private PostgreSQL' if pg else 'configured URL'}; "
                 f"broker: {'in-process amqtt' if broker else 'configured URL'}\n"
