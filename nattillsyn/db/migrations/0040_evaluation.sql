@@ -104,7 +104,7 @@ CREATE TABLE eval_checks (
     night             date NOT NULL,
     resident_id       uuid NOT NULL,
     at                timestamptz NOT NULL,
-    at_rest           boolean,  -- in bed / no motion just before; NULL: no state known
+    at_rest           boolean,  -- last state (within 12 h) in bed or no motion; NULL: none known
     activity_after_s  double precision,
     PRIMARY KEY (kind, source_id)
 );
@@ -306,7 +306,7 @@ c AS (
 SELECT c.kind, c.source_id, c.site, c.night, c.resident_id, c.at,
        (SELECT s.state IN ('in_bed', 'no_motion') FROM room_states s
         WHERE s.site = c.site AND s.room = c.room
-          AND s.ts <= c.began AND s.ts > c.began - interval '2 hours'
+          AND s.ts <= c.began AND s.ts > c.began - interval '12 hours'
         ORDER BY s.ts DESC LIMIT 1),
        (SELECT extract(epoch FROM min(s.since) - c.at)::double precision FROM room_states s
         WHERE s.site = c.site AND s.room = c.room
