@@ -39,7 +39,7 @@ from nattillsyn.settings.evaluation import EvaluationSettings
 NIGHT = date(2025, 3, 10)
 A = uuid.UUID("00000000-0000-4000-8000-00000000000a")
 B = uuid.UUID("00000000-0000-4000-8000-00000000000b")
-SETTINGS = EvaluationSettings(k_anonymity=2, bootstrap_samples=300)
+SETTINGS = EvaluationSettings(k_anonymity=2, bootstrap_samples=300, minutes_per_visit=4)
 
 
 def at(hhmm: str) -> datetime:
@@ -131,15 +131,13 @@ async def hand_night(c: psycopg.AsyncConnection) -> None:
             (u(), room, res, at(start), at(end) if end else None, reason,
              rounds.get(round_key), alerts.get(alert_key), practice),
         )  # fmt: skip
-    seq = 0
-    for room, ts, state in (
+    for seq, (room, ts, state) in enumerate((
         ("r1", "21:00", "in_bed"), ("r1", "23:10", "out_of_bed"), ("r1", "23:20", "in_bed"),
         ("r1", "01:05", "out_of_bed"), ("r1", "01:10:30", "present"), ("r1", "01:20", "in_bed"),
         ("r1", "05:02:30", "present"), ("r1", "05:06", "in_bed"), ("r1", "05:12", "out_of_bed"),
         ("r2", "21:30", "in_bed"), ("r2", "01:50", "out_of_bed"), ("r2", "02:05:30", "present"),
         ("r2", "02:09", "out_of_bed"), ("r2", "02:15", "in_bed"), ("r2", "05:40", "out_of_bed"),
-    ):  # fmt: skip
-        seq += 1
+    ), start=1):  # fmt: skip
         await c.execute(
             """INSERT INTO room_states (ts, id, site, room, device, session, seq, state, since,
                                         confidence, payload)

@@ -239,7 +239,7 @@ def test_baseline_csv_errors_name_the_line(line, message):
         "unit,resident,night,planned_visits,unplanned_visits,minutes\nhand,B-0,2025-01-09,1,0,\n"
         + line
     )
-    rows, errors = baseline.parse(text, today=date(2025, 6, 1), unit="hand")
+    _rows, errors = baseline.parse(text, today=date(2025, 6, 1), unit="hand")
     assert len(errors) == 1 and errors[0].line == 3 and message in errors[0].message
 
 

@@ -7,9 +7,10 @@ from .base import Section
 
 class EvaluationSettings(Section):
     minutes_per_visit: float = Field(
-        4.0,
+        5.0,
         description="Staff minutes one physical night visit takes (walk, door, look, note); "
-        "used for minutes saved and for visits without an end time.",
+        "used for minutes saved and for visits without an end time. About 10 in home care, "
+        "where staff travel between homes.",
         gt=0,
         le=120,
     )
