@@ -25,7 +25,15 @@ routes = Routes("evaluation")
 EVALUATORS = ("evaluator", "unit_manager", "sysadmin")
 PURPOSE = "evaluation"
 STATIC = Path(__file__).parent / "static"
-TABLES = ("units", "alerts", "nights", "residents", "before_after")
+TABLES = (
+    "units",
+    "differences",
+    "alerts",
+    "nights",
+    "residents",
+    "resident_nights",
+    "before_after",
+)
 REPORT_QUERY = ("site", "from", "to", "compare", "baseline_from", "baseline_to")
 MAX_NIGHTS = 3 * 366
 
@@ -47,7 +55,7 @@ async def _visible_units(request: web.Request) -> dict[str, str]:
     return {s: n for s, n in names.items() if user.may_see(s)}
 
 
-async def _report(request: web.Request) -> Report:
+async def _report(request: web.Request, microdata: bool = False) -> Report:
     from nattillsyn.evaluation.report import Request, build
 
     site = await request_site(request)
@@ -69,7 +77,7 @@ async def _report(request: web.Request) -> Report:
     )  # fmt: skip
     async with request.app[POOL].connection() as conn:
         try:
-            return await build(conn, req, request.app[SETTINGS].evaluation)
+            return await build(conn, req, request.app[SETTINGS].evaluation, microdata=microdata)
         except ImportError as exc:  # numpy is in the `report` extra
             raise ProblemError(
                 501, "Not Implemented", f"install nattillsyn[report]: {exc}"
@@ -136,7 +144,7 @@ async def export(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "csv")
     if fmt not in ("csv", "parquet"):
         raise ProblemError(400, "Bad Request", "format must be csv or parquet")
-    rep = await _report(request)
+    rep = await _report(request, microdata=table == "resident_nights")
     rows = render.tables(rep).get(table)
     if rows is None:
         raise ProblemError(

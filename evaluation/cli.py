@@ -131,7 +131,9 @@ def run_report(settings: Settings, args: argparse.Namespace) -> int:
                     raise SettingsError(f"unknown unit(s) to compare: {', '.join(unknown)}")
             req = Request(args.unit, args.start, args.end, compare, args.baseline_from,
                           args.baseline_to)  # fmt: skip
-            report = await build(conn, req, ev, source="raw" if args.raw else "summary")
+            report = await build(
+                conn, req, ev, source="raw" if args.raw else "summary", microdata=True
+            )
             files = render.write(report, args.out, formats)
             await _audit(
                 conn, "export", "evaluation report", args.unit,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from psycopg import AsyncConnection
 
@@ -84,6 +85,7 @@ async def load(
 ) -> Loaded:
     """Store each unit's rows in one transaction; the baseline as an import by 'synthetic'."""
     out = Loaded()
+    spans: list[tuple] = []
     for data in units:
         async with conn.transaction():
             if data.unit.create:
@@ -104,6 +106,11 @@ async def load(
                 )
                 out.add("baseline_nights", len(data.baseline))
         out.units.append(data.unit.site)
+        spans += [(h[4], h[5]) for h in data.heartbeats]
+    if spans:  # a backfill: materialise it now rather than read raw through the aggregate
+        await store.materialise_telemetry(
+            conn, min(s for s, _ in spans), max(e for _, e in spans) + timedelta(minutes=5)
+        )
     return out
 
 

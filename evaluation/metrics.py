@@ -22,8 +22,10 @@ from .model import (
     Estimate,
     NightRow,
     Params,
+    ResidentNightRow,
     ResidentRow,
     Side,
+    UnitDifference,
     UnitSummary,
 )
 from .privacy import Pseudonymizer, small, suppress_cells
@@ -286,3 +288,65 @@ def before_after(
         )
     )
     return out
+
+
+def unit_difference(
+    site: str,
+    name: str,
+    focal: Sequence[ResidentTotals],
+    other: Sequence[ResidentTotals],
+    ctx: Context,
+) -> UnitDifference:
+    """Focal unit minus another, each rate a ratio of sums, both units resampled."""
+    if small(len(focal), ctx.k) or small(len(other), ctx.k):
+        return UnitDifference(site=site, name=name, suppressed=True)
+    groups = [
+        (_columns(focal, NUMERIC), ctx.boot.weights(len(focal))),
+        (_columns(other, NUMERIC), ctx.boot.weights(len(other))),
+    ]
+
+    def diff(num: str, den: str, minus: str | None = None) -> Estimate:
+        def stat(a: dict, b: dict) -> np.ndarray:
+            da = a[den] - a[minus] if minus else a[den]
+            db = b[den] - b[minus] if minus else b[den]
+            return safe_div(a[num], da) - safe_div(b[num], db)
+
+        return _est(ctx.boot.estimate(groups, stat))
+
+    return UnitDifference(
+        site=site,
+        name=name,
+        visits_per_resident_night=diff("visits", "nights"),
+        avoided_share=diff("digital_ok", "rounds"),
+        awakening_rate_physical=diff("woken_physical", "checks_physical"),
+        false_alarm_share=diff("false_alarms", "alerts_with_outcome"),
+        coverage=diff("covered_s", "scheduled_s", "paused_s"),
+    )
+
+
+def resident_night_rows(
+    rows: Sequence[dict], n_residents: int, ctx: Context, pseudonym: Pseudonymizer
+) -> list[ResidentNightRow] | None:
+    """Per resident-night microdata under this export's pseudonyms; withheld below k."""
+    if small(n_residents, ctx.k):
+        return None
+    out = [
+        ResidentNightRow(
+            pseudonym=pseudonym(r["resident_id"]),
+            night=r["night"],
+            rounds=r["rounds"],
+            digital_ok=r["digital_ok"],
+            physical_needed=r["physical_needed"],
+            visits=r["visits"],
+            visits_round=r["visits_round"],
+            visits_alert=r["visits_alert"],
+            visits_planned=r["visits_planned"],
+            visits_unplanned=r["visits_unplanned"],
+            visit_minutes=r["visit_minutes"],
+            alerts=r["alerts"],
+            coverage=ratio(r["covered_s"], r["scheduled_s"] - r["paused_s"]),
+            paused=r["paused_s"] > 0,
+        )
+        for r in rows
+    ]
+    return sorted(out, key=lambda r: (r.pseudonym, r.night))

@@ -172,6 +172,38 @@ class BeforeAfter(_Model):
     )
 
 
+class UnitDifference(_Model):
+    """The reported unit minus another unit, with intervals from resampling both."""
+
+    site: str = Field(description="The other unit.")
+    name: str
+    suppressed: bool = Field(False, description="Either unit below k residents.")
+    visits_per_resident_night: Estimate = Field(default_factory=Estimate)
+    avoided_share: Estimate = Field(default_factory=Estimate)
+    awakening_rate_physical: Estimate = Field(default_factory=Estimate)
+    false_alarm_share: Estimate = Field(default_factory=Estimate)
+    coverage: Estimate = Field(default_factory=Estimate)
+
+
+class ResidentNightRow(_Model):
+    """Microdata for analysis: one resident-night under this export's pseudonym."""
+
+    pseudonym: str
+    night: date
+    rounds: int
+    digital_ok: int
+    physical_needed: int
+    visits: int
+    visits_round: int
+    visits_alert: int
+    visits_planned: int
+    visits_unplanned: int
+    visit_minutes: float
+    alerts: int
+    coverage: float | None
+    paused: bool
+
+
 class Report(_Model):
     generated_at: datetime
     site: str = Field(description="The unit reported on.")
@@ -186,6 +218,9 @@ class Report(_Model):
     units: list[UnitSummary] = Field(
         default_factory=list, description="Every unit the reader may see, for comparison."
     )
+    differences: list[UnitDifference] = Field(
+        default_factory=list, description="This unit minus each other unit."
+    )
     before_after: BeforeAfter | None = Field(
         None, description="Against the imported baseline, if there is one."
     )
@@ -193,6 +228,11 @@ class Report(_Model):
     nights: list[NightRow] = Field(default_factory=list)
     residents: list[ResidentRow] | None = Field(
         None, description="Per resident, pseudonymised; withheld below k residents."
+    )
+    resident_nights: list[ResidentNightRow] | None = Field(
+        None,
+        description="Per resident and night, pseudonymised; only in file exports, withheld "
+        "below k residents.",
     )
     notes: list[str] = Field(default_factory=list, description="What was suppressed, and why.")
 

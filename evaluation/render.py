@@ -355,6 +355,25 @@ def to_html(report: Report) -> str:
             )
         )  # fmt: skip
         parts.append(_img(plot_units(report), "units"))
+        if report.differences:
+            parts.append(
+                "<p>Skillnad mot andra enheter (denna minus den andra) <span class=en>/ "
+                "difference from other units (this minus the other)</span></p>"
+            )
+            parts.append(
+                _table(
+                    ["Enhet <span class=en>/ unit</span>", label("visits_prn"), label("avoided"),
+                     label("wake_p"), label("false"), label("coverage")],
+                    [
+                        [html.escape(d.name), f"<i>{plain('suppressed')}</i>", "", "", "", ""]
+                        if d.suppressed
+                        else [html.escape(d.name), _est(d.visits_per_resident_night),
+                              _est(d.avoided_share, _pct), _est(d.awakening_rate_physical, _pct),
+                              _est(d.false_alarm_share, _pct), _est(d.coverage, _pct)]
+                        for d in report.differences
+                    ],
+                )
+            )  # fmt: skip
     if report.alerts:
         parts.append(f"<h2>{label('alerts')}</h2>")
         parts.append(
@@ -441,6 +460,10 @@ def tables(report: Report) -> dict[str, list[dict]]:
     }
     if report.residents is not None:
         out["residents"] = [flat(r) for r in report.residents]
+    if report.resident_nights is not None:
+        out["resident_nights"] = [flat(r) for r in report.resident_nights]
+    if report.differences:
+        out["differences"] = [flat(d) for d in report.differences]
     if report.before_after is not None:
         ba = report.before_after
         row = {}

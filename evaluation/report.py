@@ -48,6 +48,7 @@ def compose(
     source: store.Source = "summary",
     pseudonym: Pseudonymizer | None = None,
     now: datetime | None = None,
+    resident_nights: list[dict] | None = None,
 ) -> Report:
     """The report from totals already read; pure."""
     ctx = Context(params_of(settings), Bootstrap(
@@ -68,6 +69,14 @@ def compose(
                     totals.alert_units.get(other), metrics.Context(ctx.params, ctx.boot, []),
                 )
             )  # fmt: skip
+    focal = totals.residents.get(site, [])
+    differences = [
+        metrics.unit_difference(
+            other, names.get(other, other), focal, totals.residents.get(other, []), ctx
+        )
+        for other in req.compare
+        if other != site
+    ]
     before_after = None
     base, b_first, b_last = baseline
     if base:
@@ -78,12 +87,15 @@ def compose(
             (req.baseline_start or b_first, req.baseline_end or b_last),
             (req.start, req.end),
         )
+    microdata = None
     if summary.suppressed:
         cells, nights, residents = [], [], None
     else:
         cells = metrics.alert_cells(totals.alert_cells.get(site, []), ctx)
         nights = metrics.night_rows(totals.nights.get(site, []), ctx)
-        residents = metrics.resident_rows(totals.residents.get(site, []), ctx, pseudonym)
+        residents = metrics.resident_rows(focal, ctx, pseudonym)
+        if resident_nights is not None:
+            microdata = metrics.resident_night_rows(resident_nights, len(focal), ctx, pseudonym)
     hidden_units = [u.name for u in units[1:] if u.suppressed]
     if hidden_units:
         ctx.notes.append(
@@ -99,10 +111,12 @@ def compose(
         params=ctx.params,
         summary=summary,
         units=units,
+        differences=differences,
         before_after=before_after,
         alerts=cells,
         nights=nights,
         residents=residents,
+        resident_nights=microdata,
         notes=ctx.notes,
     )
 
@@ -115,7 +129,9 @@ async def build(
     source: store.Source = "summary",
     refresh: bool = True,
     pseudonym: Pseudonymizer | None = None,
+    microdata: bool = False,
 ) -> Report:
+    """Read and compose a report; `microdata` adds the per resident-night rows (exports)."""
     if refresh and source == "summary":
         await store.refresh(conn, settings.refresh_lookback_h)
     sites: Sequence[str] = [req.site, *[s for s in req.compare if s != req.site]]
@@ -129,4 +145,12 @@ async def build(
         source=source,
     )
     baseline = await store.baseline_totals(conn, req.site, req.baseline_start, req.baseline_end)
-    return compose(req, names, totals, baseline, settings, source=source, pseudonym=pseudonym)
+    rn = (
+        await store.resident_nights(conn, req.site, req.start, req.end, source)
+        if microdata
+        else None
+    )
+    return compose(
+        req, names, totals, baseline, settings, source=source, pseudonym=pseudonym,
+        resident_nights=rn,
+    )  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from psycopg import AsyncConnection, sql
@@ -83,17 +83,45 @@ class Totals:
     alert_cells: dict[str, list[AlertStats]] = field(default_factory=dict)
 
 
-async def refresh(conn: AsyncConnection, lookback_h: float = 48.0) -> int:
-    """Bring the summary tables up to date; returns resident-nights recomputed."""
+async def refresh(
+    conn: AsyncConnection, lookback_h: float = 48.0, min_interval_s: float = 300.0
+) -> int:
+    """Bring the summary tables up to date; returns resident-nights recomputed.
+
+    Changed alerts, rounds, visits and pauses are always caught up; the telemetry lookback
+    window at most every `min_interval_s` (0: now).
+    """
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT eval_refresh(make_interval(secs => %s))", (lookback_h * 3600.0,)
+            "SELECT eval_refresh(make_interval(secs => %s), make_interval(secs => %s))",
+            (lookback_h * 3600.0, min_interval_s),
         )
         return (await cur.fetchone())[0]
 
 
+async def materialise_telemetry(
+    conn: AsyncConnection, start: datetime | None = None, end: datetime | None = None
+) -> bool:
+    """TimescaleDB: materialise the heartbeat buckets of a backfill (older than the policy's
+    window); a no-op on plain PostgreSQL. Needs an autocommit connection."""
+    cur = await conn.execute(
+        """SELECT to_regclass('eval_heartbeat_5m') IS NOT NULL
+                  AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"""
+    )
+    if not (await cur.fetchone())[0]:
+        return False
+    await conn.execute(
+        "CALL public.refresh_continuous_aggregate('eval_heartbeat_5m', %s, %s)", (start, end)
+    )
+    return True
+
+
 async def refresh_all(conn: AsyncConnection) -> int:
-    """Recompute every night of every unit (after a schedule change or very late data)."""
+    """Recompute every night of every unit (after a schedule change or very late data).
+
+    Only while the raw telemetry of those nights is kept: nights whose heartbeats retention
+    already removed would lose their coverage.
+    """
     async with conn.transaction():
         await conn.execute(
             """INSERT INTO eval_dirty (site, night)
@@ -105,7 +133,7 @@ async def refresh_all(conn: AsyncConnection) -> int:
                LEFT JOIN sites s ON s.id = x.site
                ON CONFLICT DO NOTHING"""
         )
-        cur = await conn.execute("SELECT eval_refresh(interval '0')")
+        cur = await conn.execute("SELECT eval_refresh(interval '0', interval '0')")
         return (await cur.fetchone())[0]
 
 
@@ -166,6 +194,24 @@ async def fetch(
     for cells in out.alert_cells.values():
         cells.sort(key=lambda c: (c.kind or "", c.priority or ""))
     return out
+
+
+async def resident_nights(
+    conn: AsyncConnection, site: str, start: date, end: date, source: Source = "summary"
+) -> list[dict]:
+    """One unit's resident-night rows (for pseudonymised microdata exports)."""
+    from psycopg.rows import dict_row
+
+    params = {"sites": [site], "start": start, "end": end}
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL(f"SELECT * FROM ({_NIGHTS[source]}) n ORDER BY resident_id, night"),
+            params,
+        )
+        rows = await cur.fetchall()
+    for r in rows:
+        r["resident_id"] = str(r["resident_id"])
+    return rows
 
 
 def _num(v: object) -> float:

@@ -289,6 +289,7 @@ def test_report_renders_html_and_tables_without_ids():
     assert "<img" in page  # matplotlib plots inline
     tables = render.tables(rep)
     assert set(tables) == {"units", "alerts", "nights", "residents", "before_after"}
+    assert rep.differences == [] and rep.resident_nights is None
     assert tables["units"][0]["visits_per_resident_night"] == pytest.approx(2.0)
     assert tables["units"][0]["visits_per_resident_night_low"] is not None
     ids = {r["pseudonym"] for r in tables["residents"]}
@@ -300,3 +301,30 @@ def test_report_renders_html_and_tables_without_ids():
     table = pq.read_table(io.BytesIO(render.to_parquet(tables["units"])))
     assert table.num_rows == 1
     assert math.isclose(table.column("avoided_share").to_pylist()[0], 4 / 6)
+
+
+def test_unit_difference_worked_example():
+    # other unit: two residents, one night each, 1 visit, 3 rounds all digital, fully covered
+    other = [
+        ResidentTotals("o", r, nights=1, visits=1, rounds=3, digital_ok=3, scheduled_s=36000,
+                       covered_s=36000)
+        for r in ("c", "d")
+    ]  # fmt: skip
+    d = metrics.unit_difference("o", "Other", [A, B], other, ctx())
+    assert d.visits_per_resident_night.value == pytest.approx(2.0 - 1.0)
+    assert d.avoided_share.value == pytest.approx(4 / 6 - 1.0)
+    assert d.coverage.value == pytest.approx(66600 / 68400 - 1.0)
+    assert d.awakening_rate_physical.value is None  # no physical checks in the other unit
+    assert d.visits_per_resident_night.low <= 1.0 <= d.visits_per_resident_night.high
+    assert metrics.unit_difference("o", "Other", [A, B], other[:1], ctx()).suppressed
+
+
+def test_resident_night_microdata_is_pseudonymised_and_withheld_below_k():
+    row = {"resident_id": "a", "night": date(2025, 3, 10), "rounds": 3, "digital_ok": 2,
+           "physical_needed": 1, "visits": 2, "visits_round": 1, "visits_alert": 1,
+           "visits_planned": 0, "visits_unplanned": 0, "visit_minutes": 9.0, "alerts": 1,
+           "scheduled_s": 36000.0, "paused_s": 0.0, "covered_s": 34200.0}  # fmt: skip
+    p = Pseudonymizer()
+    (out,) = metrics.resident_night_rows([row], 2, ctx(), p)
+    assert out.pseudonym == p("a") and out.coverage == pytest.approx(0.95) and not out.paused
+    assert metrics.resident_night_rows([row], 1, ctx(), p) is None

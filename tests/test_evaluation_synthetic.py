@@ -83,7 +83,8 @@ def test_cli_synthesize_report_and_baseline_import(env, tmp_path, capsys):
     assert "6 residents, 84 resident-nights" in printed
     names = {p.name for p in out_dir.iterdir()}
     assert {"report.html", "report.json", "units.csv", "units.parquet", "residents.csv",
-            "nights.parquet", "before_after.csv"} <= names  # fmt: skip
+            "nights.parquet", "before_after.csv", "resident_nights.parquet",
+            "differences.csv"} <= names  # fmt: skip
     html = (out_dir / "report.html").read_text()
     assert "Björkbacken" in html and "data:image/png;base64," in html
     assert cli.main([*args[:2], "nowhere", *args[3:]]) == 2

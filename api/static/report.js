@@ -32,6 +32,7 @@
       kind: "Typ", priority: "Prioritet", count: "Larm", physical: "Fysiska besök",
       digital: "Undvikna (digitala)", baseline_line: "Före införandet", visits_night: "Besök/natt",
       pseudonym: "Pseudonym", html_report: "Rapport (HTML)",
+      diff_note: "Skillnad mot andra enheter (denna minus den andra)",
     },
     en: {
       title: "Evaluation", logout: "Sign out", signin: "Sign in", username: "User name",
@@ -60,6 +61,7 @@
       kind: "Kind", priority: "Priority", count: "Alerts", physical: "Physical visits",
       digital: "Avoided (digital)", baseline_line: "Before introduction", visits_night: "Visits/night",
       pseudonym: "Pseudonym", html_report: "Report (HTML)",
+      diff_note: "Difference from other units (this minus the other)",
     },
   };
   let lang = localStorage.getItem("lang") || "sv";
@@ -245,6 +247,12 @@
         : [u.name, String(u.residents), est(u.visits_per_resident_night), est(u.avoided_share, pct),
           est(u.awakening_rate_physical, pct), est(u.false_alarm_share, pct), est(u.coverage, pct)])));
 
+    table("diffs", [t("unit"), both("visits_prn"), both("avoided"), both("wake_p"), both("false"), both("coverage")],
+      (r.differences || []).map((d) => (d.suppressed
+        ? [d.name, el("span", { class: "hidden-cell" }, t("suppressed")), "", "", "", ""]
+        : [d.name, est(d.visits_per_resident_night), est(d.avoided_share, pct), est(d.awakening_rate_physical, pct),
+          est(d.false_alarm_share, pct), est(d.coverage, pct)])));
+
     table("alerts", [both("kind"), both("priority"), both("count"), both("false"), both("ack"), both("resp")],
       r.alerts.map((c) => (c.suppressed
         ? [c.kind, c.priority, el("span", { class: "hidden-cell" }, t("suppressed")), "", "", ""]
@@ -261,7 +269,7 @@
 
     const q = new URLSearchParams(state.query);
     const links = [el("a", { href: `/api/v1/evaluation/report.html?${q}` }, t("html_report"))];
-    ["units", "alerts", "nights", "residents", "before_after"].forEach((tb) => {
+    ["units", "differences", "alerts", "nights", "residents", "resident_nights", "before_after"].forEach((tb) => {
       ["csv", "parquet"].forEach((f) => {
         const qq = new URLSearchParams(q); qq.set("format", f);
         links.push(el("a", { href: `/api/v1/evaluation/export/${tb}?${qq}` }, `${tb}.${f}`));

@@ -141,7 +141,9 @@ INSERT INTO eval_refresh_state DEFAULT VALUES;
 
 ---------------------------------------------------------------------------------------------
 -- Telemetry: which 5-minute buckets had a healthy device (a heartbeat while monitoring).
--- TimescaleDB: a continuous aggregate (real time, so it always equals the raw result).
+-- TimescaleDB: a continuous aggregate (real time, so it always equals the raw result); its
+-- policy covers the last 7 days, shorter than heartbeat retention; a backfill is materialised
+-- explicitly (evaluation.store.materialise_telemetry).
 -- Plain PostgreSQL: eval_covered_s reads the raw heartbeats; the same numbers either way.
 CREATE FUNCTION eval_covered_s_raw(p_site text, p_room text, p_ws timestamptz, p_we timestamptz,
                                    p_resident uuid)
@@ -172,7 +174,7 @@ BEGIN
             GROUP BY site, room, public.time_bucket(interval '5 minutes', ts)
             WITH NO DATA $v$;
         PERFORM public.add_continuous_aggregate_policy('eval_heartbeat_5m',
-            start_offset => interval '30 days', end_offset => interval '10 minutes',
+            start_offset => interval '7 days', end_offset => interval '10 minutes',
             schedule_interval => interval '10 minutes');
         EXECUTE $f$
             CREATE FUNCTION eval_covered_s(p_site text, p_room text, p_ws timestamptz,
@@ -406,24 +408,31 @@ BEGIN
 END
 $$;
 
--- Bring every summary up to date: dirty nights, plus the telemetry lookback window.
+-- Bring every summary up to date: dirty nights, plus the telemetry lookback window (at most
+-- every p_min_interval, so frequent reports do not recompute recent nights each time).
 -- Returns the number of resident-nights recomputed.
-CREATE FUNCTION eval_refresh(p_lookback interval DEFAULT interval '2 days') RETURNS integer
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION eval_refresh(p_lookback interval DEFAULT interval '2 days',
+                             p_min_interval interval DEFAULT interval '5 minutes')
+RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     started timestamptz := clock_timestamp();
-    since timestamptz;
+    st eval_refresh_state;
     r record;
     total integer := 0;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('nattillsyn.eval_refresh'));
-    SELECT telemetry_until INTO since FROM eval_refresh_state;
-    IF since IS NOT NULL THEN
-        INSERT INTO eval_dirty (site, night)
-        SELECT s.id, d::date FROM sites s
-        CROSS JOIN LATERAL generate_series(eval_night(since - p_lookback, s.timezone),
-                                           eval_night(started, s.timezone), interval '1 day') d
-        ON CONFLICT DO NOTHING;
+    SELECT * INTO st FROM eval_refresh_state;
+    IF st.telemetry_until IS NULL OR st.refreshed_at IS NULL
+       OR st.refreshed_at <= started - p_min_interval THEN
+        IF st.telemetry_until IS NOT NULL THEN
+            INSERT INTO eval_dirty (site, night)
+            SELECT s.id, d::date FROM sites s
+            CROSS JOIN LATERAL generate_series(
+                eval_night(st.telemetry_until - p_lookback, s.timezone),
+                eval_night(started, s.timezone), interval '1 day') d
+            ON CONFLICT DO NOTHING;
+        END IF;
+        UPDATE eval_refresh_state SET telemetry_until = started;
     END IF;
     -- Runs of consecutive dirty nights per unit, each recomputed in one pass.
     FOR r IN SELECT site, min(night) AS lo, max(night) AS hi
@@ -433,7 +442,7 @@ BEGIN
              GROUP BY site, run ORDER BY site, lo LOOP
         total := total + eval_refresh_range(r.site, r.lo, r.hi);
     END LOOP;
-    UPDATE eval_refresh_state SET refreshed_at = started, telemetry_until = started;
+    UPDATE eval_refresh_state SET refreshed_at = started;
     RETURN total;
 END
 $$;
