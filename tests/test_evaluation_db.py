@@ -240,6 +240,18 @@ async def test_changes_mark_nights_dirty_and_refresh_catches_up(conn):
     )
     rep = await build(conn)
     assert rep.summary.paused_nights == 2
+    # A visit time corrected into the next night: both nights are recomputed, the check moves.
+    await conn.execute(
+        """UPDATE visits SET started_at = started_at + interval '1 day',
+                             ended_at = ended_at + interval '1 day'
+           WHERE reason = 'round' AND room = 'r1' AND NOT practice"""
+    )
+    cur = await conn.execute("SELECT night FROM eval_dirty ORDER BY night")
+    assert [r[0] for r in await cur.fetchall()] == [NIGHT, NIGHT + timedelta(days=1)]
+    rep = await build(conn)
+    assert rep.summary.visits == 3 and rep.summary.checks_physical == 0
+    cur = await conn.execute("SELECT night FROM eval_checks WHERE kind = 'physical'")
+    assert sorted(r[0] for r in await cur.fetchall()) == [NIGHT, NIGHT + timedelta(days=1)]
     # Telemetry older than the lookback needs a full refresh (documented).
     await conn.execute(
         """INSERT INTO room_states (ts, id, site, room, device, session, seq, state, since,
@@ -248,7 +260,7 @@ async def test_changes_mark_nights_dirty_and_refresh_catches_up(conn):
         (at("23:05"), at("23:05")),
     )
     assert (await build(conn)).summary.awakening_rate_digital.value == pytest.approx(0.25)
-    assert await refresh_all(conn) == 2
+    assert await refresh_all(conn) == 3  # A now has a second night
     assert (await build(conn)).summary.awakening_rate_digital.value == pytest.approx(0.5)
 
 

@@ -336,58 +336,53 @@ $$;
 -- Telemetry (states, heartbeats) is re-read for the lookback window on each refresh instead,
 -- since hypertables take no transition-table triggers; docs/evaluation.md has the guarantee.
 CREATE FUNCTION eval_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    rel text;
+    tcol text := CASE TG_TABLE_NAME WHEN 'rounds' THEN 'scheduled_at' ELSE 'started_at' END;
 BEGIN
-    IF TG_TABLE_NAME = 'alerts' THEN
-        INSERT INTO eval_dirty (site, night)
-        SELECT DISTINCT n.site, eval_night(n.started_at, coalesce(s.timezone, 'Europe/Stockholm'))
-        FROM new_rows n LEFT JOIN sites s ON s.id = n.site
-        ON CONFLICT DO NOTHING;
-    ELSIF TG_TABLE_NAME = 'rounds' THEN
-        INSERT INTO eval_dirty (site, night)
-        SELECT DISTINCT n.site, eval_night(n.scheduled_at, coalesce(s.timezone, 'Europe/Stockholm'))
-        FROM new_rows n LEFT JOIN sites s ON s.id = n.site
-        ON CONFLICT DO NOTHING;
-    ELSIF TG_TABLE_NAME = 'visits' THEN
-        INSERT INTO eval_dirty (site, night)
-        SELECT DISTINCT n.site, eval_night(n.started_at, coalesce(s.timezone, 'Europe/Stockholm'))
-        FROM new_rows n LEFT JOIN sites s ON s.id = n.site
-        ON CONFLICT DO NOTHING;
-    ELSIF TG_TABLE_NAME = 'monitoring_pauses' THEN
-        INSERT INTO eval_dirty (site, night)
-        SELECT DISTINCT r.site_id, d::date
-        FROM new_rows n
-        JOIN residents r ON r.id = n.resident_id
-        JOIN sites s ON s.id = r.site_id
-        CROSS JOIN LATERAL generate_series(eval_night(n.starts_at, s.timezone),
-                                           eval_night(n.ends_at, s.timezone), interval '1 day') d
-        ON CONFLICT DO NOTHING;
-    END IF;
+    -- An update marks the row's old night as well as its new one.
+    FOREACH rel IN ARRAY CASE TG_OP WHEN 'INSERT' THEN ARRAY['new_rows']
+                                    WHEN 'DELETE' THEN ARRAY['old_rows']
+                                    ELSE ARRAY['new_rows', 'old_rows'] END LOOP
+        IF TG_TABLE_NAME = 'monitoring_pauses' THEN
+            EXECUTE format($q$
+                INSERT INTO eval_dirty (site, night)
+                SELECT DISTINCT r.site_id, d::date
+                FROM %I n
+                JOIN residents r ON r.id = n.resident_id
+                JOIN sites s ON s.id = r.site_id
+                CROSS JOIN LATERAL generate_series(eval_night(n.starts_at, s.timezone),
+                                                   eval_night(n.ends_at, s.timezone),
+                                                   interval '1 day') d
+                ON CONFLICT DO NOTHING $q$, rel);
+        ELSE
+            EXECUTE format($q$
+                INSERT INTO eval_dirty (site, night)
+                SELECT DISTINCT n.site,
+                       eval_night(n.%I, coalesce(s.timezone, 'Europe/Stockholm'))
+                FROM %I n LEFT JOIN sites s ON s.id = n.site
+                ON CONFLICT DO NOTHING $q$, tcol, rel);
+        END IF;
+    END LOOP;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER eval_dirty_ins AFTER INSERT ON alerts
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON alerts
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_ins AFTER INSERT ON rounds
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON rounds
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_del AFTER DELETE ON rounds
-    REFERENCING OLD TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_ins AFTER INSERT ON visits
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON visits
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_del AFTER DELETE ON visits
-    REFERENCING OLD TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_ins AFTER INSERT ON monitoring_pauses
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON monitoring_pauses
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
-CREATE TRIGGER eval_dirty_del AFTER DELETE ON monitoring_pauses
-    REFERENCING OLD TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty();
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['alerts', 'rounds', 'visits', 'monitoring_pauses'] LOOP
+        EXECUTE format('CREATE TRIGGER eval_dirty_ins AFTER INSERT ON %I REFERENCING NEW TABLE '
+                       'AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty()', t);
+        EXECUTE format('CREATE TRIGGER eval_dirty_upd AFTER UPDATE ON %I REFERENCING OLD TABLE '
+                       'AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION eval_mark_dirty()', t);
+        EXECUTE format('CREATE TRIGGER eval_dirty_del AFTER DELETE ON %I REFERENCING OLD TABLE '
+                       'AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION eval_mark_dirty()', t);
+    END LOOP;
+END
+$$;
 
 -- Recompute one unit's nights [p_from, p_to] in all summary tables.
 CREATE FUNCTION eval_refresh_range(p_site text, p_from date, p_to date) RETURNS integer
@@ -401,8 +396,17 @@ BEGIN
     INSERT INTO eval_resident_nights
         SELECT * FROM eval_compute_resident_nights(ARRAY[p_site], p_from, p_to);
     GET DIAGNOSTICS n = ROW_COUNT;
-    INSERT INTO eval_checks SELECT * FROM eval_compute_checks(ARRAY[p_site], p_from, p_to);
-    INSERT INTO eval_alert_facts SELECT * FROM eval_compute_alert_facts(ARRAY[p_site], p_from, p_to);
+    -- A row that moved from another night (an edited time) moves here.
+    INSERT INTO eval_checks SELECT * FROM eval_compute_checks(ARRAY[p_site], p_from, p_to)
+    ON CONFLICT (kind, source_id) DO UPDATE SET
+        site = EXCLUDED.site, night = EXCLUDED.night, resident_id = EXCLUDED.resident_id,
+        at = EXCLUDED.at, at_rest = EXCLUDED.at_rest, activity_after_s = EXCLUDED.activity_after_s;
+    INSERT INTO eval_alert_facts
+    SELECT * FROM eval_compute_alert_facts(ARRAY[p_site], p_from, p_to)
+    ON CONFLICT (alert_id) DO UPDATE SET
+        site = EXCLUDED.site, night = EXCLUDED.night, resident_id = EXCLUDED.resident_id,
+        kind = EXCLUDED.kind, priority = EXCLUDED.priority, outcome = EXCLUDED.outcome,
+        ack_s = EXCLUDED.ack_s, response_s = EXCLUDED.response_s, resolve_s = EXCLUDED.resolve_s;
     DELETE FROM eval_dirty WHERE site = p_site AND night BETWEEN p_from AND p_to;
     RETURN n;
 END
