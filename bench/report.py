@@ -162,6 +162,14 @@ async def run(url: str, args: argparse.Namespace) -> dict:
         return result
     finally:
         if not args.keep:
+            # Hypertables one by one: a whole schema of chunks can exceed the lock table.
+            for kind, name in (("MATERIALIZED VIEW", "eval_heartbeat_5m"), ("TABLE", "heartbeats"),
+                               ("TABLE", "room_states"), ("TABLE", "events")):  # fmt: skip
+                await conn.execute(
+                    sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+                        sql.SQL(kind), sql.Identifier(schema, name)
+                    )
+                )
             await conn.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )

@@ -26,18 +26,22 @@ LANGUAGE sql STABLE AS $$
     FROM sites s WHERE p_sites IS NULL OR s.id = ANY (p_sites)
 $$;
 
--- The scheduled monitoring window of a resident on night D (round the clock: the whole night).
+-- The scheduled monitoring window of a resident on night D (round the clock: the whole night),
+-- cut to the night (noon to noon) so that every second belongs to one night.
 CREATE FUNCTION eval_window(p_night date, p_from time, p_to time, p_tz text,
                             OUT ws timestamptz, OUT we timestamptz)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN p_from = p_to THEN (p_night + time '12:00') AT TIME ZONE p_tz
-                ELSE (CASE WHEN p_from >= time '12:00' THEN p_night ELSE p_night + 1 END + p_from)
-                     AT TIME ZONE p_tz END,
-           CASE WHEN p_from = p_to THEN ((p_night + 1) + time '12:00') AT TIME ZONE p_tz
-                ELSE (CASE WHEN p_from >= time '12:00' THEN p_night ELSE p_night + 1 END + p_from
-                      + CASE WHEN p_to > p_from THEN p_to - p_from
-                             ELSE p_to - p_from + interval '24 hours' END)
-                     AT TIME ZONE p_tz END
+    SELECT greatest(w.s, (p_night + time '12:00') AT TIME ZONE p_tz),
+           least(w.e, ((p_night + 1) + time '12:00') AT TIME ZONE p_tz)
+    FROM (SELECT CASE WHEN p_from = p_to THEN (p_night + time '12:00') AT TIME ZONE p_tz
+                      ELSE (CASE WHEN p_from >= time '12:00' THEN p_night ELSE p_night + 1 END
+                            + p_from) AT TIME ZONE p_tz END AS s,
+                 CASE WHEN p_from = p_to THEN ((p_night + 1) + time '12:00') AT TIME ZONE p_tz
+                      ELSE (CASE WHEN p_from >= time '12:00' THEN p_night ELSE p_night + 1 END
+                            + p_from
+                            + CASE WHEN p_to > p_from THEN p_to - p_from
+                                   ELSE p_to - p_from + interval '24 hours' END)
+                           AT TIME ZONE p_tz END AS e) w
 $$;
 
 ---------------------------------------------------------------------------------------------
@@ -144,23 +148,8 @@ INSERT INTO eval_refresh_state DEFAULT VALUES;
 -- TimescaleDB: a continuous aggregate (real time, so it always equals the raw result); its
 -- policy covers the last 7 days, shorter than heartbeat retention; a backfill is materialised
 -- explicitly (evaluation.store.materialise_telemetry).
--- Plain PostgreSQL: eval_covered_s reads the raw heartbeats; the same numbers either way.
-CREATE FUNCTION eval_covered_s_raw(p_site text, p_room text, p_ws timestamptz, p_we timestamptz,
-                                   p_resident uuid)
-RETURNS double precision LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(extract(epoch FROM least(b.bucket + interval '5 minutes', p_we)
-                                          - greatest(b.bucket, p_ws))), 0)
-    FROM (SELECT DISTINCT date_bin('5 minutes', h.ts, timestamptz '2000-01-01 00:00+00') AS bucket
-          FROM heartbeats h
-          WHERE h.site = p_site AND h.room = p_room
-            AND h.ts >= p_ws - interval '5 minutes' AND h.ts < p_we
-            AND coalesce((h.payload ->> 'monitoring')::boolean, true)) b
-    WHERE b.bucket + interval '5 minutes' > p_ws
-      AND NOT EXISTS (SELECT 1 FROM monitoring_pauses p
-                      WHERE p.resident_id = p_resident
-                        AND b.bucket >= p.starts_at AND b.bucket < p.ends_at)
-$$;
-
+-- Plain PostgreSQL: the buckets are computed from the raw heartbeats. Same buckets either way
+-- (aligned as time_bucket aligns them); `p_raw` forces the raw path (benchmark, tests).
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
@@ -173,28 +162,35 @@ BEGIN
             WHERE coalesce((payload ->> 'monitoring')::boolean, true)
             GROUP BY site, room, public.time_bucket(interval '5 minutes', ts)
             WITH NO DATA $v$;
+        CREATE INDEX ON eval_heartbeat_5m (site, room, bucket);  -- lives in _timescaledb_internal: no name
         PERFORM public.add_continuous_aggregate_policy('eval_heartbeat_5m',
             start_offset => interval '7 days', end_offset => interval '10 minutes',
             schedule_interval => interval '10 minutes');
         EXECUTE $f$
-            CREATE FUNCTION eval_covered_s(p_site text, p_room text, p_ws timestamptz,
-                                           p_we timestamptz, p_resident uuid)
-            RETURNS double precision LANGUAGE sql STABLE AS $b$
-                SELECT coalesce(sum(extract(epoch FROM least(b.bucket + interval '5 minutes', p_we)
-                                                      - greatest(b.bucket, p_ws))), 0)
-                FROM eval_heartbeat_5m b
-                WHERE b.site = p_site AND b.room = p_room
-                  AND b.bucket >= p_ws - interval '5 minutes' AND b.bucket < p_we
-                  AND b.bucket + interval '5 minutes' > p_ws
-                  AND NOT EXISTS (SELECT 1 FROM monitoring_pauses p
-                                  WHERE p.resident_id = p_resident
-                                    AND b.bucket >= p.starts_at AND b.bucket < p.ends_at)
+            CREATE FUNCTION eval_healthy_buckets(p_site text, p_lo timestamptz, p_hi timestamptz,
+                                                 p_raw boolean)
+            RETURNS TABLE (site text, room text, bucket timestamptz)
+            LANGUAGE sql STABLE AS $b$
+                SELECT b.site, b.room, b.bucket FROM eval_heartbeat_5m b
+                WHERE NOT p_raw AND b.site = p_site AND b.bucket >= p_lo AND b.bucket < p_hi
+                UNION ALL
+                SELECT DISTINCT h.site, h.room,
+                       date_bin(interval '5 minutes', h.ts, timestamptz '2000-01-03 00:00+00')
+                FROM heartbeats h
+                WHERE p_raw AND h.site = p_site AND h.ts >= p_lo AND h.ts < p_hi
+                  AND coalesce((h.payload ->> 'monitoring')::boolean, true)
             $b$ $f$;
     ELSE
-        CREATE FUNCTION eval_covered_s(p_site text, p_room text, p_ws timestamptz,
-                                       p_we timestamptz, p_resident uuid)
-        RETURNS double precision LANGUAGE sql STABLE
-        AS 'SELECT eval_covered_s_raw(p_site, p_room, p_ws, p_we, p_resident)';
+        CREATE FUNCTION eval_healthy_buckets(p_site text, p_lo timestamptz, p_hi timestamptz,
+                                             p_raw boolean)
+        RETURNS TABLE (site text, room text, bucket timestamptz)
+        LANGUAGE sql STABLE AS $b$
+            SELECT DISTINCT h.site, h.room,
+                   date_bin(interval '5 minutes', h.ts, timestamptz '2000-01-03 00:00+00')
+            FROM heartbeats h
+            WHERE h.site = p_site AND h.ts >= p_lo AND h.ts < p_hi
+              AND coalesce((h.payload ->> 'monitoring')::boolean, true)
+        $b$;
     END IF;
 END
 $$;
@@ -262,6 +258,30 @@ win AS (
     JOIN residents res ON res.id = k.resident_id
     JOIN u ON u.site = k.site
     CROSS JOIN LATERAL eval_window(k.night, res.monitor_from, res.monitor_to, u.tz) w),
+-- Healthy buckets of the units' rooms in the range, each with its night (noon alignment
+-- keeps every 5-minute bucket inside one night).
+hb AS (
+    SELECT b.site, b.room, b.bucket, eval_night(b.bucket, u.tz) AS night
+    FROM u CROSS JOIN LATERAL eval_healthy_buckets(u.site, u.lo, u.hi, p_raw) b),
+covered AS (
+    SELECT w.site, w.night, w.resident_id,
+           sum(extract(epoch FROM least(hb.bucket + interval '5 minutes', w.we)
+                                  - greatest(hb.bucket, w.ws))) AS s
+    FROM win w JOIN hb ON hb.site = w.site AND hb.room = w.room AND hb.night = w.night
+    WHERE hb.bucket + interval '5 minutes' > w.ws AND hb.bucket < w.we
+    GROUP BY 1, 2, 3),
+-- Buckets that start inside a pause are not coverage (nothing is expected then).
+covered_paused AS (
+    SELECT w.site, w.night, w.resident_id,
+           sum(extract(epoch FROM least(hb.bucket + interval '5 minutes', w.we)
+                                  - greatest(hb.bucket, w.ws))) AS s
+    FROM win w
+    JOIN monitoring_pauses p ON p.resident_id = w.resident_id
+                            AND p.starts_at < w.we AND p.ends_at > w.ws
+    JOIN hb ON hb.site = w.site AND hb.room = w.room AND hb.night = w.night
+           AND hb.bucket >= p.starts_at AND hb.bucket < p.ends_at
+    WHERE hb.bucket + interval '5 minutes' > w.ws AND hb.bucket < w.we
+    GROUP BY 1, 2, 3),
 cov AS (
     SELECT win.*,
            extract(epoch FROM win.we - win.ws) AS scheduled_s,
@@ -270,11 +290,10 @@ cov AS (
                FROM monitoring_pauses p
                WHERE p.resident_id = win.resident_id
                  AND p.starts_at < win.we AND p.ends_at > win.ws), 0)) AS paused_s,
-           CASE WHEN win.room IS NULL THEN 0
-                WHEN p_raw THEN eval_covered_s_raw(win.site, win.room, win.ws, win.we, win.resident_id)
-                ELSE eval_covered_s(win.site, win.room, win.ws, win.we, win.resident_id) END
-               AS covered_s
-    FROM win)
+           greatest(0, coalesce(c.s, 0) - coalesce(cp.s, 0)) AS covered_s
+    FROM win
+    LEFT JOIN covered c USING (site, night, resident_id)
+    LEFT JOIN covered_paused cp USING (site, night, resident_id))
 SELECT c.site, c.night, c.resident_id, c.room,
        coalesce(rnd.rounds, 0)::int, coalesce(rnd.rounds_digital, 0)::int,
        coalesce(rnd.digital_ok, 0)::int, coalesce(rnd.physical_needed, 0)::int,
