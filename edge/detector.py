@@ -212,6 +212,16 @@ class MotionDetector:
             self._ref_structure = ref / max(1e-6, float(np.linalg.norm(ref)))
         return max(0.0, sim)
 
+    def edge_grid(self) -> np.ndarray | None:
+        """Edge strength of the learned background on the coarse grid (placement aid)."""
+        if self._bg is None:
+            return None
+        bg8 = cv2.convertScaleAbs(self._bg)
+        gx = cv2.Sobel(bg8, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(bg8, cv2.CV_32F, 0, 1, ksize=3)
+        mag = cv2.magnitude(gx, gy)
+        return cv2.resize(mag, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA)
+
     def rebase_structure(self) -> None:
         """Accept the current view as the reference (after a confirmed camera move)."""
         self._ref_structure = None

@@ -15,6 +15,7 @@ from nattillsyn.protocol import DeviceConfig, RoomStateName
 
 from .detector import Detector, MotionDetector, MotionParams
 from .health import CameraHealth, HealthParams
+from .placement import PlacementAid
 from .room import Output, RoomModel, RoomParams
 from .zones import RoomZones
 
@@ -54,6 +55,7 @@ class Analysis:
         self.model = RoomModel(room_params(config, self.base_params), self.zones)
         self.config = config
         self.frames = 0
+        self.placement = PlacementAid()
 
     def _apply_keep_mask(self) -> None:
         if isinstance(self.detector, MotionDetector):
@@ -75,12 +77,21 @@ class Analysis:
     def process(self, image: np.ndarray, t: float) -> list[Output]:
         self.frames += 1
         o = self.detector.process(image, t)
+        self.placement.add_motion(o.motion_grid)
         out: list[Output] = list(self.health.update(o))
         if self.health.rebase_requested and isinstance(self.detector, MotionDetector):
             self.detector.rebase_structure()
             self.health.rebase_requested = False
         out += self.model.update(o, blind=self.health.blind)
+        if self.model.passage is not None:
+            self.placement.add_passage(self.model.passage)
+            self.model.passage = None
         return out
+
+    def zone_map(self) -> dict:
+        """The placement aid's answer (coarse digit maps; edges only while empty)."""
+        edges = self.detector.edge_grid() if isinstance(self.detector, MotionDetector) else None
+        return self.placement.answer(self.model.state.value, edges)
 
     @property
     def state(self) -> RoomStateName:

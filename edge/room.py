@@ -166,6 +166,7 @@ class RoomModel:
         self._place_zone: str | None = None
         self._rise_since: float | None = None
         self._leave_conf = 0.7
+        self.passage: np.ndarray | None = None  # where the last entry/exit happened (grid)
         self._configure()
 
     # -- configuration ------------------------------------------------------------
@@ -278,6 +279,8 @@ class RoomModel:
         p = self.params
         if self.occupancy is not Occupancy.present:
             if active and self._activity_run is not None and o.t - self._activity_run >= p.enter_s:
+                if self.occupancy is not Occupancy.unknown:
+                    self.passage = o.motion_grid
                 self.occupancy = Occupancy.present
                 self._place = None
             elif (
@@ -308,6 +311,7 @@ class RoomModel:
         fg = float((o.fg_grid * weights).sum())
         if fg > p.leave_fg_max:
             return
+        self.passage = recent.copy()
         if bath > door:
             self.occupancy = Occupancy.bathroom
         else:
