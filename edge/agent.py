@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 import time
@@ -128,8 +129,10 @@ class EdgeAgent:
         self._fps = 0.0
         self._speed = self.cfg.replay_speed
         self._queue_wakeup = asyncio.Event()
+        self._queue_idle = asyncio.Event()  # set while nothing waits on disk
         self._gate_lock = asyncio.Lock()
         self.published = 0
+        self.events_created = 0
         self.events_published = 0
 
     # -- configuration at start -----------------------------------------------------
@@ -189,11 +192,13 @@ class EdgeAgent:
         while not self._outputs.empty():
             await self._handle_outputs(*self._outputs.get_nowait())
         await self._end_open_events()
+        # Give the queue a moment to flush while the broker is there; the rest waits on disk.
+        if self.mqtt.connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue_idle.wait(), 3.0)
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await asyncio.wait(self._tasks, timeout=5)
         # A clean stop says so: offline, retained (the will is only for crashes).
         if self.mqtt.connected.is_set():
             with contextlib.suppress(Exception):
@@ -267,9 +272,9 @@ class EdgeAgent:
         saved = self.store.get("state")
         if not saved:
             return
-        with contextlib.suppress(ValueError):
-            name, at = saved.split(" ", 1)
-            age = time.time() - float(at)
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            doc = json.loads(saved)
+            name, age = doc["state"], time.time() - float(doc["at"])
             if 0 <= age <= self.cfg.resume_max_s:
                 analysis.restore(RoomStateName(name), 0.0)
                 logger.info("resumed room state", state=name, age_s=round(age))
@@ -387,9 +392,8 @@ class EdgeAgent:
             if isinstance(out, StateChange):
                 self._state = out
                 self._state_since = self._wall(out.since, t_now, mono)
-                await asyncio.to_thread(
-                    self.store.set, "state", f"{out.state.value} {time.time():.0f}"
-                )
+                saved = json.dumps({"state": out.state.value, "at": round(time.time())})
+                await asyncio.to_thread(self.store.set, "state", saved)
                 await self._publish_state()
             elif isinstance(out, EventOut):
                 await self._queue_event(out, t_now, mono)
@@ -421,6 +425,8 @@ class EdgeAgent:
         await asyncio.to_thread(
             self.store.put, self._topic(TopicKind.event), encode(msg), msg.type.value
         )
+        self.events_created += 1
+        self._queue_idle.clear()
         QUEUE.labels(self.device).set(len(self.store))
         self._queue_wakeup.set()
 
@@ -450,6 +456,7 @@ class EdgeAgent:
                 await self.mqtt.connected.wait()
                 items = await asyncio.to_thread(self.store.peek, 1)
                 if not items:
+                    self._queue_idle.set()
                     break
                 item = items[0]
                 try:

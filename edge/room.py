@@ -44,11 +44,11 @@ from .zones import GRID_H, GRID_W, RoomZones, default_border_door, share_in
 class RoomParams:
     # Activity: person-sized motion.
     act_motion: float = 0.002  # share of pixels moving that counts as a person moving
-    enter_s: float = 0.3  # activity this long (two frames at 5 fps) makes an empty room occupied
+    enter_s: float = 0.2  # activity this long (two frames at 5 fps) makes an empty room occupied
     act_map_tau_s: float = 1.0  # the location map forgets older motion this fast (while moving)
     # Leaving through a door.
     leave_quiet_s: float = 0.5  # no activity this long after the track ended in a door zone
-    leave_window_s: float = 5.0  # ... and at most this long after (later: still there)
+    leave_window_s: float = 3.0  # ... and at most this long after (later: still there)
     door_share: float = 0.12  # share of the recent motion that must lie in a door zone
     leave_fg_max: float = 0.12  # where the track ended must be this close to the background
     # Where the person is.
@@ -278,7 +278,11 @@ class RoomModel:
     def _occupancy(self, o: Observation, active: bool) -> None:
         p = self.params
         if self.occupancy is not Occupancy.present:
-            if active and self._activity_run is not None and o.t - self._activity_run >= p.enter_s:
+            if (
+                active
+                and self._activity_run is not None
+                and o.t - self._activity_run >= p.enter_s - 1e-6
+            ):
                 if self.occupancy is not Occupancy.unknown:
                     self.passage = o.motion_grid
                 self.occupancy = Occupancy.present
