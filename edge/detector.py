@@ -19,6 +19,7 @@ stay inside `process` and are dropped when it returns.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +52,7 @@ class Detector(Protocol):
 @dataclass(frozen=True)
 class MotionParams:
     width: int = 160  # analysis width; larger frames are downscaled (aspect kept)
+    diff_lag_s: float = 0.2  # motion is the change over this time (the same at any frame rate)
     diff_threshold: int = 12  # luma difference that counts as change between frames
     fg_threshold: int = 18  # luma difference that counts as foreground against the background
     bg_tau_s: float = 20.0  # background time constant where nothing moved recently
@@ -71,6 +73,7 @@ class MotionDetector:
         self._keep = keep
         self._prev: np.ndarray | None = None
         self._prev_t = 0.0
+        self._ring: deque[tuple[float, np.ndarray]] = deque()
         self._bg: np.ndarray | None = None
         self._energy: np.ndarray | None = None
         self._ref_structure: np.ndarray | None = None
@@ -98,6 +101,8 @@ class MotionDetector:
     def _init(self, g: np.ndarray, t: float) -> Observation:
         self._prev = g
         self._prev_t = t
+        self._ring.clear()
+        self._ring.append((t, g))
         self._bg = g.astype(np.float32)
         self._energy = np.zeros_like(g)
         h, w = g.shape
@@ -127,19 +132,27 @@ class MotionDetector:
         dt = max(1e-3, t - self._prev_t)
         mean, std = cv2.meanStdDev(g)
         brightness, contrast = float(mean[0, 0]), float(std[0, 0])
-        diff = cv2.absdiff(g, self._prev)
+        # The reference is the newest frame at least `diff_lag_s` old.
+        ring = self._ring
+        while len(ring) > 1 and ring[1][0] <= t - p.diff_lag_s + 1e-3:
+            ring.popleft()
+        ref = ring[0][1]
+        diff = cv2.absdiff(g, ref)
         _, mask = cv2.threshold(diff, p.diff_threshold, 255, cv2.THRESH_BINARY)
         if self._keep is not None:
             mask = cv2.bitwise_and(mask, self._keep)
         moving = cv2.countNonZero(mask)
         share = moving / max(1, self._keep_count)
-        prev_mean = cv2.mean(self._prev)[0]
+        prev_mean = cv2.mean(ref)[0]
         self._prev, self._prev_t = g, t
+        ring.append((t, g))
         if share > p.global_share or abs(brightness - prev_mean) > p.global_luma:
             # Lighting, not a person: start the background again from this frame.
             assert self._energy is not None
             self._bg = g.astype(np.float32)
             self._energy[:] = 0
+            ring.clear()
+            ring.append((t, g))
             return Observation(
                 t,
                 0.0,
