@@ -52,7 +52,8 @@ class RoomParams:
     door_share: float = 0.12  # share of the recent motion that must lie in a door zone
     leave_fg_max: float = 0.12  # where the track ended must be this close to the background
     # Where the person is.
-    zone_share: float = 0.5  # share of the recent motion inside bed/chair for in_bed/in_chair
+    zone_share: float = 0.5  # share of where the person rests inside bed/chair for in_bed/in_chair
+    place_memory_s: float = 2.0  # where the person rests: from their motion in this last time
     zone_dwell_s: float = 2.0  # a new place must hold this long before the state changes
     no_motion_s: float = 900.0  # present without any motion this long: no_motion
     no_motion_in_bed: bool = False  # whether a still person in bed also becomes no_motion
@@ -153,6 +154,8 @@ class RoomModel:
 
     def __post_init__(self) -> None:
         self._act_map = np.zeros((GRID_H, GRID_W), np.float32)
+        self._support: deque[tuple[float, Box]] = deque()
+        self._fg: np.ndarray | None = None
         self._recent_map = np.zeros((GRID_H, GRID_W), np.float32)
         self._activity_run: float | None = None  # start of the current run of active frames
         self._samples: deque[_Sample] = deque()
@@ -164,6 +167,7 @@ class RoomModel:
         self._place_since = 0.0
         self._place_state = RoomStateName.present
         self._place_zone: str | None = None
+        self._place_conf = 0.6
         self._rise_since: float | None = None
         self._leave_conf = 0.7
         self.passage: np.ndarray | None = None  # where the last entry/exit happened (grid)
@@ -198,6 +202,7 @@ class RoomModel:
         dt = o.t - self.last_t if self.last_t else 0.0
         self.last_t = o.t
         self.blind = blind
+        self._fg = o.fg_grid
         a = 1.0 - math.exp(-dt / 1.0) if dt > 0 else 1.0
         self._motion_level += a * (o.motion - self._motion_level)
         if blind:
@@ -210,6 +215,10 @@ class RoomModel:
             self._act_map += o.motion_grid
             self._recent_map = self._recent_map * (decay * decay) + o.motion_grid
             self.last_activity = o.t
+            if o.box is not None:
+                self._support.append((o.t, o.box))
+                while self._support and self._support[0][0] < o.t - p.place_memory_s:
+                    self._support.popleft()
             if self._activity_run is None:
                 self._activity_run = o.t
         else:
@@ -473,13 +482,38 @@ class RoomModel:
 
     # -- room state -----------------------------------------------------------------
 
-    def _where(self) -> tuple[RoomStateName, str | None, float]:
-        """Where the person is, from the lower part of the map of their recent motion.
+    def _support_patch(self) -> np.ndarray | None:
+        """Cells where the person rests: the lowest band of their extent.
 
-        The lower part is where a person touches the bed, the chair or the floor: a
-        person standing in front of the bed overlaps it in the image with the torso only.
+        That is where a person touches the bed, the chair or the floor: someone standing
+        in front of the bed overlaps it in the image with the torso only, their feet are
+        on the floor. The extent is the recent moving region (one stray low box does not
+        count: the second lowest is taken), extended downwards through the foreground
+        below it (legs that stand still differ from the background too).
         """
-        m = _lower_part(self._act_map)
+        if not self._support:
+            return None
+        boxes = sorted((b for _, b in self._support), key=lambda b: b[1] + b[3])
+        x, y, w, h = boxes[-2] if len(boxes) >= 3 else boxes[-1]
+        gx0, gx1 = max(0, int(x * GRID_W)), min(GRID_W, math.ceil((x + w) * GRID_W))
+        gx1 = max(gx1, gx0 + 1)
+        row = min(GRID_H - 1, int((y + h) * GRID_H))
+        fg = self._fg
+        if fg is not None:
+            while row + 1 < GRID_H and float(fg[row + 1, gx0:gx1].mean()) >= 0.25:
+                row += 1
+        bottom = (row + 1) / GRID_H
+        top = bottom - max(0.08, 0.25 * h)
+        patch = np.zeros((GRID_H, GRID_W), np.float32)
+        gy0 = max(0, int(top * GRID_H))
+        patch[gy0 : row + 1, gx0:gx1] = 1.0
+        return patch
+
+    def _where(self) -> tuple[RoomStateName, str | None, float]:
+        """Where the person is: the zone under the band where they rest (see above)."""
+        m = self._support_patch()
+        if m is None:
+            m = _lower_part(self._act_map)
         if m is None:
             return RoomStateName.present, None, 0.6
         bed = share_in(m, self._w_bed)
@@ -507,7 +541,12 @@ class RoomModel:
             return self._set_state(RoomStateName.in_bathroom, t, self._leave_conf)
         if self.fall_active is not None:
             return self._set_state(RoomStateName.on_floor, t, max(0.6, self.fall_active.score))
-        place, zone, conf = self._where()
+        recent = self.last_activity is not None and t - self.last_activity <= p.zone_dwell_s + 0.5
+        if recent or self._place is None:
+            place, zone, conf = self._where()
+            self._place_conf = conf
+        else:  # still: the place stays where the person came to rest
+            place, zone, conf = self._place_state, self._place_zone, self._place_conf
         if self._place is None:
             # Just entered (or first sight): take the place at once.
             self._place, self._place_since = place, t

@@ -23,7 +23,7 @@ def rect(x0, y0, x1, y1):
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
-BED = Zone(name="bed", kind=ZoneKind.bed, polygon=rect(0.05, 0.3, 0.5, 0.6))
+BED = Zone(name="bed", kind=ZoneKind.bed, polygon=rect(0.15, 0.3, 0.5, 0.6))
 CHAIR = Zone(name="chair", kind=ZoneKind.chair, polygon=rect(0.6, 0.3, 0.8, 0.7))
 FLOOR = Zone(name="floor", kind=ZoneKind.floor, polygon=rect(0.0, 0.6, 1.0, 1.0))
 DOOR = Zone(name="door", kind=ZoneKind.door, polygon=rect(0.85, 0.2, 1.0, 1.0))
@@ -146,8 +146,8 @@ def test_no_motion_after_n_seconds_outside_bed_but_not_in_bed() -> None:
     # Moving again: back to where the person is.
     r.walk([(0.5, 0.95)])
     assert r.state is S.out_of_bed
-    # In bed, stillness is sleep.
-    r.walk([(0.3, 0.55)] * 3, size=(0.3, 0.15))
+    # In bed, stillness is sleep (lying down takes a few seconds).
+    r.walk([(0.3, 0.55)] * 8, size=(0.3, 0.15))
     r.frames(3)
     assert r.state is S.in_bed
     r.frames(600)
@@ -207,7 +207,7 @@ def test_bathroom_door_gives_in_bathroom_and_back() -> None:
     r.walk([(0.4, 0.95), (0.2, 0.8), (0.05, 0.55)])
     r.frames(3)
     assert r.state is S.in_bathroom
-    r.walk([(0.05, 0.55), (0.2, 0.8)])
+    r.walk([(0.05, 0.55), (0.2, 0.8), (0.3, 0.9), (0.4, 0.9), (0.5, 0.9), (0.5, 0.9), (0.5, 0.9)])
     assert r.state is S.out_of_bed
 
 
