@@ -12,13 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_edge_agent import SyntheticSource, Watcher, edge_settings
 
 from nattillsyn.edge.agent import EdgeAgent
 from nattillsyn.embedded import free_port, wait_port
 from nattillsyn.mqtt import MqttClient, MqttError, TlsFiles
 from nattillsyn.protocol import TopicKind
-
-from test_edge_agent import SyntheticSource, Watcher, edge_settings
 
 OPENSSL = shutil.which("openssl")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
