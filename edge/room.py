@@ -408,10 +408,9 @@ class RoomModel:
         pre = min(window, key=lambda s: s.top)
         if pre.t >= now.t:
             return None
-        height = max(p.fall_min_height, pre.bottom - pre.top)
         drop = now.top - pre.top
         peak = max(s.motion for s in window if s.t >= pre.t)
-        if drop < max(p.fall_drop_min, p.fall_drop_rel * height) or peak < p.fall_peak:
+        if drop < p.fall_drop_min or peak < p.fall_peak:
             return None
         # Onset: where the continuous descent that ends now began (a slow lean first is
         # not part of the fall; the fast part is).
@@ -424,6 +423,15 @@ class RoomModel:
                 break
             i -= 1
         onset = seq[i - 1].t if i > 0 else seq[0].t
+        # The person's size before the fall: the moving region's height up to the onset
+        # (legs swinging off a bed already stretch the region when the top starts to drop).
+        before = sorted(s.bottom - s.top for s in seq if s.t <= onset)
+        height = pre.bottom - pre.top
+        if before:
+            height = min(height, before[len(before) // 2])
+        height = max(p.fall_min_height, height)
+        if drop < p.fall_drop_rel * height:
+            return None
         score = min(1.0, 0.4 + 0.4 * drop / height + 5 * peak)
         return _FallCandidate(
             onset=onset,
