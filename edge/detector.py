@@ -59,6 +59,8 @@ class MotionParams:
     energy_s: float = 1.5  # motion keeps the background from learning this long
     global_share: float = 0.45  # this share changed at once = lighting, not motion
     global_luma: float = 22.0  # or the mean luma jumped this much between two frames
+    global_spread: float = 0.7  # or changes spread over this share of the grid cells ...
+    global_spread_min_share: float = 0.1  # ... while at least this share of pixels changed
     min_pixels: int = 12  # fewer moving pixels than this is noise, not motion
     structure_every_s: float = 1.0  # how often the structure signature is computed
     structure_tau_s: float = 120.0  # how fast the reference structure follows slow changes
@@ -146,7 +148,22 @@ class MotionDetector:
         prev_mean = cv2.mean(ref)[0]
         self._prev, self._prev_t = g, t
         ring.append((t, g))
-        if share > p.global_share or abs(brightness - prev_mean) > p.global_luma:
+        motion_grid = None
+        if moving >= p.min_pixels:
+            motion_grid = cv2.resize(mask, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA)
+            motion_grid = motion_grid.astype(np.float32) * (1 / 255)
+        # A person is one compact region; a lamp or the day/IR switch changes cells all
+        # over the image at once, even where each change is small.
+        spread = (
+            float(np.count_nonzero(motion_grid > 0.02)) / motion_grid.size
+            if motion_grid is not None and share > p.global_spread_min_share
+            else 0.0
+        )
+        if (
+            share > p.global_share
+            or abs(brightness - prev_mean) > p.global_luma
+            or spread > p.global_spread
+        ):
             # Lighting, not a person: start the background again from this frame.
             assert self._energy is not None
             self._bg = g.astype(np.float32)
@@ -165,11 +182,8 @@ class MotionDetector:
                 self._structure,
             )
         box: Box | None = None
-        motion_grid = None
-        if moving >= p.min_pixels:
+        if motion_grid is not None:
             box = _extent(mask)
-            motion_grid = cv2.resize(mask, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA)
-            motion_grid = motion_grid.astype(np.float32) * (1 / 255)
         else:
             share = 0.0
         # Motion energy: where something moved within the last `energy_s` seconds.

@@ -60,6 +60,25 @@ def test_lighting_change_is_not_motion(delta) -> None:
     assert o.motion == 0.0 and o.foreground < 0.01  # the background restarted from the new light
 
 
+@pytest.mark.parametrize("kind", ["lamp", "ir"])
+def test_uneven_lighting_and_day_ir_switch_are_not_motion(kind) -> None:
+    """A bedside lamp brightens one side more; the IR switch changes texture everywhere."""
+    d = MotionDetector()
+    base = room()
+    for i in range(5):
+        d.process(base, i * 0.2)
+    if kind == "lamp":
+        ramp = np.linspace(4, 30, W)[None, :].repeat(H, 0)
+        after = np.clip(base + ramp, 0, 255).astype(np.uint8)
+    else:
+        rng = np.random.default_rng(9)
+        grain = rng.integers(-25, 26, (H // 8, W // 8)).repeat(8, 0).repeat(8, 1)
+        after = np.clip(base.astype(int) + grain, 0, 255).astype(np.uint8)
+    o = d.process(after, 1.0)
+    assert o.global_change and o.motion == 0.0
+    assert d.process(after, 1.2).motion == 0.0
+
+
 def test_still_person_stays_foreground_for_a_while() -> None:
     d = MotionDetector(MotionParams(bg_tau_s=20))
     base = room()
