@@ -250,11 +250,7 @@ class EdgeAgent:
         self._source = self._make_source()
         with self._lock:
             self._pending_config = None
-        analysis = Analysis(
-            self.config,
-            width=self.cfg.width,
-            base_params=RoomParams(fall_confirm_s=self.cfg.fall_confirm_s),
-        )
+        analysis = self._new_analysis()
         self._resume(analysis)
         self._analysis = analysis
         self._stop_analysis.clear()
@@ -266,6 +262,13 @@ class EdgeAgent:
             daemon=True,
         )
         self._thread.start()
+
+    def _new_analysis(self) -> Analysis:
+        return Analysis(
+            self.config,
+            width=self.cfg.width,
+            base_params=RoomParams(fall_confirm_s=self.cfg.fall_confirm_s),
+        )
 
     def _resume(self, analysis: Analysis) -> None:
         """After a restart or pause, resume the last state if it is recent enough."""
@@ -309,11 +312,20 @@ class EdgeAgent:
     ) -> None:
         window_start, window_frames = time.monotonic(), 0
         frames = FRAMES.labels(self.device)
+        clip: str | None = None
         try:
             for frame in source.frames():
                 if self._stop_analysis.is_set():
                     break
                 outputs: list[Output] = []
+                if frame.clip != clip:
+                    if clip is not None:
+                        # A replayed playlist moves to the next clip: a new view, not a
+                        # moved camera. Close what was open and start afresh.
+                        outputs += analysis.finish(frame.t)
+                        analysis = self._new_analysis()
+                        self._analysis = analysis
+                    clip = frame.clip
                 with self._lock:
                     config, self._pending_config = self._pending_config, None
                     requests, self._zone_map_requests = self._zone_map_requests, []

@@ -71,6 +71,15 @@ class CameraHealth:
         out += self._step(self._conds[EventType.camera_moved], moved and not blind, o.t)
         return out
 
+    def finish(self, t: float) -> list[EventOut]:
+        """End every active condition (the view ends)."""
+        out = []
+        for c in self._conds.values():
+            if c.active_from is not None:
+                out.append(EventOut(c.type.value, c.type, EventPhase.end, c.active_from, t))
+            c.active_from = c.since = c.clear_since = None
+        return out
+
     def accept_view(self) -> list[EventOut]:
         """The view was re-checked (new zones): a moved camera is no longer an issue."""
         c = self._conds[EventType.camera_moved]

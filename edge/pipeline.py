@@ -88,6 +88,10 @@ class Analysis:
             self.model.passage = None
         return out
 
+    def finish(self, t: float) -> list[Output]:
+        """End every open event (the view ends: a replayed clip changes, the camera closes)."""
+        return self.model.finish(t) + self.health.finish(t)
+
     def zone_map(self) -> dict:
         """The placement aid's answer (coarse digit maps; edges only while empty)."""
         edges = self.detector.edge_grid() if isinstance(self.detector, MotionDetector) else None

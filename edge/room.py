@@ -583,6 +583,21 @@ class RoomModel:
 
     # -- outside control --------------------------------------------------------------
 
+    def finish(self, t: float) -> list[Output]:
+        """End the events still open (motion, possible fall)."""
+        out: list[Output] = []
+        if self._motion_started is not None:
+            out.append(
+                EventOut("motion", EventType.motion, EventPhase.end, self._motion_started, t, 0.0)
+            )
+            self._motion_started = None
+        if self.fall_active is not None:
+            f, self.fall_active = self.fall_active, None
+            out.append(
+                EventOut("fall", EventType.possible_fall, EventPhase.end, f.onset, t, f.score)
+            )
+        return out
+
     @property
     def motion_level(self) -> float:
         return self._motion_level
