@@ -131,6 +131,7 @@ class EdgeAgent:
         self._queue_wakeup = asyncio.Event()
         self._queue_idle = asyncio.Event()  # set while nothing waits on disk
         self._gate_lock = asyncio.Lock()
+        self._retry_s = 2.0
         self.published = 0
         self.events_created = 0
         self.events_published = 0
@@ -247,7 +248,12 @@ class EdgeAgent:
 
     async def _start_analysis(self) -> None:
         await self._stop_thread()
-        self._source = self._make_source()
+        try:
+            self._source = self._make_source()
+        except Exception as exc:
+            logger.error("camera failed", device=self.device, error=str(exc)[:300])
+            self._source_failed()
+            return
         with self._lock:
             self._pending_config = None
         analysis = self._new_analysis()
@@ -338,6 +344,7 @@ class EdgeAgent:
                     answer = analysis.zone_map()
                     loop.call_soon_threadsafe(_resolve, fut, answer)
                 frames.inc()
+                self._retry_s = 2.0  # frames flow again
                 window_frames += 1
                 now = time.monotonic()
                 if now - window_start >= 5:
@@ -346,10 +353,31 @@ class EdgeAgent:
                 self._frames += 1
                 if outputs:
                     loop.call_soon_threadsafe(self._outputs.put_nowait, (t, now, outputs))
-        except Exception:
-            logger.exception("frame analysis stopped", device=self.device)
+        except Exception as exc:
+            logger.error("camera failed", device=self.device, error=str(exc)[:300])
+            if not self._stop_analysis.is_set():
+                outputs = analysis.finish(time.monotonic())
+                outputs.append(StateChange(RoomStateName.unknown, analysis.model.last_t, 0.0))
+                loop.call_soon_threadsafe(
+                    self._outputs.put_nowait, (analysis.model.last_t, time.monotonic(), outputs)
+                )
+                loop.call_soon_threadsafe(self._source_failed)
         finally:
             source.close()
+
+    def _source_failed(self) -> None:
+        """The camera stopped (unplugged, stream down): try again with a growing pause."""
+        delay = self._retry_s
+        self._retry_s = min(60.0, self._retry_s * 2)
+
+        async def retry() -> None:
+            await asyncio.sleep(delay)
+            async with self._gate_lock:
+                if self.monitoring and (self._thread is None or not self._thread.is_alive()):
+                    logger.info("reopening camera", device=self.device)
+                    await self._start_analysis()
+
+        self._tasks.append(asyncio.create_task(retry(), name="edge-camera-retry"))
 
     # -- publishing -------------------------------------------------------------------
 

@@ -288,6 +288,31 @@ async def test_commands_and_zone_map(mqtt_url, topic_root, tmp_path, cleanup_ret
             await agent.stop()
 
 
+class FlakyCamera(SyntheticSource):
+    """Delivers a couple of seconds of frames, then the device fails (unplugged)."""
+
+    def frames(self) -> Iterator[Frame]:
+        for i, f in enumerate(super().frames()):
+            if i >= 12:
+                raise OSError("camera unplugged")
+            yield f
+
+
+async def test_failed_camera_is_reopened(mqtt_url, topic_root, tmp_path, cleanup_retained) -> None:
+    SyntheticSource.reset()
+    s = edge_settings(mqtt_url, topic_root, tmp_path, monitor_without_config=True)
+    agent = EdgeAgent(s, source=lambda: FlakyCamera(speed=20.0))
+    async with Watcher(mqtt_url, topic_root) as w:
+        await agent.start()
+        try:
+            await w.wait(lambda: SyntheticSource.opened >= 2, timeout=20, what="reopened")
+            states = [x["state"] for x in w.of(TopicKind.state)]
+            seen = next(i for i, x in enumerate(states) if x not in ("unknown", "paused"))
+            assert "unknown" in states[seen:]  # while the camera was gone
+        finally:
+            await agent.stop()
+
+
 async def test_heartbeat_and_last_will(mqtt_url, topic_root, tmp_path, cleanup_retained) -> None:
     s = edge_settings(mqtt_url, topic_root, tmp_path, monitor_without_config=True)
     agent = EdgeAgent(s, source=SyntheticSource)
