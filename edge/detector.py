@@ -76,6 +76,7 @@ class MotionDetector:
         self._prev: np.ndarray | None = None
         self._prev_t = 0.0
         self._ring: deque[tuple[float, np.ndarray]] = deque()
+        self._cell_kernel = np.ones((3, 3), np.uint8)
         self._bg: np.ndarray | None = None
         self._energy: np.ndarray | None = None
         self._ref_structure: np.ndarray | None = None
@@ -183,7 +184,7 @@ class MotionDetector:
             )
         box: Box | None = None
         if motion_grid is not None:
-            box = _extent(mask)
+            box = self._main_extent(mask, motion_grid)
         else:
             share = 0.0
         # Motion energy: where something moved within the last `energy_s` seconds.
@@ -238,6 +239,27 @@ class MotionDetector:
             ref = (1 - a) * self._ref_structure + a * sig
             self._ref_structure = ref / max(1e-6, float(np.linalg.norm(ref)))
         return max(0.0, sim)
+
+    def _main_extent(self, mask: np.ndarray, grid: np.ndarray) -> Box | None:
+        """Extent of the main moving blob: a curtain or a door swinging elsewhere in the
+        room does not stretch the person's box. Blobs closer than two cells are one."""
+        cells = cv2.compare(grid, 0.04, cv2.CMP_GT)
+        joined = cv2.dilate(cells, self._cell_kernel)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+        if n <= 2:
+            return _extent(mask)
+        mass = np.bincount(labels.ravel(), weights=grid.ravel(), minlength=n)
+        k = int(np.argmax(mass[1:])) + 1
+        cx, cy, cw, ch = (int(v) for v in stats[k][:4])
+        H, W = mask.shape
+        x0, x1 = cx * W // GRID_W, (cx + cw) * W // GRID_W
+        y0, y1 = cy * H // GRID_H, (cy + ch) * H // GRID_H
+        sub = _extent(np.ascontiguousarray(mask[y0:y1, x0:x1]))
+        if sub is None:
+            return _extent(mask)
+        sx, sy, sw, sh = sub
+        bw, bh = (x1 - x0) / W, (y1 - y0) / H
+        return (x0 / W + sx * bw, y0 / H + sy * bh, sw * bw, sh * bh)
 
     def edge_grid(self) -> np.ndarray | None:
         """Edge strength of the learned background on the coarse grid (placement aid)."""

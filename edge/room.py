@@ -75,6 +75,7 @@ class RoomParams:
     fall_bed_chair_max: float = 0.5  # at most this share of that place in bed/chair zones
     fall_floor_min: float = 0.3  # at least this share in floor zones (if the room has any)
     fall_onset_speed: float = 0.12  # the fall starts where the top sinks at least this fast (/s)
+    fall_back_up: float = 0.4  # before resting, the top back within this share of the drop: no fall
     fall_rise: float = 0.5  # getting up: the moving region's top rises this share of its height
     fall_rise_motion: float = 0.01  # ... with at least this much motion
     fall_confirm_s: float = 30.0  # not got up this long after coming to rest: possible fall
@@ -127,11 +128,14 @@ class _FallCandidate:
     height: float  # height of the moving region before the drop
     drop: float
     peak: float
-    box: Box  # where the person ended up (last box of the drop)
+    box: Box  # the lowest moving region of the drop
+    last_box: Box  # where the person came to rest (set when they do)
     last_motion_t: float
     detected_t: float
     settled_t: float | None = None
     still_since: float | None = None
+    moves: deque = field(default_factory=lambda: deque(maxlen=16))  # (t, box) clear motion
+    up_frames: int = 0
     score: float = 0.0
     zone: str | None = None
 
@@ -290,7 +294,7 @@ class RoomModel:
             if (
                 active
                 and self._activity_run is not None
-                and o.t - self._activity_run >= p.enter_s - 1e-6
+                and o.t - self._activity_run >= p.enter_s - 0.05
             ):
                 if self.occupancy is not Occupancy.unknown:
                     self.passage = o.motion_grid
@@ -353,12 +357,22 @@ class RoomModel:
             return out
 
         f = self.fall
-        # Still dropping: follow the drop to its end.
+        # Follow the drop to its end; rising back up before coming to rest is a squat,
+        # a bend or someone catching themselves, not a fall.
         if box is not None and o.motion >= p.fall_track_motion:
-            if box[1] >= f.box[1] - 0.02 and o.t - f.last_motion_t < 1.0:
-                if box[1] > f.box[1] or f.settled_t is None:
-                    f.box = box if box[1] >= f.box[1] else f.box
+            if f.settled_t is None:
+                if o.motion >= p.fall_settle_motion:
+                    f.moves.append((o.t, box))
+                if box[1] >= f.box[1]:
+                    f.box = box
                 f.drop = max(f.drop, box[1] - f.pre_top)
+                if o.motion >= p.fall_rise_motion and box[1] < f.pre_top + p.fall_back_up * f.drop:
+                    f.up_frames += 1
+                    if f.up_frames >= 2:  # up again for two frames: not a stray arm
+                        self.fall = None
+                        return out
+                else:
+                    f.up_frames = 0
             f.peak = max(f.peak, o.motion)
         if o.motion >= p.fall_settle_motion:
             f.last_motion_t = o.t
@@ -376,7 +390,10 @@ class RoomModel:
                 self.fall = None
                 return out
             if f.still_since is not None and o.t - f.still_since >= p.fall_still_s:
-                if not self._lies_there(o, f):
+                f.last_box = _rest_region(f.moves, f.box)
+                # Still down by the fall criterion (not a squat or a bend caught mid-rise).
+                ended_low = f.last_box[1] - f.pre_top >= p.fall_drop_rel * f.height
+                if not ended_low or not self._lies_there(o, f):
                     self.fall = None
                     return out
                 f.settled_t = f.still_since
@@ -440,15 +457,21 @@ class RoomModel:
             drop=drop,
             peak=peak,
             box=o.box,
+            last_box=o.box,
             last_motion_t=o.t,
             detected_t=o.t,
             score=score,
         )
 
     def _lies_there(self, o: Observation, f: _FallCandidate) -> bool:
-        """After the drop: is there a person at rest where it ended, outside bed and chair?"""
+        """After the drop: is there a person at rest where it ended, outside bed and chair?
+
+        The place is the region of the last clear movements before the rest; it is in bed
+        or chair if most of its foreground, or its centre of mass, lies there (a torso on
+        the bed with the legs hanging to the floor is on the bed).
+        """
         p = self.params
-        x, y, w, h = f.box
+        x, y, w, h = f.last_box
         gx0, gx1 = int(x * GRID_W), max(int(x * GRID_W) + 1, math.ceil((x + w) * GRID_W))
         gy0, gy1 = int(y * GRID_H), max(int(y * GRID_H) + 1, math.ceil((y + h) * GRID_H))
         fg_box = o.fg_grid[gy0:gy1, gx0:gx1]
@@ -457,8 +480,15 @@ class RoomModel:
             return False
         place = np.zeros_like(o.fg_grid)
         place[gy0:gy1, gx0:gx1] = fg_box
-        if share_in(place, _union(self._w_bed, self._w_chair)) > p.fall_bed_chair_max:
-            return False
+        furniture = _union(self._w_bed, self._w_chair)
+        if furniture is not None:
+            if share_in(place, furniture) > p.fall_bed_chair_max:
+                return False
+            total = float(place.sum())
+            cy = float((place.sum(axis=1) * np.arange(GRID_H)).sum()) / total
+            cx = float((place.sum(axis=0) * np.arange(GRID_W)).sum()) / total
+            if furniture[min(GRID_H - 1, round(cy)), min(GRID_W - 1, round(cx))] >= 0.5:
+                return False
         if self._w_floor is not None and share_in(place, self._w_floor) < p.fall_floor_min:
             return False
         f.zone = self._zone_name(place)
@@ -622,6 +652,19 @@ class RoomModel:
 
     def with_params(self, **changes: object) -> RoomParams:
         return replace(self.params, **changes)  # type: ignore[arg-type]
+
+
+def _rest_region(moves: deque, fallback: Box, span_s: float = 0.6) -> Box:
+    """Union of the clear movements in the last `span_s` before the rest."""
+    if not moves:
+        return fallback
+    last_t = moves[-1][0]
+    boxes = [b for t, b in moves if t >= last_t - span_s]
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return (x0, y0, x1 - x0, y1 - y0)
 
 
 def _lower_part(m: np.ndarray, share: float = 0.4) -> np.ndarray | None:
