@@ -216,7 +216,7 @@ class MotionDetector:
             contrast,
             False,
             self._structure,
-            float(fg_grid.mean()),
+            cv2.countNonZero(fg) / fg.size,
         )
 
     def _structure_similarity(self, bg8: np.ndarray, dt: float) -> float:

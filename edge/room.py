@@ -536,9 +536,11 @@ class RoomModel:
         gx0, gx1 = max(0, int(x * GRID_W)), min(GRID_W, math.ceil((x + w) * GRID_W))
         gx1 = max(gx1, gx0 + 1)
         row = min(GRID_H - 1, int((y + h) * GRID_H))
-        fg = self._fg
-        if fg is not None:
-            while row + 1 < GRID_H and float(fg[row + 1, gx0:gx1].mean()) >= 0.25:
+        if self._fg is not None:
+            below = (self._fg[row + 1 :, gx0:gx1].sum(axis=1) / (gx1 - gx0)).tolist()
+            for v in below:
+                if v < 0.25:
+                    break
                 row += 1
         bottom = (row + 1) / GRID_H
         top = bottom - max(0.08, 0.25 * h)

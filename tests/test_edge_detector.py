@@ -47,6 +47,19 @@ def test_moving_person_gives_motion_and_box() -> None:
     assert not o.global_change
 
 
+def test_box_is_the_main_blob_not_a_curtain_elsewhere() -> None:
+    d = MotionDetector()
+    base = room()
+    d.process(base, 0.0)
+    for i in range(1, 4):
+        img = with_person(base, 60 + 12 * i, 60, w=24, h=50)
+        img[5:40, 150:153] = 250 if i % 2 else 0  # a thin curtain edge swinging far away
+        o = d.process(img, i * 0.2)
+    assert o.box is not None
+    x, y, w, h = o.box
+    assert x + w < 0.85 and y > 0.4  # the person's region only
+
+
 @pytest.mark.parametrize("delta", [-60, 45, 80])
 def test_lighting_change_is_not_motion(delta) -> None:
     d = MotionDetector()

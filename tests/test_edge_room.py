@@ -349,6 +349,18 @@ def test_slow_sitting_down_and_bending_are_not_falls() -> None:
     assert not r.events(EventType.possible_fall)
 
 
+def test_squats_even_one_frozen_mid_rise_are_not_falls() -> None:
+    """Exercise: down and up again; the clip (or the camera) stops half way up."""
+    r = Run(fall_confirm_s=5)
+    r.walk([(0.5, 0.95)] * 3, size=(0.12, 0.8))
+    tops = [0.15, 0.3, 0.45, 0.55, 0.45, 0.3, 0.15, 0.15, 0.3, 0.45, 0.55, 0.5, 0.35]
+    for top in tops:
+        box = (0.44, top, 0.14, 0.95 - top)
+        r.frame(box=box, motion=0.06, fg_box=box)
+    r.frames(40, fg_box=(0.44, 0.35, 0.14, 0.6))  # frozen half way up
+    assert not r.events(EventType.possible_fall)
+
+
 def test_drop_with_nobody_lying_there_is_not_a_fall() -> None:
     r = Run(fall_confirm_s=5)
     _fall(r, end=(0.4, 0.95), after_fg=0.0)  # e.g. a coat falling off a chair, then nothing
