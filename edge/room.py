@@ -10,17 +10,18 @@ How the room is read (all thresholds in `RoomParams`, the same for every room):
   still (asleep, reading) until the track ends *in a door zone* and the place it
   ended has gone back to the background. Ending in a `bathroom_door` zone gives
   `in_bathroom`. Without door zones the image border is the way out.
-- **Where** the person is comes from a map of recent motion (frozen while they
-  are still): mostly in a `bed` zone gives `in_bed`, in a `chair` zone `in_chair`,
-  elsewhere `out_of_bed` (`present` when the room has no bed zone). Changes need
-  to hold for `zone_dwell_s` (hysteresis); each state carries a confidence.
-- **Possible fall**: the top of the moving region drops fast and far (relative
-  to the height of the moving region before the drop), motion then settles, the
-  place it ended still holds a foreground blob (someone lies there, not an exit),
-  and that place is outside bed and chair zones (inside a floor zone if the room
-  has one). The event is raised when the person has not got up for
-  `fall_confirm_s`; its start is the onset of the drop. State `on_floor` until
-  the person gets up or leaves.
+- **Where** the person is: the zone under the band where they rest (the lowest
+  part of their recent moving region, extended down through the foreground),
+  decided while they move and frozen while they are still: `in_bed`, `in_chair`,
+  else `out_of_bed` (`present` when the room has no bed zone). Changes need to
+  hold for `zone_dwell_s` (hysteresis); each state carries a confidence.
+- **Possible fall**: the top of the person's moving region drops fast and far
+  (relative to their height before the onset) and does not come back up; motion
+  settles with the person still down; the place where they came to rest still
+  differs from the background (someone lies there, not an exit) and is outside
+  bed and chair zones (inside a floor zone if the room has one). The event is
+  raised when the person has not got up for `fall_confirm_s`; its start is the
+  onset of the fast descent. State `on_floor` until the person gets up or leaves.
 - `no_motion` after `no_motion_s` without motion while present (outside the bed
   unless `no_motion_in_bed`).
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -651,9 +652,6 @@ class RoomModel:
                 self._place = self._place_state = state
                 self._place_since = t
             self.last_activity = t
-
-    def with_params(self, **changes: object) -> RoomParams:
-        return replace(self.params, **changes)  # type: ignore[arg-type]
 
 
 def _rest_region(moves: deque, fallback: Box, span_s: float = 0.6) -> Box:
