@@ -257,6 +257,9 @@ class EdgeAgent:
         with self._lock:
             self._pending_config = None
         analysis = self._new_analysis()
+        # A fresh view: nothing known until the analysis (or the resumed state) says so.
+        self._state = StateChange(RoomStateName.unknown, 0.0, 0.0)
+        self._state_since = datetime.now(UTC)
         self._resume(analysis)
         self._analysis = analysis
         self._stop_analysis.clear()
