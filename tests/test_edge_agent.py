@@ -352,3 +352,30 @@ async def dump_tasks_on_hang():
     handle = loop.call_later(50, dump)
     yield
     handle.cancel()
+
+
+async def test_last_config_survives_a_restart(mqtt_url, topic_root, tmp_path, cleanup_retained):
+    """A device that restarts without the server keeps its consent, schedule and zones."""
+    SyntheticSource.reset()
+    topics = Topics(topic_root)
+    s = edge_settings(mqtt_url, topic_root, tmp_path)
+    a = EdgeAgent(s, source=SyntheticSource)
+    async with Watcher(mqtt_url, topic_root) as w:
+        await a.start()
+        try:
+            cfg = DeviceConfig(version=9, monitoring=False, heartbeat_s=0.3, no_motion_s=120)
+            await publish_config(mqtt_url, topics, cfg)
+            await w.wait(lambda: any(c["version"] == 9 for c in w.of(TopicKind.config_state)))
+        finally:
+            await a.stop()
+    await clear_retained(mqtt_url, topic_root)  # the server is gone
+    b = EdgeAgent(s, source=SyntheticSource)
+    assert b.config is not None and b.config.version == 9 and b.config.no_motion_s == 120
+    async with Watcher(mqtt_url, topic_root) as w:
+        await b.start()
+        try:
+            hb = await w.wait(lambda: w.of(TopicKind.heartbeat), what="heartbeat")
+            assert hb[-1]["config_version"] == 9 and hb[-1]["monitoring"] is False
+            assert SyntheticSource.opened == 0  # still paused: the camera never opened
+        finally:
+            await b.stop()
