@@ -62,6 +62,9 @@ class MotionParams:
     global_spread: float = 0.7  # or changes spread over this share of the grid cells ...
     global_spread_min_share: float = 0.1  # ... while at least this share of pixels changed
     min_pixels: int = 12  # fewer moving pixels than this is noise, not motion
+    noise_k: float = 6.0  # the threshold stays this many times the mean noise difference
+    noise_tau_s: float = 10.0  # the noise level is followed this fast (in quiet frames)
+    noise_every_s: float = 1.0  # how often the noise level is measured
     structure_every_s: float = 1.0  # how often the structure signature is computed
     structure_tau_s: float = 120.0  # how fast the reference structure follows slow changes
 
@@ -83,6 +86,9 @@ class MotionDetector:
         self._next_structure = 0.0
         self._structure = math.nan
         self._keep_count = 0
+        self._noise = 0.0  # typical frame difference from camera noise alone
+        self._next_noise = 0.0
+        self._noise_measured = False
 
     def set_keep_mask(self, keep: np.ndarray | None) -> None:
         self._keep = keep
@@ -141,7 +147,22 @@ class MotionDetector:
             ring.popleft()
         ref = ring[0][1]
         diff = cv2.absdiff(g, ref)
-        _, mask = cv2.threshold(diff, p.diff_threshold, 255, cv2.THRESH_BINARY)
+        if t >= self._next_noise:
+            # Camera noise: the typical difference in the quieter cells (a person fills
+            # only some of them), followed slowly.
+            self._next_noise = t + p.noise_every_s
+            cells = cv2.resize(diff, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA).ravel()
+            k = cells.size // 5
+            level = float(np.partition(cells, k)[k])
+            if self._noise_measured:
+                self._noise += (1.0 - math.exp(-p.noise_every_s / p.noise_tau_s)) * (
+                    level - self._noise
+                )
+            else:
+                self._noise, self._noise_measured = level, True
+        # The threshold rises above the camera's own noise (a grainy IR image at night).
+        threshold = max(p.diff_threshold, p.noise_k * self._noise)
+        _, mask = cv2.threshold(diff, threshold, 255, cv2.THRESH_BINARY)
         if self._keep is not None:
             mask = cv2.bitwise_and(mask, self._keep)
         moving = cv2.countNonZero(mask)
@@ -195,7 +216,9 @@ class MotionDetector:
         # Foreground against the background, then learn the background where quiet.
         bg8 = cv2.convertScaleAbs(self._bg)
         fg = cv2.absdiff(g, bg8)
-        _, fg = cv2.threshold(fg, p.fg_threshold, 255, cv2.THRESH_BINARY)
+        # (one frame against a smooth background: about 0.7× the noise of a difference)
+        fg_threshold = max(p.fg_threshold, 0.7 * p.noise_k * self._noise)
+        _, fg = cv2.threshold(fg, fg_threshold, 255, cv2.THRESH_BINARY)
         if self._keep is not None:
             fg = cv2.bitwise_and(fg, self._keep)
         fg_grid = cv2.resize(fg, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA)

@@ -92,6 +92,23 @@ def test_uneven_lighting_and_day_ir_switch_are_not_motion(kind) -> None:
     assert d.process(after, 1.2).motion == 0.0
 
 
+def test_a_grainy_night_camera_is_not_motion_but_a_person_is() -> None:
+    """Strong sensor noise (IR at night): the threshold rises above it."""
+    rng = np.random.default_rng(4)
+    d = MotionDetector()
+    base = room()
+
+    def grainy(img):
+        return np.clip(img + rng.normal(0, 15, img.shape), 0, 255).astype(np.uint8)
+
+    shares = [d.process(grainy(base), i * 0.2).motion for i in range(40)]
+    assert max(shares[2:]) < 0.002  # empty room: no person-sized motion
+    o = None
+    for i in range(40, 45):
+        o = d.process(grainy(with_person(base, 20 + 15 * (i - 40), 50)), i * 0.2)
+    assert o is not None and o.motion > 0.01 and o.box is not None
+
+
 def test_still_person_stays_foreground_for_a_while() -> None:
     d = MotionDetector(MotionParams(bg_tau_s=20))
     base = room()
