@@ -30,6 +30,9 @@ class AdminRoutes(Routes):
             problems = (*problems, 403)
 
         def register(handler: Handler) -> Handler:
+            if kw.get("roles", ()) is None:  # public: no session, nothing to forge
+                return outer(method, path, problems=problems, **kw)(handler)
+
             async def checked(request: web.Request) -> web.StreamResponse:
                 check_csrf_token(request)
                 return await handler(request)

@@ -152,3 +152,16 @@ ACCOUNTS_SQL = """
 async def load_accounts(conn) -> list[Account]:
     cur = await conn.execute(ACCOUNTS_SQL)
     return [Account(r[0], r[1], r[2], r[3], r[4], r[5]) for r in await cur.fetchall()]
+
+
+async def set_service_account(conn, username: str) -> str:
+    """Create or rotate a service account (ingest, alerting, api, gateway); returns its password."""
+    _check(username)
+    password = new_password()
+    await conn.execute(
+        """INSERT INTO mqtt_accounts (username, kind, password_hash) VALUES (%s, 'service', %s)
+           ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash,
+               kind = 'service', revoked_at = NULL, created_at = now()""",
+        (username, hash_password(password)),
+    )
+    return password
