@@ -10,7 +10,7 @@ from aiohttp import web
 from psycopg import AsyncConnection
 
 from .auth import User
-from .context import PUSHER, USER, Handler, check_csrf_token
+from .context import POOL, PUSHER, USER, Handler, check_csrf_token
 from .inclusion import ConsentFacts, Criterion, Facts, Status, status
 from .problems import ProblemError
 from .routing import Routes
@@ -57,6 +57,16 @@ def user(request: web.Request) -> User:
 def check_site(request: web.Request, site: str) -> str:
     """A unit the user belongs to, else 404 (not 403: do not confirm that it exists)."""
     if not request[USER].may_see(site):
+        raise ProblemError(404, "Not Found", "no such unit")
+    return site
+
+
+async def check_unit(request: web.Request, site: str) -> str:
+    """An existing unit the user belongs to, else 404."""
+    check_site(request, site)
+    async with request.app[POOL].connection() as conn:
+        row = await (await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))).fetchone()
+    if row is None:
         raise ProblemError(404, "Not Found", "no such unit")
     return site
 

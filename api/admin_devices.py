@@ -32,7 +32,7 @@ from . import mosquitto
 from .admin_common import (
     MANAGERS,
     AdminRoutes,
-    check_site,
+    check_unit,
     kick,
     purpose,
     visible_sites,
@@ -231,8 +231,8 @@ async def _provision(
     )
 
 
-def _site_device(request: web.Request) -> tuple[str, str]:
-    site = check_site(request, request.match_info["site"])
+async def _site_device(request: web.Request) -> tuple[str, str]:
+    site = await check_unit(request, request.match_info["site"])
     return site, request.match_info["device"]
 
 
@@ -268,7 +268,7 @@ async def list_devices(request: web.Request) -> web.Response:
 )
 async def provision(request: web.Request) -> web.Response:
     """Provision a device for a room: returns a one-time claim code for the Pi."""
-    site = check_site(request, request.match_info["site"])
+    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, DeviceProvision)
     settings = body.settings.model_dump(mode="json", exclude_none=True)
     async with request.app[POOL].connection() as conn, conn.transaction():
@@ -292,7 +292,7 @@ async def provision(request: web.Request) -> web.Response:
 @routes.get("/api/v1/units/{site}/devices/{device}", roles=MANAGERS, response=DeviceView)
 async def get_device(request: web.Request) -> web.Response:
     """One device with its health."""
-    site, device = _site_device(request)
+    site, device = await _site_device(request)
     async with request.app[POOL].connection() as conn:
         view = await _one(conn, site, device)
     await audit(
@@ -311,7 +311,7 @@ async def get_device(request: web.Request) -> web.Response:
 )
 async def update_device(request: web.Request) -> web.Response:
     """Rename a device or change its analysis settings (pushed as a new config version)."""
-    site, device = _site_device(request)
+    site, device = await _site_device(request)
     body = await read_body(request, DeviceUpdate)
     async with request.app[POOL].connection() as conn, conn.transaction():
         before = await _one(conn, site, device)
@@ -349,7 +349,7 @@ async def update_device(request: web.Request) -> web.Response:
 )
 async def reissue_code(request: web.Request) -> web.Response:
     """A new claim code (e.g. the Pi was reinstalled); the device claims again."""
-    site, device = _site_device(request)
+    site, device = await _site_device(request)
     async with request.app[POOL].connection() as conn, conn.transaction():
         view = await _one(conn, site, device)
         if view.status == "retired" or not view.managed:
@@ -410,7 +410,7 @@ async def _last_config(request: web.Request, view: DeviceView) -> None:
 )
 async def retire(request: web.Request) -> web.Response:
     """Take a device out of service: credentials revoked, monitoring off."""
-    site, device = _site_device(request)
+    site, device = await _site_device(request)
     async with request.app[POOL].connection() as conn, conn.transaction():
         before = await _one(conn, site, device)
         if before.status == "retired":
@@ -440,7 +440,7 @@ async def retire(request: web.Request) -> web.Response:
 )
 async def replace(request: web.Request) -> web.Response:
     """Replace a device by a new one in the same room; the room keeps its history."""
-    site, device = _site_device(request)
+    site, device = await _site_device(request)
     body = await read_body(request, DeviceReplace)
     try:
         async with request.app[POOL].connection() as conn, conn.transaction():
@@ -480,7 +480,7 @@ async def replace(request: web.Request) -> web.Response:
 )
 async def push(request: web.Request) -> web.Response:
     """Push the device's config again, as a new version."""
-    site, device = _site_device(request)
+    site, device = await _site_device(request)
     async with request.app[POOL].connection() as conn:
         view = await _one(conn, site, device)
     if view.status == "retired" or not view.managed:

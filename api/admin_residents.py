@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from .admin_common import (
     MANAGERS,
     AdminRoutes,
-    check_site,
+    check_unit,
     criteria_for,
     inclusion_status,
     kick,
@@ -227,7 +227,7 @@ async def list_residents(request: web.Request) -> web.Response:
 async def create_resident(request: web.Request) -> web.Response:
     """Register a resident in a unit (and room); digital tillsyn is offered by default."""
     body = await read_body(request, ResidentCreate)
-    site = check_site(request, body.site)
+    site = await check_unit(request, body.site)
     try:
         async with request.app[POOL].connection() as conn, conn.transaction():
             if body.room:

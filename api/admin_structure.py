@@ -16,7 +16,7 @@ from .admin_common import (
     MANAGERS,
     SYSADMIN,
     AdminRoutes,
-    check_site,
+    check_unit,
     criteria_for,
     kick,
     maintain_monitoring,
@@ -118,7 +118,7 @@ async def create_unit(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/units/{site}", roles=MANAGERS, request=UnitUpdate, response=Unit)
 async def update_unit(request: web.Request) -> web.Response:
     """Rename a unit, change its kind or time zone, or take it out of use (sysadmin)."""
-    site = check_site(request, request.match_info["site"])
+    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, UnitUpdate)
     if body.active is not None and request[USER].role != "sysadmin":
         raise ProblemError(403, "Forbidden", "only a system administrator opens or closes units")
@@ -161,7 +161,7 @@ async def _rooms(conn: AsyncConnection, site: str, room: str | None = None) -> l
 @routes.get("/api/v1/units/{site}/rooms", roles=MANAGERS, response=RoomList)
 async def list_rooms(request: web.Request) -> web.Response:
     """Rooms of a unit with the resident placed in each and its device."""
-    site = check_site(request, request.match_info["site"])
+    site = await check_unit(request, request.match_info["site"])
     async with request.app[POOL].connection() as conn:
         rooms = await _rooms(conn, site)
     await audit(
@@ -181,7 +181,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 )
 async def create_room(request: web.Request) -> web.Response:
     """Add a room to a unit."""
-    site = check_site(request, request.match_info["site"])
+    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, RoomCreate)
     try:
         async with request.app[POOL].connection() as conn, conn.transaction():
@@ -209,7 +209,7 @@ async def create_room(request: web.Request) -> web.Response:
 )
 async def update_room(request: web.Request) -> web.Response:
     """Rename a room or take it out of use (only when nobody lives in it)."""
-    site = check_site(request, request.match_info["site"])
+    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, RoomUpdate)
     room_id = request.match_info["room"]
     async with request.app[POOL].connection() as conn, conn.transaction():
@@ -239,7 +239,7 @@ async def update_room(request: web.Request) -> web.Response:
 @routes.get("/api/v1/units/{site}/criteria", roles=MANAGERS, response=CriteriaList)
 async def get_criteria(request: web.Request) -> web.Response:
     """The unit's inclusion criteria checklist (or the organisation's default)."""
-    site = check_site(request, request.match_info["site"])
+    site = await check_unit(request, request.match_info["site"])
     async with request.app[POOL].connection() as conn:
         own, crit = await criteria_for(conn, site)
     await audit(request, "read", "criteria", purpose=purpose(request, "administration"), site=site)
@@ -262,7 +262,7 @@ async def get_criteria(request: web.Request) -> web.Response:
 )
 async def set_criteria(request: web.Request) -> web.Response:
     """Replace the unit's checklist; residents' monitoring is re-evaluated against it."""
-    site = check_site(request, request.match_info["site"])
+    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, CriteriaUpdate)
     keys = [c.key for c in body.criteria]
     if len(set(keys)) != len(keys):

@@ -81,7 +81,19 @@ async def read_body(request: web.Request, model: type[B]) -> B:
         raw = await request.json() if request.can_read_body else {}
     except json.JSONDecodeError as exc:
         raise ProblemError(400, "Bad Request", f"invalid JSON: {exc}") from None
+    if _has_nul(raw):  # PostgreSQL text cannot hold NUL: refuse it up front
+        raise ProblemError(422, "Invalid request body", "strings must not contain NUL characters")
     return model.model_validate(raw)  # ValidationError → 422 in the problem middleware
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def json_response(model: BaseModel | list, status: int = 200) -> web.Response:
@@ -97,11 +109,13 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 @web.middleware
 async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """CSRF defence for every state-changing request: refuse what a browser marks cross-site.
+    """Refuse NUL in URLs, and (CSRF) state-changing requests a browser marks cross-site.
 
     Browsers send `Sec-Fetch-Site` and `Origin` on such requests and a page cannot
     forge them; clients that send neither (the Pi, scripts) are not browsers.
     """
+    if "\x00" in request.path or "\x00" in request.query_string or "%00" in request.raw_path:
+        raise ProblemError(400, "Bad Request", "NUL characters are not allowed in the URL")
     if request.method in UNSAFE and request.path.startswith("/api/"):
         site = request.headers.get("Sec-Fetch-Site")
         origin = request.headers.get("Origin")

@@ -63,6 +63,8 @@ def _operation(op: Op) -> dict:
         o["responses"]["422"] = _problem("Body fails validation")
     if any(p["in"] == "path" for p in params):
         o["responses"]["404"] = _problem("No such resource")
+    if params:
+        o["responses"]["400"] = _problem("Bad path or query parameter")
     for status in op.problems:
         o["responses"].setdefault(str(status), _problem(PROBLEMS.get(status, "Refused")))
     if op.roles:
