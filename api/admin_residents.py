@@ -53,6 +53,8 @@ from .models import (
     ResidentList,
     ResidentSummary,
     ResidentUpdate,
+    RiskPresetCatalog,
+    RiskPresetInfo,
     Schedule,
     TillsynTime,
     Withdrawal,
@@ -602,6 +604,31 @@ def validate_profile(profile: AlertingProfile) -> AlertingProfile:
             update={"rule_overrides": checked.model_dump(mode="json", exclude_none=True)}
         )
     return profile
+
+
+def preset_catalog() -> RiskPresetCatalog:
+    """Alerting's presets when installed, else the one preset every install has."""
+    try:
+        from nattillsyn.alerting import presets  # type: ignore[attr-defined]
+
+        cat = presets.catalog()
+        return RiskPresetCatalog(
+            default=cat["default"],
+            presets=cat["presets"],
+            overrides_schema=cat.get("overrides_schema", {}),
+        )
+    except (ImportError, AttributeError, KeyError):
+        return RiskPresetCatalog(
+            default="standard",
+            presets=[RiskPresetInfo(name="standard", label_sv="Standard", label_en="Standard")],
+        )
+
+
+@routes.get("/api/v1/risk-presets", roles=MANAGERS, response=RiskPresetCatalog)
+async def risk_presets(request: web.Request) -> web.Response:
+    """The risk presets a resident can get, and the schema of rule overrides."""
+    await audit(request, "read", "risk presets", purpose=purpose(request, "administration"))
+    return json_response(preset_catalog())
 
 
 @routes.put(

@@ -471,3 +471,21 @@ class ExportDataset(Body):
 
 class ExportIndex(Body):
     datasets: list[ExportDataset]
+
+
+class RiskPresetInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="Stored in residents.risk_preset.")
+    label_sv: str
+    label_en: str
+    description_sv: str = ""
+    description_en: str = ""
+
+
+class RiskPresetCatalog(Body):
+    default: str = Field(description="Preset of a new resident.")
+    presets: list[RiskPresetInfo]
+    overrides_schema: dict[str, Any] = Field(
+        default_factory=dict, description="JSON schema of residents.rule_overrides."
+    )
