@@ -44,6 +44,13 @@ class AdminRoutes(Routes):
         return register
 
 
+async def audit_change(request: web.Request, what: str, **kw) -> None:
+    """An access-log row for a change, with the purpose the client gave."""
+    from .context import audit
+
+    await audit(request, "change", what, purpose=purpose(request, "administration"), **kw)
+
+
 def purpose(request: web.Request, default: str) -> str:
     """Why the data is read: the client's `X-Purpose` header, else the route's purpose."""
     p = (request.headers.get(PURPOSE_HEADER) or "").strip()

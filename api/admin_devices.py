@@ -32,6 +32,7 @@ from . import mosquitto
 from .admin_common import (
     MANAGERS,
     AdminRoutes,
+    audit_change,
     check_unit,
     kick,
     purpose,
@@ -279,8 +280,7 @@ async def provision(request: web.Request) -> web.Response:
             conn, request, "device", f"{site}/{body.id}", "provision", None,
             view.model_dump(mode="json"), site=site,
         )  # fmt: skip
-        await audit(
-            request, "change", "device provisioned", site=site, room=body.room,
+        await audit_change(request, "device provisioned", site=site, room=body.room,
             detail={"device": body.id}, conn=conn,
         )  # fmt: skip
     kick(request, (site, body.id))
@@ -332,8 +332,7 @@ async def update_device(request: web.Request) -> web.Response:
             conn, request, "device", f"{site}/{device}", "update",
             before.model_dump(mode="json"), after.model_dump(mode="json"), site=site,
         )  # fmt: skip
-        await audit(
-            request, "change", "device updated", site=site, room=after.room,
+        await audit_change(request, "device updated", site=site, room=after.room,
             detail={"device": device}, conn=conn,
         )  # fmt: skip
     if body.settings is not None:
@@ -355,8 +354,7 @@ async def reissue_code(request: web.Request) -> web.Response:
         if view.status == "retired" or not view.managed:
             raise ProblemError(409, "Conflict", "only a provisioned, not retired device")
         code, expires = await _issue_code(conn, request, site, device)
-        await audit(
-            request, "change", "device claim code issued", site=site, room=view.room,
+        await audit_change(request, "device claim code issued", site=site, room=view.room,
             detail={"device": device}, conn=conn,
         )  # fmt: skip
     return json_response(DeviceProvisioned(device=view, claim_code=code, claim_expires_at=expires))
@@ -421,8 +419,7 @@ async def retire(request: web.Request) -> web.Response:
             conn, request, "device", f"{site}/{device}", "retire",
             before.model_dump(mode="json"), after.model_dump(mode="json"), site=site,
         )  # fmt: skip
-        await audit(
-            request, "change", "device retired", site=site, room=before.room,
+        await audit_change(request, "device retired", site=site, room=before.room,
             detail={"device": device}, conn=conn,
         )  # fmt: skip
     await _last_config(request, after)
@@ -458,8 +455,7 @@ async def replace(request: web.Request) -> web.Response:
                 conn, request, "device", f"{site}/{device}", "replace",
                 old.model_dump(mode="json"), new.model_dump(mode="json"), site=site,
             )  # fmt: skip
-            await audit(
-                request, "change", "device replaced", site=site, room=old.room,
+            await audit_change(request, "device replaced", site=site, room=old.room,
                 detail={"device": device, "new_device": body.new_id}, conn=conn,
             )  # fmt: skip
     except psycopg.errors.UniqueViolation:
@@ -490,8 +486,7 @@ async def push(request: web.Request) -> web.Response:
         await pusher.push_now(site, device)
     async with request.app[POOL].connection() as conn:
         view = await _one(conn, site, device)
-        await audit(
-            request, "change", "device config pushed", site=site, room=view.room,
+        await audit_change(request, "device config pushed", site=site, room=view.room,
             detail={"device": device, "version": view.desired_version}, conn=conn,
         )  # fmt: skip
     return json_response(view)

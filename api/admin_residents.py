@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from .admin_common import (
     MANAGERS,
     AdminRoutes,
+    audit_change,
     check_unit,
     criteria_for,
     inclusion_status,
@@ -248,8 +249,7 @@ async def create_resident(request: web.Request) -> web.Response:
                 conn, request, "resident", str(rid), "create", None,
                 detail.model_dump(mode="json"), site=site,
             )  # fmt: skip
-            await audit(
-                request, "change", "resident created", site=site, room=body.room,
+            await audit_change(request, "resident created", site=site, room=body.room,
                 detail={"resident": str(rid)}, conn=conn,
             )  # fmt: skip
     except psycopg.errors.UniqueViolation:
@@ -294,8 +294,7 @@ async def _change(
                 b_part = {"section": b_part, "monitoring_active": monitoring[0]}
                 a_part = {"section": a_part, "monitoring_active": monitoring[1]}
             await record_change(conn, request, entity, str(rid), change, b_part, a_part, site=site)
-            await audit(
-                request, "change", f"resident {change}", site=site, room=after.resident.room,
+            await audit_change(request, f"resident {change}", site=site, room=after.resident.room,
                 detail={"resident": str(rid), "monitoring_active": monitoring[1]}, conn=conn,
             )  # fmt: skip
     except psycopg.errors.UniqueViolation:

@@ -16,6 +16,7 @@ from .admin_common import (
     MANAGERS,
     SYSADMIN,
     AdminRoutes,
+    audit_change,
     check_unit,
     criteria_for,
     kick,
@@ -109,7 +110,7 @@ async def create_unit(request: web.Request) -> web.Response:
                 conn, request, "unit", body.id, "create", None, unit.model_dump(mode="json"),
                 site=body.id,
             )  # fmt: skip
-            await audit(request, "change", "unit created", site=body.id, conn=conn)
+            await audit_change(request, "unit created", site=body.id, conn=conn)
     except psycopg.errors.UniqueViolation:
         raise ProblemError(409, "Conflict", "a unit with that id exists") from None
     return json_response(unit, status=201)
@@ -133,7 +134,7 @@ async def update_unit(request: web.Request) -> web.Response:
             conn, request, "unit", site, "update", before.model_dump(mode="json"),
             after.model_dump(mode="json"), site=site,
         )  # fmt: skip
-        await audit(request, "change", "unit updated", site=site, conn=conn)
+        await audit_change(request, "unit updated", site=site, conn=conn)
     kick(request)  # windows depend on the time zone
     return json_response(after)
 
@@ -194,7 +195,7 @@ async def create_room(request: web.Request) -> web.Response:
                 conn, request, "room", f"{site}/{body.id}", "create", None,
                 room.model_dump(mode="json"), site=site,
             )  # fmt: skip
-            await audit(request, "change", "room created", site=site, room=body.id, conn=conn)
+            await audit_change(request, "room created", site=site, room=body.id, conn=conn)
     except psycopg.errors.UniqueViolation:
         raise ProblemError(409, "Conflict", "a room with that id exists in the unit") from None
     return json_response(room, status=201)
@@ -229,7 +230,7 @@ async def update_room(request: web.Request) -> web.Response:
             conn, request, "room", f"{site}/{room_id}", "update", before.model_dump(mode="json"),
             after.model_dump(mode="json"), site=site,
         )  # fmt: skip
-        await audit(request, "change", "room updated", site=site, room=room_id, conn=conn)
+        await audit_change(request, "room updated", site=site, room=room_id, conn=conn)
     return json_response(after)
 
 
@@ -292,7 +293,7 @@ async def set_criteria(request: web.Request) -> web.Response:
             conn, request, "criteria", site, "update", {"criteria": [list(c) for c in before]},
             {"criteria": [list(c) for c in after]}, site=site,
         )  # fmt: skip
-        await audit(request, "change", "criteria updated", site=site, conn=conn)
+        await audit_change(request, "criteria updated", site=site, conn=conn)
     kick(request)
     return json_response(
         CriteriaList(
@@ -396,9 +397,7 @@ async def create_user(request: web.Request) -> web.Response:
                 conn, request, "user", str(row[0]), "create", None,
                 created.model_dump(mode="json"),
             )  # fmt: skip
-            await audit(
-                request, "change", "user created", detail={"user": body.username}, conn=conn
-            )
+            await audit_change(request, "user created", detail={"user": body.username}, conn=conn)
     except psycopg.errors.UniqueViolation:
         raise ProblemError(409, "Conflict", "the user name is taken") from None
     return json_response(created, status=201)
@@ -459,5 +458,5 @@ async def update_user(request: web.Request) -> web.Response:
             conn, request, "user", str(uid), "update", before.model_dump(mode="json"),
             after.model_dump(mode="json") | {"password_changed": body.password is not None},
         )  # fmt: skip
-        await audit(request, "change", "user updated", detail={"user": after.username}, conn=conn)
+        await audit_change(request, "user updated", detail={"user": after.username}, conn=conn)
     return json_response(after)

@@ -338,3 +338,77 @@ async def test_csrf_origin_and_login_throttle(settings, pool) -> None:
             assert (await bad.login("chef")).status == 200  # other accounts are not locked
         finally:
             await bad.close()
+
+
+async def test_claim_cli_and_replacement_keep_room_history(settings, pool, tmp_path) -> None:
+    import asyncio
+
+    from nattillsyn.claim import run as claim_run
+    from nattillsyn.settings import load
+
+    topics = Topics(settings.topic_root)
+    async with running_api(settings) as (api, s), signed_in(api, "chef") as c:
+        p = await c.ok(
+            "POST", f"/api/v1/units/{s.site}/devices",
+            {"id": "cam-old", "room": "rum-101", "name": "Kamera 101"}, status=201,
+        )  # fmt: skip
+        assert p["device"]["status"] == "provisioned"
+        # The Pi side: `nattillsyn claim CODE --api URL` writes its edge settings.
+        out = tmp_path / "edge.toml"
+        rc = await asyncio.to_thread(claim_run, api.url, p["claim_code"], str(out))
+        assert rc == 0 and oct(out.stat().st_mode)[-3:] == "600"
+        edge = load(out)
+        assert (edge.site, edge.edge.room, edge.edge.device) == (s.site, "rum-101", "cam-old")
+        assert edge.topic_root == s.topic_root and "dev-site-1-cam-old:" in edge.mqtt_url
+        assert await asyncio.to_thread(claim_run, api.url, p["claim_code"], str(out)) == 1
+
+        async with pool.connection() as conn:  # the room's history so far
+            await conn.execute(
+                """INSERT INTO room_states (ts, id, site, room, device, session, seq, state,
+                                                since, confidence, payload)
+                       VALUES (now(), gen_random_uuid(), %s, 'rum-101', 'cam-old', 1, 1, 'present',
+                               now(), 1, '{}')""",
+                (s.site,),
+            )
+        sub = MqttClient(s.mqtt_url, f"sub-{uuid.uuid4().hex[:8]}")
+        await sub.start()
+        try:
+            await sub.subscribe(topics.device(s.site, "rum-101", "cam-old", TopicKind.config_set))
+            while decode(DeviceConfig, (await sub.next_message(5)).payload).monitoring is False:
+                pass  # the retained config from provisioning: monitoring (resident included)
+            r = await c.ok(
+                "POST", f"/api/v1/units/{s.site}/devices/cam-old/replace",
+                {"new_id": "cam-new"}, status=201,
+            )  # fmt: skip
+            assert r["device"]["replaces"] == "cam-old" and r["device"]["room"] == "rum-101"
+            # The old device is told to stop, should it ever come back.
+            last = decode(DeviceConfig, (await sub.next_message(5)).payload)
+            assert last.monitoring is False
+        finally:
+            await sub.stop()
+        devices = (await c.ok("GET", f"/api/v1/devices?site={s.site}"))["devices"]
+        by_id = {d["id"]: d for d in devices}
+        assert by_id["cam-old"]["status"] == "retired" and by_id["cam-old"]["health"] == "retired"
+        assert by_id["cam-new"]["status"] == "provisioned"
+        await c.ok(
+            "POST", f"/api/v1/units/{s.site}/devices",
+            {"id": "cam-3", "room": "rum-101"}, status=409,
+        )  # fmt: skip
+        # Another unit's devices are not even listed, nor reachable.
+        await c.ok("GET", "/api/v1/units/bjorkbacken/devices/cam-x", status=404)
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT device_id, to_at IS NULL FROM device_assignments WHERE room_id = 'rum-101' "
+                "ORDER BY from_at"
+            )
+        ).fetchall()
+        assert rows == [("cam-old", False), ("cam-new", True)]
+        n = (await (await conn.execute("SELECT count(*) FROM room_states WHERE room = 'rum-101'")).fetchone())[0]  # fmt: skip
+        assert n == 1  # the room keeps its history
+        revoked = await (
+            await conn.execute(
+                "SELECT revoked_at IS NOT NULL FROM mqtt_accounts WHERE device_id = 'cam-old'"
+            )
+        ).fetchone()
+        assert revoked == (True,)

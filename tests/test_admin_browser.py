@@ -86,7 +86,7 @@ async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, bro
             await page.fill("#f-decision input[name=date]", "2026-01-15")
             await page.click("#f-decision button[type=submit]")
             await page.wait_for_selector("#f-decision[data-done=true]")
-            assert "standard" in (await page.text_content("#f-offer")).lower() or True
+            assert "som standard" in await page.text_content("#f-offer")
             await page.check("#f-offer input[value=accepted]")
             await page.click("#f-offer button[type=submit]")
             await page.wait_for_selector("#f-offer[data-done=true]")
@@ -146,8 +146,18 @@ async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, bro
             assert agent.monitoring is False
             await page.wait_for_selector("#r-status .status[data-monitoring=inactive]")
             await page.wait_for_selector("#f-consent li[data-withdrawn=true]")
-            assert "återkallat" in (await page.text_content("#r-missing")) or True
+            assert "samtycket återkallat" in await page.text_content("#r-missing")
             await _shot(page, "admin-withdrawn")
+
+            # Loggkontroll: who read or changed this resident's data.
+            await page.click("#r-audit")
+            await page.wait_for_selector("#tab-audit:not([hidden]) #audit tbody tr")
+            actions = await page.eval_on_selector_all(
+                "#audit tbody tr", "rows => rows.map(r => r.dataset.action)"
+            )
+            assert {"read", "change"} <= set(actions)
+            assert "chef" in await page.text_content("#audit tbody")
+            await _shot(page, "admin-audit")
 
             # English is one tap away.
             await page.click("#lang")

@@ -51,7 +51,7 @@
       download_csv: "Ladda ner CSV", time: "Tid", user: "Användare", action: "Händelse", what: "Vad",
       purpose: "Syfte", more: "Visa äldre", export_all: "Ladda ner allt (zip)",
       export_help: "Organisationen äger all data. Ladda ner allt som CSV och JSON, eller en datamängd i taget.",
-      openapi: "Öppet API (OpenAPI 3.1)", saved: "Sparat", failed: "Kunde inte spara",
+      openapi: "Öppet API (OpenAPI 3.1)", who_read: "Vem har läst?", only_resident: "Endast", saved: "Sparat", failed: "Kunde inte spara",
       m_decision: "biståndsbeslut", m_decision_in_future: "beslutet gäller inte än", m_offer_answer: "svar på erbjudandet",
       m_offer_declined: "erbjudandet avböjt", m_consent: "samtycke", m_consent_withdrawn: "samtycket återkallat",
       m_consent_scope: "samtycket omfattar inte rörelseanalys", m_cohabitant_consent: "sammanboendes samtycke",
@@ -105,7 +105,7 @@
       download_csv: "Download CSV", time: "Time", user: "User", action: "Action", what: "What",
       purpose: "Purpose", more: "Show older", export_all: "Download everything (zip)",
       export_help: "The organisation owns all data. Download everything as CSV and JSON, or one dataset at a time.",
-      openapi: "Open API (OpenAPI 3.1)", saved: "Saved", failed: "Could not save",
+      openapi: "Open API (OpenAPI 3.1)", who_read: "Who has read this?", only_resident: "Only", saved: "Saved", failed: "Could not save",
       m_decision: "decision", m_decision_in_future: "decision not yet in force", m_offer_answer: "answer to the offer",
       m_offer_declined: "offer declined", m_consent: "consent", m_consent_withdrawn: "consent withdrawn",
       m_consent_scope: "consent does not cover motion analysis", m_cohabitant_consent: "cohabitants' consent",
@@ -178,7 +178,8 @@
     } catch (e) { $("#login-error").textContent = t(e.status === 429 ? "throttled" : "wrong"); }
   };
   $("#logout").onclick = async () => { try { await api("POST", "/api/v1/logout"); } catch (e) { /* gone */ } S.me = null; showLogin(); };
-  $$("#nav button").forEach((b) => { b.onclick = () => show(b.dataset.tab); });
+  $$("#nav button").forEach((b) => { b.onclick = () => { S.auditResident = null; show(b.dataset.tab); }; });
+  $("#r-audit").onclick = () => { S.auditResident = S.resident.resident; show("audit"); };
 
   async function start() {
     if (!["unit_manager", "sysadmin"].includes(S.me.role)) { $("#login-error").textContent = t("forbidden"); showLogin(); return; }
@@ -458,10 +459,13 @@
     const q = new URLSearchParams();
     if ($("#audit-user").value) q.set("user", $("#audit-user").value);
     if ($("#audit-action").value) q.set("action", $("#audit-action").value);
+    if (S.auditResident) q.set("resident", S.auditResident.id);
     return q;
   }
   async function renderAudit(more) {
     const q = auditQuery(); if (more && S.auditBefore) q.set("before", S.auditBefore);
+    $("#audit-resident").hidden = !S.auditResident;
+    $("#audit-resident").textContent = S.auditResident ? `${t("only_resident")}: ${S.auditResident.display_name}` : "";
     $("#audit-csv").href = `/api/v1/audit.csv?${auditQuery()}`;
     const page = await api("GET", `/api/v1/audit?${q}`);
     const rows = page.entries.map((e) => el("tr", { "data-action": e.action },
