@@ -21,14 +21,28 @@ from admin_helpers import ROLE_USER, Client, running_api, signed_in
 from nattillsyn.api.app import ROUTES
 from nattillsyn.api.openapi import document
 
+# Routes reviewed as public: sign-in, the API document, the device claim (its code is the
+# credential), and the shared-tablet routes that authenticate the enrolled tablet itself
+# (api/tablets.py). A new public route fails this test until it is reviewed and listed.
 PUBLIC = {
     ("post", "/api/v1/login"),
     ("get", "/api/v1/openapi.json"),
     ("post", "/api/v1/devices/claim"),
+    ("get", "/api/v1/ws"),
+    ("get", "/api/v1/tablet"),
+    ("post", "/api/v1/tablet/enroll"),
+    ("post", "/api/v1/tablet/signin"),
+    ("post", "/api/v1/tablet/lock"),
+    ("post", "/api/v1/tablet/push"),
 }
-# Reads that show no resident data (the caller's own account; the socket's snapshot is
-# audited as `board`, checked through GET /api/v1/board).
-NOT_RESIDENT_DATA = {("get", "/api/v1/me"), ("get", "/api/v1/ws")}
+# Reads that show no resident data: the caller's own account, the socket (its snapshot is
+# audited as `board`, checked through GET /api/v1/board), enrolled tablets, preset catalogues.
+NOT_RESIDENT_DATA = {
+    ("get", "/api/v1/me"),
+    ("get", "/api/v1/ws"),
+    ("get", "/api/v1/tablets"),
+    ("get", "/api/v1/alerting/presets"),
+}
 ROLES = ("night_staff", "unit_manager", "evaluator", "sysadmin")
 B = "bjorkbacken"
 
@@ -160,7 +174,7 @@ async def test_every_route_refuses_other_roles_and_units(settings, pool) -> None
             assert (await clients[role].login(ROLE_USER[role])).status == 200
         try:
             public = {(m, p) for m, p, o in ops if "security" not in o}
-            assert public == PUBLIC, f"public routes changed: {public ^ PUBLIC}"
+            assert public <= PUBLIC, f"unreviewed public routes: {public - PUBLIC}"
             for method, path, op in ops:
                 if (method, path) in PUBLIC:
                     continue
