@@ -22,6 +22,9 @@ DEMO_USERS = [
     # username, password, display name, role
     ("natt", "natt-demo", "Nattpersonal (demo)", "night_staff"),
     ("chef", "chef-demo", "Enhetschef (demo)", "unit_manager"),
+]
+# Seeded by seed_admin (the demo and the administration tests), in the demo unit.
+ADMIN_DEMO_USERS = [
     ("admin", "admin-demo", "Systemadministratör (demo)", "sysadmin"),
     ("utv", "utv-demo", "Verksamhetsutvecklare (demo)", "evaluator"),
 ]
@@ -98,7 +101,7 @@ async def seed(settings: Settings, rooms: list[str]) -> None:
                 "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 (user_id, settings.site),
             )
-        await seed_admin(conn, settings)
+        await seed_inclusions(conn)
         await conn.commit()
 
 
@@ -126,6 +129,7 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
 
         await migrate(settings.database_url, settings.database_schema)
         await seed(settings, room_ids(rooms))
+        await seed_admin(settings)
         await seed_devices(settings, room_ids(rooms), {"fall_confirm_s": DEMO_FALL_CONFIRM_S})
 
         api_service = ApiService(settings)
@@ -134,7 +138,8 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
 
         def announce() -> None:
             logins = "\n".join(
-                f"    {u} / {p}   ({r})" for u, p, _, r in DEMO_USERS + OTHER_UNIT_USERS
+                f"    {u} / {p}   ({r})"
+                for u, p, _, r in DEMO_USERS + ADMIN_DEMO_USERS + OTHER_UNIT_USERS
             )
             print(
                 f"\nnattillsyn demo is running: {rooms} rooms replaying real clips.\n"
@@ -157,48 +162,74 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
     return 0
 
 
-async def seed_admin(conn, settings: Settings) -> None:
-    """The organisation, a second unit with its staff, and the inclusion record behind each
-    seeded resident's monitoring (decision, accepted offer, criteria, consent)."""
+async def _connect(settings: Settings):
+    import psycopg
+    from psycopg import sql
 
-    org_id, org_name = ORGANISATION
+    conn = await psycopg.AsyncConnection.connect(settings.database_url)
     await conn.execute(
-        "INSERT INTO organisations (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-        (org_id, org_name),
+        sql.SQL("SET search_path TO {}, public").format(sql.Identifier(settings.database_schema))
     )
-    unit_id, unit_name = OTHER_UNIT
+    return conn
+
+
+async def _user(conn, username: str, password: str, name: str, role: str, site: str) -> None:
+    cur = await conn.execute(
+        """INSERT INTO users (username, display_name, role, password_hash)
+           VALUES (%s, %s, %s, %s)
+           ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name
+           RETURNING id""",
+        (username, name, role, _demo_hash(password)),
+    )
+    user_id = (await cur.fetchone())[0]
     await conn.execute(
-        "INSERT INTO sites (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (unit_id, unit_name)
+        "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (user_id, site),
     )
-    await conn.execute(
-        "UPDATE sites SET organisation_id = %s WHERE id IN (%s, %s)",
-        (org_id, settings.site, unit_id),
-    )
-    for i, room in enumerate(("rum-201", "rum-202")):
+
+
+async def seed_admin(settings: Settings) -> None:
+    """Idempotently add the organisation, a system administrator and an evaluator, and a
+    second unit with its own staff and residents not yet included (the demo and the
+    administration tests; the plain `seed` stays one unit)."""
+    async with await _connect(settings) as conn:
+        org_id, org_name = ORGANISATION
         await conn.execute(
-            "INSERT INTO rooms (site_id, id, name) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            (unit_id, room, "Rum " + room.removeprefix("rum-")),
+            "INSERT INTO organisations (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (org_id, org_name),
+        )
+        unit_id, unit_name = OTHER_UNIT
+        await conn.execute(
+            "INSERT INTO sites (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (unit_id, unit_name),
         )
         await conn.execute(
-            """INSERT INTO residents (site_id, room_id, display_name)
-               SELECT %s, %s, %s WHERE NOT EXISTS (
-                   SELECT 1 FROM residents WHERE site_id = %s AND room_id = %s AND active)""",
-            (unit_id, room, ["Ingrid B.", "Olof H."][i], unit_id, room),
+            "UPDATE sites SET organisation_id = %s WHERE id IN (%s, %s)",
+            (org_id, settings.site, unit_id),
         )
-    for username, password, name, role in OTHER_UNIT_USERS:
-        cur = await conn.execute(
-            """INSERT INTO users (username, display_name, role, password_hash)
-               VALUES (%s, %s, %s, %s)
-               ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name
-               RETURNING id""",
-            (username, name, role, _demo_hash(password)),
-        )
-        user_id = (await cur.fetchone())[0]
-        await conn.execute(
-            "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (user_id, unit_id),
-        )
-    # Residents seeded as monitored get the facts that allow it; the rest start the workflow.
+        for i, room in enumerate(("rum-201", "rum-202")):
+            await conn.execute(
+                "INSERT INTO rooms (site_id, id, name) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (unit_id, room, "Rum " + room.removeprefix("rum-")),
+            )
+            await conn.execute(
+                """INSERT INTO residents (site_id, room_id, display_name)
+                   SELECT %s, %s, %s WHERE NOT EXISTS (
+                       SELECT 1 FROM residents WHERE site_id = %s AND room_id = %s AND active)""",
+                (unit_id, room, ["Ingrid B.", "Olof H."][i], unit_id, room),
+            )
+        for username, password, name, role in ADMIN_DEMO_USERS:
+            await _user(conn, username, password, name, role, settings.site)
+        for username, password, name, role in OTHER_UNIT_USERS:
+            await _user(conn, username, password, name, role, unit_id)
+        await seed_inclusions(conn)
+        await conn.commit()
+
+
+async def seed_inclusions(conn) -> None:
+    """The inclusion record behind each seeded resident's monitoring: residents seeded as
+    monitored get a decision, an accepted offer, the default criteria and a consent; the
+    others start the workflow."""
     cur = await conn.execute(
         "SELECT id, monitoring_active FROM residents r WHERE NOT EXISTS "
         "(SELECT 1 FROM inclusions i WHERE i.resident_id = r.id)"
@@ -228,16 +259,9 @@ async def seed_admin(conn, settings: Settings) -> None:
 
 async def seed_devices(settings: Settings, rooms: list[str], device_settings: dict) -> None:
     """Provision the demo's simulated room devices so administration manages their config."""
-    import psycopg
-    from psycopg import sql
     from psycopg.types.json import Jsonb
 
-    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-        await conn.execute(
-            sql.SQL("SET search_path TO {}, public").format(
-                sql.Identifier(settings.database_schema)
-            )
-        )
+    async with await _connect(settings) as conn:
         for room in rooms:
             await conn.execute(
                 """INSERT INTO devices (site_id, id, room_id, name, status, provisioned_by,

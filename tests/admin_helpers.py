@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from nattillsyn.api.app import ApiService
-from nattillsyn.demo import DEMO_USERS, OTHER_UNIT_USERS, seed
+from nattillsyn.demo import ADMIN_DEMO_USERS, DEMO_USERS, OTHER_UNIT_USERS, seed, seed_admin
 
-PASSWORDS = {u: p for u, p, _, _ in DEMO_USERS + OTHER_UNIT_USERS}
+PASSWORDS = {u: p for u, p, _, _ in DEMO_USERS + ADMIN_DEMO_USERS + OTHER_UNIT_USERS}
 ROLE_USER = {"night_staff": "natt", "unit_manager": "chef", "sysadmin": "admin", "evaluator": "utv"}
 
 
@@ -60,6 +60,7 @@ async def running_api(settings, rooms=("rum-101", "rum-102")):
         update={"api": settings.api.model_copy(update={"port": 0, "cookie_secure": False})}
     )
     await seed(settings, list(rooms))
+    await seed_admin(settings)
     api = ApiService(settings)
     await api.start()
     try:

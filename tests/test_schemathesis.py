@@ -69,7 +69,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(database_url: str, mqtt_url: str) -> Iterator[Served]:
     from nattillsyn.api.app import ApiService
-    from nattillsyn.demo import seed
+    from nattillsyn.demo import seed, seed_admin
 
     schema = f"t_st_{uuid.uuid4().hex[:10]}"
     s = Settings(
@@ -95,6 +95,7 @@ def served(database_url: str, mqtt_url: str) -> Iterator[Served]:
         stop = asyncio.Event()
         await migrate(database_url, schema)
         await seed(s, ["rum-101", "rum-102"])
+        await seed_admin(s)
         api = ApiService(s)
         await api.start()
         box["url"] = api.url
