@@ -65,6 +65,8 @@ def _operation(op: Op) -> dict:
         o["responses"]["404"] = _problem("No such resource")
     if params:
         o["responses"]["400"] = _problem("Bad path or query parameter")
+    if "site" in op.query:
+        o["responses"].setdefault("404", _problem("No such unit"))
     for status in op.problems:
         o["responses"].setdefault(str(status), _problem(PROBLEMS.get(status, "Refused")))
     if op.roles:
