@@ -37,7 +37,7 @@ from .models import (
     StaffUser,
     Unit,
     UnitCreate,
-    UnitList,
+    UnitsOverview,
     UnitUpdate,
     UserCreate,
     UserList,
@@ -73,7 +73,7 @@ def _timezone_ok(tz: str) -> str:
     return tz
 
 
-@routes.get("/api/v1/units", response=UnitList, roles=MANAGERS)
+@routes.get("/api/v1/units", response=UnitsOverview, roles=MANAGERS)
 async def list_units(request: web.Request) -> web.Response:
     """The organisation and the units the user belongs to."""
     u = request[USER]
@@ -84,7 +84,9 @@ async def list_units(request: web.Request) -> web.Response:
             await conn.execute("SELECT id, name FROM organisations WHERE id = %s", (org_id,))
         ).fetchone()
     await audit(request, "read", "units", purpose=purpose(request, "administration"))
-    return json_response(UnitList(organisation=Organisation(id=row[0], name=row[1]), units=units))
+    return json_response(
+        UnitsOverview(organisation=Organisation(id=row[0], name=row[1]), units=units)
+    )
 
 
 @routes.post(

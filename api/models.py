@@ -99,7 +99,7 @@ class Unit(Body):
     residents: int = Field(0, description="Number of active residents.")
 
 
-class UnitList(Body):
+class UnitsOverview(Body):
     organisation: Organisation
     units: list[Unit]
 

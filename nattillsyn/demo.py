@@ -137,10 +137,7 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
         services += make_agents(settings, rooms, fall_confirm_s=DEMO_FALL_CONFIRM_S)
 
         def announce() -> None:
-            logins = "\n".join(
-                f"    {u} / {p}   ({r})"
-                for u, p, _, r in DEMO_USERS + ADMIN_DEMO_USERS + OTHER_UNIT_USERS
-            )
+            logins = "\n".join(f"    {u} / {p}   ({r})" for u, p, _, r in _all_logins())
             print(
                 f"\nnattillsyn demo is running: {rooms} rooms replaying real clips.\n"
                 f"  Tablet page:  {api_service.url}\n"
@@ -160,6 +157,13 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
         if pg is not None:
             await asyncio.to_thread(pg.stop)
     return 0
+
+
+def _all_logins() -> list[tuple[str, str, str, str]]:
+    seen: dict[str, tuple[str, str, str, str]] = {}
+    for login in DEMO_USERS + ADMIN_DEMO_USERS + OTHER_UNIT_USERS:
+        seen.setdefault(login[0], login)
+    return list(seen.values())
 
 
 async def _connect(settings: Settings):
@@ -218,8 +222,10 @@ async def seed_admin(settings: Settings) -> None:
                        SELECT 1 FROM residents WHERE site_id = %s AND room_id = %s AND active)""",
                 (unit_id, room, ["Ingrid B.", "Olof H."][i], unit_id, room),
             )
+        seeded = {u for u, *_ in DEMO_USERS}
         for username, password, name, role in ADMIN_DEMO_USERS:
-            await _user(conn, username, password, name, role, settings.site)
+            if username not in seeded:  # another module's seed may already make it
+                await _user(conn, username, password, name, role, settings.site)
         for username, password, name, role in OTHER_UNIT_USERS:
             await _user(conn, username, password, name, role, unit_id)
         await seed_inclusions(conn)
