@@ -185,10 +185,18 @@ async def maintain_monitoring(conn: AsyncConnection, rid: uuid.UUID) -> Status:
 
 
 def kick(request: web.Request, force: tuple[str, str] | None = None) -> None:
-    """After a committed change: push device configs now."""
+    """After a committed change: push device configs now (in the background)."""
     pusher = request.app.get(PUSHER)
     if pusher is not None:
         pusher.kick(force)
+
+
+async def settle(request: web.Request) -> None:
+    """After a committed change: push device configs and wait until the broker has them,
+    so the answer (and the page) already shows what the device was told."""
+    pusher = request.app.get(PUSHER)
+    if pusher is not None:
+        await pusher.settle()
 
 
 def now() -> datetime:

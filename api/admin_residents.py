@@ -3,7 +3,8 @@
 Every change runs in one transaction that also writes its version (before/after) to
 `change_history`, a row to the access log, and recomputes `residents.monitoring_active`
 from decision + accepted offer + required criteria + consent; after the commit the
-config pusher is kicked so the room's device follows at once.
+config pusher runs at once and the answer waits (at most 3 s) until the broker has
+confirmed the room's new device config.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from .admin_common import (
     check_unit,
     criteria_for,
     inclusion_status,
-    kick,
     maintain_monitoring,
     parse_uuid,
     purpose,
     resident_site,
+    settle,
     visible_sites,
 )
 from .admin_devices import device_views
@@ -299,7 +300,13 @@ async def _change(
             )  # fmt: skip
     except psycopg.errors.UniqueViolation:
         raise ProblemError(409, "Conflict", "the room already has a resident") from None
-    kick(request)
+    await settle(request)
+    if after.device is not None:  # what the device was just told
+        async with request.app[POOL].connection() as conn:
+            views = await device_views(
+                conn, "d.site_id = %s AND d.id = %s", (after.device.site, after.device.id)
+            )
+        after = after.model_copy(update={"device": views[0] if views else after.device})
     return json_response(after)
 
 

@@ -95,6 +95,19 @@ class ConfigPusher:
             self._force.add(force)
         self._wake.set()
 
+    async def settle(self, timeout: float = 3.0) -> None:
+        """Reconcile now and wait (at most `timeout`) until the configs are on the broker.
+
+        Not cancelled on timeout: the push goes on in the background.
+        """
+        task = asyncio.ensure_future(self.reconcile())
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        self._wake.set()  # the loop recomputes its next boundary (a new pause, window)
+        if task in done and task.exception() is not None:
+            logger.warning("config push failed; the loop retries", error=str(task.exception()))
+        elif task not in done:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
     async def push_now(self, site: str, device: str) -> list[DeviceConfig]:
         """Push a new version to one device now (and whatever else changed)."""
         self._force.add((site, device))
@@ -123,7 +136,17 @@ class ConfigPusher:
                         version, settings, room = row
                         cfg = device_config(version, want, settings or {})
                         topic = self.topics.device(site, room, device, TopicKind.config_set)
-                        await self.mqtt.publish(topic, encode(cfg), qos=1, retain=True)
+                        try:
+                            await self.mqtt.publish(topic, encode(cfg), qos=1, retain=True)
+                        except Exception:
+                            # Not confirmed: forget what was pushed so the next round pushes
+                            # again (a newer version; paho may still deliver this one).
+                            await conn.execute(
+                                "UPDATE devices SET desired_monitoring = NULL "
+                                "WHERE site_id = %s AND id = %s",
+                                (site, device),
+                            )
+                            raise
                         PUSHED.labels(str(want).lower()).inc()
                         logger.info(
                             "device config pushed",

@@ -146,6 +146,8 @@ async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, bro
             assert agent.monitoring is False
             await page.wait_for_selector("#r-status .status[data-monitoring=inactive]")
             await page.wait_for_selector("#f-consent li[data-withdrawn=true]")
+            # The page shows what the device was told, not what it was before.
+            await page.wait_for_selector("#f-device .device[data-monitoring=false]", timeout=2_000)
             assert "samtycket återkallat" in await page.text_content("#r-missing")
             await _shot(page, "admin-withdrawn")
 

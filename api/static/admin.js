@@ -313,7 +313,8 @@
       el("button", { type: "button", class: "small", text: t("remove"), onclick: (e) => e.target.closest("li").remove() }));
   }
   function deviceCard(v) {
-    return el("div", { class: "device", "data-device": v.id, "data-health": v.health },
+    return el("div", { class: "device", "data-device": v.id, "data-health": v.health,
+        "data-monitoring": v.desired_monitoring === null ? "unknown" : String(v.desired_monitoring) },
       el("strong", { text: v.name || v.id }), ` · ${t("h_" + v.health)} · ${t("heartbeat")}: ${fmt(v.last_heartbeat)}`,
       v.agent_version ? ` · v${v.agent_version}` : "", ` · ${t("config")} ${v.applied_version}/${v.desired_version}`,
       v.desired_monitoring === null ? "" : ` · ${t("monitoring")}: ${t(v.desired_monitoring ? "yes" : "no")}`,
