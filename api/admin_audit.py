@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 import tempfile
 import zipfile
 from datetime import date, datetime
@@ -237,10 +238,62 @@ DATASETS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _dataset_sql(name: str, sites: list[str] | None) -> tuple[str, dict]:
-    _, select, site_expr = DATASETS[name]
+# Tables never exported: sessions, throttling, credentials and bookkeeping.
+NOT_EXPORTED = frozenset(
+    {
+        "user_sessions",
+        "login_failures",
+        "mqtt_accounts",
+        "schema_migrations",
+        "staff_pins",
+        "pin_attempts",
+        "tablet_enrollment_codes",
+        "push_subscriptions",
+    }
+)
+# Columns never exported from any table, whoever added it.
+SECRET_COLUMN = re.compile(r"hash|token|secret|password|p256dh|^auth$|claim_code", re.I)
+_SCOPE_COLUMNS = (("site", "t.site"), ("site_id", "t.site_id"), ("resident_id", _R))
+
+
+async def datasets(conn: AsyncConnection) -> dict[str, tuple[str, str, str | None]]:
+    """The fixed datasets, plus every other table of the schema (tables other modules add
+    are exported too), without secret columns; scoped to units where a column allows it."""
+    rows = await (
+        await conn.execute(
+            """SELECT c.table_name, array_agg(c.column_name::text ORDER BY c.ordinal_position)
+               FROM information_schema.columns c
+               JOIN information_schema.tables t
+                 ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+               WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+               GROUP BY c.table_name ORDER BY c.table_name"""
+        )
+    ).fetchall()
+    out: dict[str, tuple[str, str, str | None]] = dict(DATASETS)
+    known = {select.split(" FROM ")[1].split()[0] for _, select, _ in DATASETS.values()}
+    for table, columns in rows:
+        if table in known or table in NOT_EXPORTED or table.startswith(("stage_", "pg_")):
+            continue
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
+            continue
+        cols = [c for c in columns if not SECRET_COLUMN.search(c)]
+        if not cols:
+            continue
+        scope = next((expr for col, expr in _SCOPE_COLUMNS if col in columns), None)
+        select = f"SELECT {', '.join(cols)} FROM {table} t"
+        out[table] = (f"Table {table}", select, scope)
+    return out
+
+
+def _dataset_sql(
+    name: str, sites: list[str] | None, catalog: dict | None = None
+) -> tuple[str, dict] | None:
+    """SQL for a dataset limited to `sites` (None: all); None if it cannot be scoped."""
+    _, select, site_expr = (catalog or DATASETS)[name]
     if sites is None:
         return select, {}
+    if site_expr is None:
+        return None  # no unit column: whole-organisation data, for a sysadmin only
     # Rows without a unit (e.g. sign-ins) belong to no unit manager's export.
     return (
         f"{select} WHERE {site_expr.replace('%(any)s', '%(first)s')} = ANY(%(sites)s)",
@@ -252,8 +305,17 @@ def _dataset_sql(name: str, sites: list[str] | None) -> tuple[str, dict]:
 async def export_index(request: web.Request) -> web.Response:
     """The datasets the organisation owns, each exportable as CSV or JSON."""
     await audit(request, "read", "export index", purpose=purpose(request, "data export"))
+    async with request.app[POOL].connection() as conn:
+        catalog = await datasets(conn)
+    sites = visible_sites(request)
     return json_response(
-        ExportIndex(datasets=[ExportDataset(name=k, description=v[0]) for k, v in DATASETS.items()])
+        ExportIndex(
+            datasets=[
+                ExportDataset(name=k, description=v[0])
+                for k, v in catalog.items()
+                if sites is None or v[2] is not None
+            ]
+        )
     )
 
 
@@ -267,13 +329,18 @@ async def export_index(request: web.Request) -> web.Response:
 async def export_dataset(request: web.Request) -> web.StreamResponse:
     """One dataset of the user's units as CSV (default) or JSON (`?format=json`)."""
     name = request.match_info["dataset"]
-    if name not in DATASETS:
+    async with request.app[POOL].connection() as conn:
+        catalog = await datasets(conn)
+    if name not in catalog:
         raise ProblemError(404, "Not Found", "no such dataset")
     fmt = request.query.get("format", "csv")
     if fmt not in ("csv", "json"):
         raise ProblemError(400, "Bad Request", "format: csv or json")
     sites = visible_sites(request)
-    sql, args = _dataset_sql(name, sites)
+    query = _dataset_sql(name, sites, catalog)
+    if query is None:
+        raise ProblemError(403, "Forbidden", "whole-organisation data: system administrators only")
+    sql, args = query
     await audit(
         request, "export", f"dataset {name}", purpose=purpose(request, "data export"),
         site=request.query.get("site"), detail={"format": fmt, "sites": sites},
@@ -318,9 +385,11 @@ async def export_all(request: web.Request) -> web.StreamResponse:
         counts: dict[str, int] = {}
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             async with request.app[POOL].connection() as conn:
-                for name in DATASETS:
-                    sql, args = _dataset_sql(name, sites)
-                    counts[name] = await _zip_dataset(conn, zf, name, sql, args)
+                catalog = await datasets(conn)
+                for name in catalog:
+                    query = _dataset_sql(name, sites, catalog)
+                    if query is not None:  # unscoped tables: sysadmin only
+                        counts[name] = await _zip_dataset(conn, zf, name, *query)
             zf.writestr(
                 "manifest.json",
                 json.dumps(
@@ -329,7 +398,7 @@ async def export_all(request: web.Request) -> web.StreamResponse:
                         "nattillsyn": __version__,
                         "units": sites or "all",
                         "datasets": {
-                            k: {"description": DATASETS[k][0], "rows": n} for k, n in counts.items()
+                            k: {"description": catalog[k][0], "rows": n} for k, n in counts.items()
                         },
                     },
                     indent=2,

@@ -412,3 +412,27 @@ async def test_claim_cli_and_replacement_keep_room_history(settings, pool, tmp_p
             )
         ).fetchone()
         assert revoked == (True,)
+
+
+async def test_export_includes_tables_other_modules_add_without_secrets(settings, pool) -> None:
+    async with pool.connection() as conn:  # as another module's migration would
+        await conn.execute(
+            "CREATE TABLE gadgets (site text, name text, token_hash text, api_secret text)"
+        )
+        await conn.execute(
+            "INSERT INTO gadgets VALUES ('site-1', 'a', 'h1', 's1'), ('bjorkbacken', 'b', 'h2', 's2')"
+        )
+    async with running_api(settings) as (api, s):
+        async with signed_in(api, "chef") as c:
+            names = {d["name"] for d in (await c.ok("GET", "/api/v1/export"))["datasets"]}
+            assert "gadgets" in names and "user_sessions" not in names
+            assert "organisations" not in names  # no unit column: not a manager's
+            rows = await c.ok("GET", "/api/v1/export/gadgets?format=json")
+            assert rows == [{"site": "site-1", "name": "a"}]
+            await c.ok("GET", "/api/v1/export/organisations", status=403)
+            await c.ok("GET", "/api/v1/export/user_sessions", status=404)
+        async with signed_in(api, "admin") as a:
+            rows = await a.ok("GET", "/api/v1/export/gadgets?format=json")
+            assert len(rows) == 2 and all(set(r) == {"site", "name"} for r in rows)
+            orgs = await a.ok("GET", "/api/v1/export/organisations?format=json")
+            assert {o["id"] for o in orgs} >= {"default", "demo-kommun"}
