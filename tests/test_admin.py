@@ -124,6 +124,8 @@ async def test_inclusion_workflow_drives_monitoring_and_device_config(settings, 
                 )
                 assert d["resident"]["missing"] == ["cohabitant_consent"]
 
+                # Moving to another room and back keeps the inclusion; discharge ends it.
+                d = await c.ok("PATCH", f"/api/v1/residents/{rid}", {"room": "rum-101"}, status=409)
                 hist = await c.ok("GET", f"/api/v1/residents/{rid}/history")
                 changes = [h["change"] for h in hist["changes"]]
                 assert changes[:3] == ["consent given", "consent withdrawn", "pause ended"]
@@ -422,7 +424,7 @@ async def test_export_includes_tables_other_modules_add_without_secrets(settings
         await conn.execute(
             "INSERT INTO gadgets VALUES ('site-1', 'a', 'h1', 's1'), ('bjorkbacken', 'b', 'h2', 's2')"
         )
-    async with running_api(settings) as (api, s):
+    async with running_api(settings) as (api, _s):
         async with signed_in(api, "chef") as c:
             names = {d["name"] for d in (await c.ok("GET", "/api/v1/export"))["datasets"]}
             assert "gadgets" in names and "user_sessions" not in names
@@ -436,3 +438,25 @@ async def test_export_includes_tables_other_modules_add_without_secrets(settings
             assert len(rows) == 2 and all(set(r) == {"site", "name"} for r in rows)
             orgs = await a.ok("GET", "/api/v1/export/organisations?format=json")
             assert {o["id"] for o in orgs} >= {"default", "demo-kommun"}
+
+
+async def test_move_and_discharge(settings, pool) -> None:
+    async with running_api(settings) as (api, s), signed_in(api, "chef") as c:
+        await c.ok("POST", f"/api/v1/units/{s.site}/rooms", {"id": "r-a", "name": "A"}, status=201)
+        await c.ok("POST", f"/api/v1/units/{s.site}/rooms", {"id": "r-b", "name": "B"}, status=201)
+        r = await c.ok(
+            "POST", "/api/v1/residents", {"site": s.site, "display_name": "M", "room": "r-a"},
+            status=201,
+        )  # fmt: skip
+        rid = r["resident"]["id"]
+        d = await include(c, rid)
+        assert d["resident"]["monitoring_now"] is True
+        d = await c.ok("PATCH", f"/api/v1/residents/{rid}", {"room": "r-b"})
+        assert d["resident"]["room"] == "r-b" and d["resident"]["monitoring_now"] is True
+        await c.ok("PATCH", f"/api/v1/residents/{rid}", {"room": "rum-101"}, status=409)
+        rooms = {x["id"]: x for x in (await c.ok("GET", f"/api/v1/units/{s.site}/rooms"))["rooms"]}
+        assert rooms["r-a"].get("resident_id") is None and rooms["r-b"]["resident_id"] == rid
+        d = await c.ok("PATCH", f"/api/v1/residents/{rid}", {"active": False})
+        assert d["resident"]["monitoring_active"] is False and d["resident"].get("room") is None
+        assert "discharged" in d["resident"]["missing"]
+        await c.ok("PATCH", f"/api/v1/units/{s.site}/rooms/r-b", {"active": False})

@@ -129,7 +129,7 @@ async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, bro
                 if st.state is not RoomStateName.paused and st.state is not RoomStateName.unknown:
                     break
             # The device reported in: its heartbeat reaches the admin page through ingest.
-            await page.click("#f-device .device button.small >> nth=0")  # push config again
+            await page.click("#f-device .device button.push")  # push config again
             await page.wait_for_selector("#f-device .device[data-health=ok]", timeout=10_000)
 
             # Withdraw consent: the edge stops within 5 s, end to end.

@@ -56,6 +56,9 @@
       m_offer_declined: "erbjudandet avböjt", m_consent: "samtycke", m_consent_withdrawn: "samtycket återkallat",
       m_consent_scope: "samtycket omfattar inte rörelseanalys", m_cohabitant_consent: "sammanboendes samtycke",
       m_room: "rum", m_discharged: "utskriven", m_criterion: "kriterium",
+      move_to: "Flytta till rum", move: "Flytta", discharge: "Skriv ut",
+      confirm_discharge: "Skriva ut den boende? Övervakningen stoppas och rummet blir ledigt.",
+      settings: "Analysinställningar (JSON)",
     },
     en: {
       admin: "administration", residents: "Residents", units: "Units and rooms", devices: "Devices",
@@ -110,6 +113,9 @@
       m_offer_declined: "offer declined", m_consent: "consent", m_consent_withdrawn: "consent withdrawn",
       m_consent_scope: "consent does not cover motion analysis", m_cohabitant_consent: "cohabitants' consent",
       m_room: "room", m_discharged: "discharged", m_criterion: "criterion",
+      move_to: "Move to room", move: "Move", discharge: "Discharge",
+      confirm_discharge: "Discharge the resident? Monitoring stops and the room becomes free.",
+      settings: "Analysis settings (JSON)",
     },
   };
   const $ = (sel, root = document) => root.querySelector(sel);
@@ -125,6 +131,7 @@
       if (v === undefined || v === null || v === false) continue;
       if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
       else if (k === "text") e.textContent = v;
+      else if (k === "value") e.value = v;
       else if (k in e && typeof v !== "string") e[k] = v;
       else e.setAttribute(k, v === true ? "" : v);
     }
@@ -259,6 +266,11 @@
       schedule: true, alerting: true, device: !!d.device };
     $$(".step", sec).forEach((s) => { s.dataset.done = done[s.dataset.step] ? "true" : "false"; });
 
+    const fp = $("#f-place");
+    const free = (S.rooms[r.site] || []).filter((x) => x.active && (!x.resident_id || x.id === r.room));
+    fp.room.replaceChildren(...free.map((x) => el("option", { value: x.id, text: x.name, selected: x.id === r.room })));
+    fp.hidden = !r.active;
+
     const fd = $("#f-decision");
     fd.reference.value = d.inclusion.decision_reference ?? ""; fd.date.value = d.inclusion.decision_date ?? "";
     fd.note.value = d.inclusion.decision_note ?? "";
@@ -319,10 +331,16 @@
       v.agent_version ? ` · v${v.agent_version}` : "", ` · ${t("config")} ${v.applied_version}/${v.desired_version}`,
       v.desired_monitoring === null ? "" : ` · ${t("monitoring")}: ${t(v.desired_monitoring ? "yes" : "no")}`,
       v.status === "provisioned" && v.claim_expires_at ? ` · ${t("claim_code")} → ${fmt(v.claim_expires_at)}` : "",
+      el("details", { class: "settings" }, el("summary", { text: t("settings") }),
+        el("textarea", { rows: 3, spellcheck: "false", value: JSON.stringify(v.settings) }),
+        el("button", { type: "button", class: "small", text: t("save"), onclick: async (e) => {
+          let settings; try { settings = JSON.parse(e.target.previousSibling.value || "{}"); } catch (err) { flash(`${t("failed")}: JSON`, true); return; }
+          if (await act(() => api("PATCH", `/api/v1/units/${encodeURIComponent(v.site)}/devices/${encodeURIComponent(v.id)}`, { settings }))) {
+            if (S.tab === "resident") await refreshResident(); else renderDevices(); } } })),
       el("div", { class: "row" },
-        el("button", { type: "button", class: "small", text: t("push"), onclick: () => deviceAction(v, "push") }),
-        el("button", { type: "button", class: "small", text: t("replace"), onclick: () => deviceAction(v, "replace") }),
-        el("button", { type: "button", class: "small danger", text: t("retire"), onclick: () => deviceAction(v, "retire") })));
+        el("button", { type: "button", class: "small push", text: t("push"), onclick: () => deviceAction(v, "push") }),
+        el("button", { type: "button", class: "small replace", text: t("replace"), onclick: () => deviceAction(v, "replace") }),
+        el("button", { type: "button", class: "small danger retire", text: t("retire"), onclick: () => deviceAction(v, "retire") })));
   }
   async function deviceAction(v, what) {
     const base = `/api/v1/units/${encodeURIComponent(v.site)}/devices/${encodeURIComponent(v.id)}`;
@@ -357,6 +375,13 @@
         el("pre", { text: `${JSON.stringify(c.before, null, 1)}\n→\n${JSON.stringify(c.after, null, 1)}` })))));
   }
 
+  $("#f-place").onsubmit = async (ev) => { ev.preventDefault();
+    const d = await change("PATCH", "", { room: ev.target.room.value });
+    if (d) await loadRooms({ id: d.resident.site }); };
+  $("#f-place .discharge").onclick = async () => {
+    if (!confirm(t("confirm_discharge"))) return;
+    const d = await change("PATCH", "", { active: false });
+    if (d) await loadRooms({ id: d.resident.site }); };
   $("#f-decision").onsubmit = (ev) => { ev.preventDefault(); const f = ev.target;
     change("PUT", "/decision", { reference: f.reference.value, date: f.date.value, note: f.note.value || null }); };
   $("#f-offer").onsubmit = (ev) => { ev.preventDefault(); const f = ev.target;
