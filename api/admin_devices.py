@@ -163,8 +163,24 @@ async def sync_mosquitto(app: web.Application) -> bool:
     topics = Topics(app[SETTINGS].topic_root)
     await asyncio.to_thread(mosquitto.write_files, Path(api.mosquitto_dir), accounts, topics)
     reloaded = mosquitto.reload_broker(api.mosquitto_pid_file)
+    if api.mosquitto_reload_command:
+        reloaded = await _run_reload(api.mosquitto_reload_command)
     logger.info("mosquitto files written", accounts=len(accounts), reloaded=reloaded)
     return True
+
+
+async def _run_reload(argv: list[str]) -> bool:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    except (OSError, TimeoutError) as exc:
+        logger.warning("mosquitto reload command failed", error=str(exc))
+        return False
+    if proc.returncode != 0:
+        logger.warning("mosquitto reload command failed", code=proc.returncode, stderr=err[-500:])
+    return proc.returncode == 0
 
 
 async def _issue_code(conn: AsyncConnection, request: web.Request, site: str, device: str):

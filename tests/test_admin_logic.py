@@ -178,3 +178,11 @@ def test_acl_gives_devices_only_their_own_topics() -> None:
     assert not any("+" in line or "#" in line for line in dev)
     assert blocks["user dev-s-b"].strip() == "user dev-s-b"
     assert mosquitto.render_passwd([mosquitto.Account("u", "device", "$7$x")]) == "u:$7$x\n"
+
+
+async def test_reload_command_reports_success() -> None:
+    from nattillsyn.api.admin_devices import _run_reload
+
+    assert await _run_reload(["true"]) is True
+    assert await _run_reload(["false"]) is False
+    assert await _run_reload(["/nonexistent/reload-mosquitto"]) is False

@@ -58,7 +58,9 @@
       m_room: "rum", m_discharged: "utskriven", m_criterion: "kriterium",
       move_to: "Flytta till rum", move: "Flytta", discharge: "Skriv ut",
       confirm_discharge: "Skriva ut den boende? Övervakningen stoppas och rummet blir ledigt.",
-      settings: "Analysinställningar (JSON)",
+      settings: "Analysinställningar (JSON)", reset_password: "Nytt lösenord",
+      new_password: "Nytt lösenord (minst 10 tecken). Personen loggas ut överallt.",
+      since: "Från", until: "Till",
     },
     en: {
       admin: "administration", residents: "Residents", units: "Units and rooms", devices: "Devices",
@@ -115,7 +117,9 @@
       m_room: "room", m_discharged: "discharged", m_criterion: "criterion",
       move_to: "Move to room", move: "Move", discharge: "Discharge",
       confirm_discharge: "Discharge the resident? Monitoring stops and the room becomes free.",
-      settings: "Analysis settings (JSON)",
+      settings: "Analysis settings (JSON)", reset_password: "New password",
+      new_password: "New password (at least 10 characters). The person is signed out everywhere.",
+      since: "From", until: "To",
     },
   };
   const $ = (sel, root = document) => root.querySelector(sel);
@@ -471,9 +475,11 @@
     $("#users tbody").replaceChildren(...data.users.map((u) => el("tr", { "data-user": u.username },
       el("td", { text: u.username }), el("td", { text: u.display_name }), el("td", { text: t("role_" + u.role) }),
       el("td", { text: u.sites.map(unitName).join(", ") }), el("td", { text: t(u.active ? "yes" : "no") }),
-      el("td", {}, u.username === S.me.username ? "" : el("button", { type: "button", class: "small",
-        text: t(u.active ? "deactivate" : "activate"),
-        onclick: async () => { if (await act(() => api("PATCH", `/api/v1/users/${u.id}`, { active: !u.active }))) renderStaff(); } })))));
+      el("td", {}, u.username === S.me.username ? "" : [
+        el("button", { type: "button", class: "small", text: t(u.active ? "deactivate" : "activate"),
+          onclick: async () => { if (await act(() => api("PATCH", `/api/v1/users/${u.id}`, { active: !u.active }))) renderStaff(); } }),
+        u.auth_provider === "password" ? el("button", { type: "button", class: "small", text: t("reset_password"),
+          onclick: async () => { const pw = prompt(t("new_password")); if (pw) await act(() => api("PATCH", `/api/v1/users/${u.id}`, { password: pw })); } }) : null]))));
   }
   $("#user-form").onsubmit = async (ev) => { ev.preventDefault(); const f = ev.target;
     const body = { username: f.username.value, display_name: f.display_name.value, role: f.role.value,
@@ -486,6 +492,8 @@
     if ($("#audit-user").value) q.set("user", $("#audit-user").value);
     if ($("#audit-action").value) q.set("action", $("#audit-action").value);
     if (S.auditResident) q.set("resident", S.auditResident.id);
+    if ($("#audit-since").value) q.set("since", new Date($("#audit-since").value).toISOString());
+    if ($("#audit-until").value) q.set("until", new Date($("#audit-until").value).toISOString());
     return q;
   }
   async function renderAudit(more) {

@@ -48,6 +48,12 @@ class ApiSettings(Section):
     mosquitto_pid_file: str | None = Field(
         None, description="Mosquitto's pid file: sent SIGHUP to reload passwd/acl after a write."
     )
+    mosquitto_reload_command: list[str] | None = Field(
+        None,
+        description="Command run after a write when the broker is elsewhere, e.g. "
+        '["docker", "kill", "--signal=HUP", "mosquitto"] (argv list, no shell).',
+        max_length=32,
+    )
     push_interval_s: float = Field(
         30.0,
         description="Longest time between two reconciliations of device configs with "
