@@ -60,7 +60,7 @@
       confirm_discharge: "Skriva ut den boende? Övervakningen stoppas och rummet blir ledigt.",
       settings: "Analysinställningar (JSON)", reset_password: "Nytt lösenord",
       new_password: "Nytt lösenord (minst 10 tecken). Personen loggas ut överallt.",
-      since: "Från", until: "Till",
+      since: "Från", until: "Till", unit_list: "Enheter",
     },
     en: {
       admin: "administration", residents: "Residents", units: "Units and rooms", devices: "Devices",
@@ -119,7 +119,7 @@
       confirm_discharge: "Discharge the resident? Monitoring stops and the room becomes free.",
       settings: "Analysis settings (JSON)", reset_password: "New password",
       new_password: "New password (at least 10 characters). The person is signed out everywhere.",
-      since: "From", until: "To",
+      since: "From", until: "To", unit_list: "Units",
     },
   };
   const $ = (sel, root = document) => root.querySelector(sel);
