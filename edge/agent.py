@@ -130,6 +130,7 @@ class EdgeAgent:
         self._speed = self.cfg.replay_speed
         self._queue_wakeup = asyncio.Event()
         self._queue_idle = asyncio.Event()  # set while nothing waits on disk
+        self._beat_now = asyncio.Event()  # a heartbeat at once (after a connection, a config)
         self._gate_lock = asyncio.Lock()
         self._retry_s = 2.0
         self.published = 0
@@ -418,6 +419,7 @@ class EdgeAgent:
         msg = Availability(**self._ids(), state="online")
         self.mqtt.publish_nowait(self._topic(TopicKind.availability), encode(msg), retain=True)
         self._tasks.append(asyncio.create_task(self._publish_state()))
+        self._beat_now.set()
         self._queue_wakeup.set()
 
     def _wall(self, t: float, t_now: float, mono: float) -> datetime:
@@ -524,7 +526,10 @@ class EdgeAgent:
         await self._send_live(TopicKind.state, msg, retain=True)
 
     async def _heartbeat(self) -> None:
+        """Every `heartbeat_s`, and at once after each (re)connection."""
         while True:
+            await self.mqtt.connected.wait()
+            self._beat_now.clear()
             msg = Heartbeat(
                 **self._ids(),
                 uptime_s=round(time.monotonic() - self._started_at, 1),
@@ -536,7 +541,8 @@ class EdgeAgent:
             )
             await self._send_live(TopicKind.heartbeat, msg)
             interval = self.config.heartbeat_s if self.config else self.cfg.heartbeat_s
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), interval)
 
     async def _periodic_state(self) -> None:
         while True:
@@ -588,6 +594,7 @@ class EdgeAgent:
         await self._send_live(
             TopicKind.config_state, ConfigState(**self._ids(), version=cfg.version), retain=True
         )
+        self._beat_now.set()
         logger.info("config applied", version=cfg.version, monitoring=self.monitoring)
 
     async def _zone_map(self) -> dict:
