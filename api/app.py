@@ -14,7 +14,7 @@ from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Topics
 from nattillsyn.settings import Settings
 
-from . import openapi, session, tablet
+from . import openapi, rounds, session, tablet, tablets
 from .context import HUB, MQTT, POOL, SETTINGS, TOPICS
 from .live import LiveHub
 from .problems import problem_middleware
@@ -22,7 +22,7 @@ from .problems import problem_middleware
 logger = log.get(__name__)
 STATIC = Path(__file__).parent / "static"
 # Every route module of the api; the OpenAPI document is built from the same list.
-ROUTES = [session.routes, tablet.routes, openapi.meta]
+ROUTES = [session.routes, tablet.routes, rounds.routes, tablets.routes, openapi.meta]
 
 
 @web.middleware
@@ -48,7 +48,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     mqtt = MqttClient(settings.mqtt_url, f"nattillsyn-api-{suffix}-{id(app):x}")
     await mqtt.start()
     app[MQTT] = mqtt
-    hub = LiveHub(settings.mqtt_url, app[TOPICS], f"nattillsyn-api-live-{suffix}-{id(app):x}")
+    hub = LiveHub(
+        settings.mqtt_url,
+        app[TOPICS],
+        f"nattillsyn-api-live-{suffix}-{id(app):x}",
+        database_url=settings.database_url,
+        schema=settings.database_schema,
+    )
     await hub.start()
     app[HUB] = hub
     try:
@@ -61,6 +67,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
+
+
+async def service_worker(request: web.Request) -> web.FileResponse:
+    """Served from the root so its scope is the whole app (PWA: install, push)."""
+    resp = web.FileResponse(STATIC / "sw.js")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["Service-Worker-Allowed"] = "/"
+    return resp
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -83,6 +97,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)
+    app.router.add_get("/sw.js", service_worker)
     app.router.add_static("/static/", STATIC)
     return app
 
