@@ -163,6 +163,8 @@ class RoomFacts:
                 current = self.events.get(msg.type)
                 if current is not None and current.event_id == str(msg.event_id):
                     del self.events[msg.type]
+            elif msg.phase is EventPhase.new:
+                self.events[msg.type] = OpenEvent(str(msg.event_id), msg.start, msg.device)
             else:
                 self.events.setdefault(
                     msg.type, OpenEvent(str(msg.event_id), msg.start, msg.device)
