@@ -10,7 +10,6 @@ from pydantic import AwareDatetime, Field
 
 from .base import Message, Name
 
-
 Outcome = Literal["needed_help", "false_alarm", "not_needed"]
 
 
