@@ -63,7 +63,7 @@
   }
 
   function enterApp() {
-    state.locked = false; show("app"); unlockAudio(); armIdle(); reconnect();
+    state.locked = false; selectView("board"); show("app"); unlockAudio(); armIdle(); reconnect();
   }
   function enterLock() {
     state.locked = true; state.me = null; disarmIdle(); renderStaff(); show("lock"); reconnect();
@@ -423,13 +423,12 @@
     try { const v = await api("POST", `/api/v1/visits/${id}/end`); state.visits.set(v.id, v); render(); }
     catch (e) { if (e.status === 401) unauthorized(); }
   }
-  document.querySelectorAll(".tabs button").forEach((b) => {
-    b.onclick = () => {
-      state.view = b.dataset.view;
-      document.querySelectorAll(".tabs button").forEach((x) => x.setAttribute("aria-selected", x === b));
-      document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== `view-${state.view}`; });
-    };
-  });
+  function selectView(view) {
+    state.view = view;
+    document.querySelectorAll(".tabs button").forEach((x) => x.setAttribute("aria-selected", x.dataset.view === view));
+    document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== `view-${view}`; });
+  }
+  document.querySelectorAll(".tabs button").forEach((b) => { b.onclick = () => selectView(b.dataset.view); });
   $("practice-alert").onclick = async () => {
     try {
       await api("POST", "/api/v1/practice/alerts", { room: $("practice-room").value, kind: $("practice-kind").value });

@@ -10,7 +10,7 @@ class TabletSettings(Section):
         300.0,
         description="Lock the tablet after this long without a touch (s); alerts still sound "
         "on the lock screen, staff sign in again with their PIN.",
-        ge=15,
+        ge=5,
         le=4 * 3600,
     )
     pin_session_s: float = Field(
