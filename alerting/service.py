@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,6 +62,11 @@ NOTIFIED = Counter("nattillsyn_alerting_notified_total", "Alert notifications", 
 REJECTED = Counter("nattillsyn_alerting_rejected_total", "Messages ignored as invalid")
 FIRING = Gauge("nattillsyn_alerting_firing", "Alerts firing (unacknowledged)")
 OPEN = Gauge("nattillsyn_alerting_open", "Alerts not yet resolved")
+STORE = Histogram(
+    "nattillsyn_alerting_store_seconds",
+    "Time to check monitoring and store a new alert",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
 ROUNDS = Counter("nattillsyn_alerting_round_entries_total", "Round entries made", ["decision"])
 LATENCY = Histogram(
     "nattillsyn_alerting_event_to_alert_seconds",
@@ -422,7 +428,9 @@ class AlertingService:
                 notified_at=now if note else None,
             )
 
+        t0 = time.perf_counter()
         stored = await self._db(write)
+        STORE.observe(time.perf_counter() - t0)
         if stored is False:
             self._refresh.set()
             return False

@@ -147,6 +147,25 @@ def spawn(cmd: str, env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
+async def scrape(url: str) -> dict:
+    """Means of alerting's own histograms: where the time goes inside the service."""
+    out = {}
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        text = await r.text()
+    vals = {}
+    for line in text.splitlines():
+        if line.startswith("nattillsyn_alerting_") and (" " in line) and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            vals[k] = float(v)
+    for name in ("event_to_alert_seconds", "store_seconds"):
+        n = vals.get(f"nattillsyn_alerting_{name}_count", 0)
+        if n:
+            out[f"alerting_{name.removesuffix('_seconds')}_mean_ms"] = round(
+                1000 * vals[f"nattillsyn_alerting_{name}_sum"] / n, 1
+            )
+    return out
+
+
 async def wait_http(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
@@ -322,6 +341,7 @@ async def latency(args) -> dict:
     published: dict[str, float] = {}
     tasks: list[asyncio.Task] = []
     load_before = os.getloadavg()
+    inside: dict = {}
     try:
         await wait_http(f"{url}healthz")
         await wait_http(f"http://127.0.0.1:{m_alert}/metrics")
@@ -364,6 +384,7 @@ async def latency(args) -> dict:
         await until(
             lambda: all(k in offline for k in quiet), args.offline_after_s + args.heartbeat_s + 30
         )
+        inside = await scrape(f"http://127.0.0.1:{m_alert}/metrics")
     finally:
         stop.set()
         for t in tasks:
@@ -406,7 +427,7 @@ async def latency(args) -> dict:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "logs": str(logdir),
-    }
+    } | inside
 
 
 # -- false alerts on the labelled clips ----------------------------------------------------------
