@@ -98,6 +98,17 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_simulation(settings, rooms=args.rooms, speed=args.speed))
 
 
+def _alerting_keys(settings: Settings, _args: argparse.Namespace) -> int:
+    from nattillsyn.alerting.notifiers import new_vapid_key, vapid_public_key
+
+    key = new_vapid_key()
+    print("# Web Push (VAPID) key for the tablets; keep the private key secret.")
+    print(f"# public key (browsers subscribe with it): {vapid_public_key(key)}")
+    print("# set it for alerting and the api, e.g. NATTILLSYN_ALERTING__VAPID_PRIVATE_KEY:")
+    print(key.strip())
+    return 0
+
+
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
     from nattillsyn.protocol.asyncapi import main as asyncapi_main
 
@@ -175,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rooms", type=int, default=4, help="number of simulated rooms (default 4)")
     demo.add_argument(
         "--port", type=int, default=8080, help="api port (default 8080; 0 = any free)"
+    )
+
+    add(
+        "alerting-keys",
+        "Make a Web Push (VAPID) key pair so alerts reach tablets whose page is in the background.",
+        _alerting_keys,
     )
 
     aa = add(

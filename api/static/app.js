@@ -66,7 +66,11 @@
     state.locked = false; selectView("board"); show("app"); unlockAudio(); armIdle(); reconnect();
   }
   function enterLock() {
-    state.locked = true; state.me = null; disarmIdle(); renderStaff(); show("lock"); reconnect();
+    // Nothing about residents stays in the page while it is locked: rooms, rounds and
+    // visits are dropped and come back with the next staff member's snapshot.
+    state.locked = true; state.me = null; disarmIdle();
+    state.rooms.clear(); state.rounds.clear(); state.visits.clear();
+    renderStaff(); show("lock"); reconnect();
   }
 
   $("login-form").onsubmit = async (ev) => {
