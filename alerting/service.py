@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import psycopg
@@ -109,6 +109,10 @@ class AlertingService:
         self.rooms: dict[Key, care.RoomCare] = {}
         self.monitored_since: dict[Key, datetime | None] = {}
         self.open: dict[str, OpenAlert] = {}  # alert id → state
+        self.by_room: dict[Key, set[str]] = {}  # open alert ids per room
+        # When each room must be evaluated again without a new message (a delay running
+        # out, a heartbeat going stale): the tick looks only at rooms that are due.
+        self.next_check: dict[Key, datetime] = {}
         self.handled: dict[Key, set[str]] = {}  # episodes that raised or were absorbed
         self.silences: list[care.Silence] = []
         self.visits: set[Key] = set()
@@ -127,9 +131,7 @@ class AlertingService:
         self._setup_notifiers()
         await self._reload_care(initial=True)
         for stored in await self._db(store.open_alerts):
-            self.open[str(stored.alert.alert_id)] = OpenAlert(
-                stored.alert, stored.episode, stored.last_notified_at
-            )
+            self._add_open(OpenAlert(stored.alert, stored.episode, stored.last_notified_at))
             if stored.episode:
                 self.handled.setdefault((stored.alert.site, stored.alert.room), set()).add(
                     stored.episode
@@ -217,8 +219,11 @@ class AlertingService:
 
     async def tick(self, now: datetime) -> None:
         """Delays, system conditions, auto-resolve, then repeats/escalation/re-sound."""
-        for key in list(self.facts.keys() | self.rooms.keys()):
+        due = [k for k, t in self.next_check.items() if t <= now]
+        for n, key in enumerate(due):
             await self._evaluate(key, now)
+            if n % 50 == 49:
+                await asyncio.sleep(0)  # let messages through between slices
         for oa in list(self.open.values()):
             await self._schedule(oa, now)
         FIRING.set(sum(1 for o in self.open.values() if o.alert.status is AlertStatus.firing))
@@ -294,6 +299,8 @@ class AlertingService:
             if rc.monitored and (before is None or not before.monitored):
                 # Delays count from when monitoring began; at start-up: unknown, long ago.
                 self.monitored_since[key] = None if initial else now
+            if before != rc:
+                self.next_check[key] = now  # rules or monitoring changed: look again
         self.rooms = rooms
         self.silences = await self._db(care.load_silences)
         self.visits = await self._db(care.load_open_visits)
@@ -304,7 +311,21 @@ class AlertingService:
         f = self.facts.get(key)
         if f is None:
             f = self.facts[key] = rules.RoomFacts(key[0], key[1], watched_since=self.started_at)
+            self.next_check.setdefault(key, self.started_at)
         return f
+
+    def _add_open(self, oa: OpenAlert) -> None:
+        aid = str(oa.alert.alert_id)
+        self.open[aid] = oa
+        self.by_room.setdefault((oa.alert.site, oa.alert.room), set()).add(aid)
+
+    def _drop_open(self, alert: Alert) -> None:
+        aid = str(alert.alert_id)
+        self.open.pop(aid, None)
+        self.by_room.get((alert.site, alert.room), set()).discard(aid)
+
+    def _open_in(self, key: Key) -> list[OpenAlert]:
+        return [self.open[a] for a in self.by_room.get(key, ()) if a in self.open]
 
     async def _handle(self, rec: Record) -> None:
         msg = rec.msg
@@ -339,7 +360,7 @@ class AlertingService:
             dues = rules.evaluate(facts, rc.rules if rc else {}, ctx)
             # Auto-resolve what no longer holds.
             holding = {c.kind for c in rules.conditions(facts, now, self.timing)}
-            for oa in [o for o in self.open.values() if (o.alert.site, o.alert.room) == key]:
+            for oa in self._open_in(key):
                 if oa.alert.practice:
                     continue
                 try:
@@ -355,10 +376,8 @@ class AlertingService:
                     continue
                 open_here = {
                     RuleKind(o.alert.kind): o
-                    for o in self.open.values()
-                    if (o.alert.site, o.alert.room) == key
-                    and not o.alert.practice
-                    and o.alert.kind in RuleKind.__members__
+                    for o in self._open_in(key)
+                    if not o.alert.practice and o.alert.kind in RuleKind.__members__
                 }
                 absorber = rules.inhibitor(due.kind, frozenset(open_here))
                 handled.add(due.episode)
@@ -371,6 +390,19 @@ class AlertingService:
                 raised = await self._raise(key, rc, due, now)
                 if raised and trigger_ts is not None:
                     LATENCY.observe(max(0.0, (datetime.now(UTC) - trigger_ts).total_seconds()))
+            self.next_check[key] = self._next_check(facts, dues, handled, now)
+
+    def _next_check(
+        self, facts: rules.RoomFacts, dues: list[rules.Due], handled: set[str], now: datetime
+    ) -> datetime:
+        times = [d.fire_at for d in dues if d.fire_at > now and d.episode not in handled]
+        if facts.offline_since is None:
+            silent_at = (facts.last_heartbeat or facts.watched_since) + timedelta(
+                seconds=self.timing.offline_after_s
+            )
+            if silent_at > now:
+                times.append(silent_at)
+        return min(times) if times else now + timedelta(seconds=60)
 
     # -- raising, notifying ------------------------------------------------------------
 
@@ -437,7 +469,7 @@ class AlertingService:
         if stored is None:
             return False  # redelivery of an event that already raised its alert
         oa = OpenAlert(stored, episode, now if note else None)
-        self.open[str(stored.alert_id)] = oa
+        self._add_open(oa)
         RAISED.labels(stored.kind, stored.priority.value).inc()
         logger.info(
             "alert raised",
@@ -558,11 +590,11 @@ class AlertingService:
         new = await self._db(lambda conn: store.update(conn, t.alert, action.by))
         ACTIONS.labels(action.action).inc()
         if new.status is AlertStatus.resolved:
-            self.open.pop(str(new.alert_id), None)
+            self._drop_open(new)
         elif oa is not None:
             oa.alert = new
         else:
-            self.open[str(new.alert_id)] = OpenAlert(new, None, None)
+            self._add_open(OpenAlert(new, None, None))
         await self._publish(new)
 
     async def _practice(self, action: AlertAction, site: str, room: str) -> None:
@@ -586,7 +618,7 @@ class AlertingService:
         if not t.changed:
             return
         new = await self._db(lambda conn: store.update(conn, t.alert, by, "cause cleared"))
-        self.open.pop(str(new.alert_id), None)
+        self._drop_open(new)
         await self._publish(new)
 
     # -- I/O helpers -----------------------------------------------------------------

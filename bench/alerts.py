@@ -15,9 +15,9 @@
    scales both down (then say so).
 3. **False alerts on the clips**: every labelled clip replayed alone through the real edge
    analysis (source time, last frame held as the scoring rules say) into the alert rules
-   with the default preset; an alert is explained when its clip has a labelled fall and it
-   began at or after the fall's onset − 1 s; every other alert is false. Reported per
-   clip-hour.
+   with the default preset; an alert is explained when it is a fall alert on a clip with a
+   labelled fall; every other alert is false (also reported strictly: the fall alert's
+   onset must lie at or after the labelled start − 1 s). Reported per clip-hour.
 
 Last line: one JSON object with p50_ms, p99_ms, max_ms, lost, offline_alert_s, ….
 """
@@ -505,8 +505,19 @@ def clip_false_alerts(clips_dir: Path, fall_confirm_s: float = 30.0) -> dict:
                 open_kinds.add(due.kind)
                 raised.append((due.kind.value, (due.since - base).total_seconds()))
         src.close()
-        false = [(k, t) for k, t in raised if not any(t >= s - 1.0 for s in falls)]
-        per_clip[name] = {"seconds": round(t_last, 1), "alerts": raised, "false": len(false)}
+        # Explained: a fall-type alert on a clip with a labelled fall. Strict (the edge
+        # scoring rule): its onset also lies at or after the fall's start − 1 s.
+        false = [(k, t) for k, t in raised if not (falls and k in FALL_KINDS)]
+        strict = [
+            (k, t) for k, t in raised if not (k in FALL_KINDS and any(t >= f - 1 for f in falls))
+        ]
+        per_clip[name] = {
+            "seconds": round(t_last, 1),
+            "alerts": [(k, round(t, 1)) for k, t in raised],
+            "false": len(false),
+            "false_strict": len(strict),
+        }
+        strict_total += len(strict)
         total_s += t_last
         false_total += len(false)
     hours = total_s / 3600
@@ -554,10 +565,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"offline alert after last heartbeat: {result['offline_alert_s_all']} s "
           f"(heartbeat {result['heartbeat_s']} s, offline after {result['offline_after_s']} s)")  # fmt: skip
     for name, c in per_clip.items():
-        print(f"  clip {name}: {c['seconds']} s, alerts {c['alerts']}, false {c['false']}")
+        print(
+            f"  clip {name}: {c['seconds']} s, alerts {c['alerts']}, false {c['false']} "
+            f"(strict {c['false_strict']})"
+        )
     if "false_alerts_per_clip_hour" in result:
         print(f"false alerts per clip-hour: {result['false_alerts_per_clip_hour']} "
-              f"({result['clip_false_alerts']} in {result['clip_hours']} h)")  # fmt: skip
+              f"({result['clip_false_alerts']} in {result['clip_hours']} h; strict onset rule: "
+              f"{result['clip_false_alerts_strict_onset']})")  # fmt: skip
     if args.json:
         print(json.dumps(result))
     return 0
