@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from nattillsyn.protocol import Alert, RoomStateName
 
@@ -170,7 +170,7 @@ class SilenceList(Body):
 
 
 class PracticeAlertRequest(Body):
-    room: str = Field(min_length=1, max_length=64, description="Room for the practice alert.")
+    room: RoomName = Field(description="Room for the practice alert.")
     kind: Literal["possible_fall", "out_of_bed", "left_room", "in_bathroom", "no_motion"] = Field(
         "possible_fall", description="Which alert to practise."
     )
@@ -190,10 +190,14 @@ class PresetCatalog(Body):
 # -- shared tablets -----------------------------------------------------------------------
 
 
+GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
+RoomName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+
+
 class TabletEnroll(Body):
     name: str = Field(min_length=1, max_length=64, description="Name, e.g. 'Natt A'.")
     site: str | None = Field(None, description="Unit; default the manager's first.")
-    groups: list[str] = Field(
+    groups: list[GroupName] = Field(
         default_factory=list, max_length=10, description="Escalation groups, e.g. backup."
     )
 

@@ -317,6 +317,9 @@ async def create_silence(request: web.Request) -> web.Response:
         raise ProblemError(403, "Forbidden", "night staff may silence for at most 120 minutes")
     now = datetime.now(UTC)
     async with request.app[POOL].connection() as conn:
+        cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
+        if await cur.fetchone() is None:
+            raise ProblemError(404, "Not Found", "no such unit")
         cur = await conn.execute(
             f"""INSERT INTO alert_silences (site, room, kinds, starts_at, ends_at, reason, created_by)
                 VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {SILENCE_COLS}""",
@@ -378,6 +381,12 @@ async def practice_alert(request: web.Request) -> web.Response:
     """Raise a practice alert (staff training): marked ÖVNING, never counted or paged out."""
     body = await read_body(request, PracticeAlertRequest)
     site = await request_site(request)
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute(
+            "SELECT 1 FROM rooms WHERE site_id = %s AND id = %s", (site, body.room)
+        )
+        if await cur.fetchone() is None:
+            raise ProblemError(422, "Invalid request body", "room: no such room in this unit")
     alert_id = uuid.uuid4()
     msg = AlertAction(
         alert_id=alert_id,

@@ -23,6 +23,7 @@ from .context import POOL, SETTINGS, USER, audit, json_response, read_body, requ
 from .models import (
     EnrollCode,
     EnrollmentCode,
+    Me,
     PinSet,
     PinSignIn,
     PushSubscribe,
@@ -101,10 +102,18 @@ def _set_tablet_cookie(request: web.Request, resp: web.StreamResponse, token: st
     )
 
 
+async def _known_site(request: web.Request, site: str) -> None:
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
+        if await cur.fetchone() is None:
+            raise ProblemError(422, "Invalid request body", f"site: no unit {site!r}")
+
+
 async def _create_tablet(
     request: web.Request, site: str, name: str, groups: list[str], by: str
 ) -> tuple[Tablet, str]:
     token = secrets.token_urlsafe(32)
+    await _known_site(request, site)
     async with request.app[POOL].connection() as conn:
         cur = await conn.execute(
             """INSERT INTO tablets (site_id, name, token_hash, groups, enrolled_by)
@@ -188,6 +197,7 @@ async def enrollment_code(request: web.Request) -> web.Response:
     site = body.site or await request_site(request)
     if not user.may_see(site):
         raise ProblemError(403, "Forbidden", "not a unit of yours")
+    await _known_site(request, site)
     code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(10))
     expires = datetime.now(UTC) + timedelta(
         seconds=request.app[SETTINGS].tablet.enrollment_code_ttl_s
@@ -309,7 +319,7 @@ async def _end_signins(conn, tablet_id: str, reason: str) -> None:
         await conn.execute("DELETE FROM user_sessions WHERE token_hash = ANY(%s)", (hashes,))
 
 
-@routes.post("/api/v1/tablet/signin", roles=None, request=PinSignIn, response=None)
+@routes.post("/api/v1/tablet/signin", roles=None, request=PinSignIn, response=Me)
 async def pin_signin(request: web.Request) -> web.Response:
     """Staff PIN sign-in on an enrolled tablet; ends the previous staff member's session there."""
     tablet = await tablet_for(request)
