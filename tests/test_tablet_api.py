@@ -213,3 +213,21 @@ async def test_silences_visits_rounds_and_scoping(services, pool) -> None:
     assert {"silence", "silence end", "visit start", "visit end", "rounds", "round confirm",
             "practice round"} <= whats  # fmt: skip
     assert datetime.now(UTC)
+
+
+def test_live_routing_of_escalations_to_groups() -> None:
+    from nattillsyn.api.live import Client
+
+    alert = {"type": "alert", "alert": {"targets": ["unit", "group:backup"]}}
+    state = {"type": "state"}
+    home = Client(ws=None, site="a", groups=frozenset({"backup"}), sites=frozenset({"a", "b"}))  # type: ignore[arg-type]
+    assert home.wants("a", alert) and home.wants("a", state)
+    # Escalated from unit b to the backup group: reaches a tablet of unit a whose user may see b.
+    assert home.wants("b", alert) and not home.wants("b", state)
+    stranger = Client(ws=None, site="a", groups=frozenset({"backup"}), sites=frozenset({"a"}))  # type: ignore[arg-type]
+    assert not stranger.wants("b", alert)
+    not_yet = {"type": "alert", "alert": {"targets": ["unit"]}}
+    assert not home.wants("b", not_yet)
+    locked = Client(ws=None, site="a", locked=True)  # type: ignore[arg-type]
+    assert locked.wants("a", alert) and not locked.wants("a", state)
+    assert not locked.wants("a", {"type": "round"})
