@@ -446,26 +446,22 @@ class AlertingService:
             )
 
         async def write(conn):
-            if require_monitoring:
-                cur = await conn.execute(
-                    "SELECT monitoring_active(%s, %s, %s)", (alert.site, alert.room, now)
-                )
-                if not (await cur.fetchone())[0]:
-                    return False  # paused or withdrawn since the last refresh: nothing
             return await store.insert(
                 conn,
                 alert,
                 episode=episode,
                 resident_id=rc.resident_id if rc else None,
                 notified_at=now if note else None,
+                require_monitoring_at=now if require_monitoring else None,
             )
 
         t0 = time.perf_counter()
-        stored = await self._db(write)
-        STORE.observe(time.perf_counter() - t0)
-        if stored is False:
-            self._refresh.set()
+        try:
+            stored = await self._db(write)
+        except store.NotMonitored:
+            self._refresh.set()  # paused or withdrawn since the last refresh: nothing
             return False
+        STORE.observe(time.perf_counter() - t0)
         if stored is None:
             return False  # redelivery of an event that already raised its alert
         oa = OpenAlert(stored, episode, now if note else None)

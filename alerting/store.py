@@ -73,6 +73,10 @@ async def _history(
     return (await cur.fetchone())[0]
 
 
+class NotMonitored(Exception):
+    """The room is not monitored at the moment of storing: nothing is raised."""
+
+
 async def insert(
     conn: AsyncConnection,
     alert: Alert,
@@ -80,25 +84,43 @@ async def insert(
     episode: str | None = None,
     resident_id: uuid.UUID | None = None,
     notified_at: datetime | None = None,
+    require_monitoring_at: datetime | None = None,
 ) -> Alert | None:
-    """Store a new alert; None if this source event already raised one (redelivery)."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            """INSERT INTO alerts (id, site, room, device, kind, priority, status, title,
+    """Store a new alert and its first history row in one statement (one round trip).
+
+    None if this source event already raised one (redelivery). With
+    `require_monitoring_at`, `monitoring_active` is checked in the same statement and
+    NotMonitored raised when it does not hold: a pause that began a moment ago wins.
+    """
+    cur = await conn.execute(
+        """WITH ok AS (
+               SELECT %s::timestamptz IS NULL OR monitoring_active(%s, %s, %s::timestamptz) AS m
+           ), ins AS (
+               INSERT INTO alerts (id, site, room, device, kind, priority, status, title,
                    started_at, source_event, practice, resident_id, episode, last_seen_at,
                    escalation_step, targets, silenced, last_notified_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT DO NOTHING""",
-            (
-                alert.alert_id, alert.site, alert.room, alert.device, alert.kind,
-                alert.priority.value, alert.status.value, alert.title, alert.started,
-                alert.source_event, alert.practice, resident_id, episode, alert.started,
-                alert.escalation_step, alert.targets, alert.silenced, notified_at,
-            ),
-        )  # fmt: skip
-        if cur.rowcount == 0:
-            return None
-        rev = await _history(conn, alert, None, "practice" if alert.practice else None, None)
+               SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s
+               WHERE (SELECT m FROM ok)
+               ON CONFLICT DO NOTHING RETURNING id, started_at, status
+           ), hist AS (
+               INSERT INTO alert_history (alert_id, ts, status, note)
+               SELECT id, started_at, status, %s FROM ins RETURNING seq
+           )
+           SELECT (SELECT m FROM ok), (SELECT seq FROM hist)""",
+        (
+            require_monitoring_at, alert.site, alert.room, require_monitoring_at,
+            alert.alert_id, alert.site, alert.room, alert.device, alert.kind,
+            alert.priority.value, alert.status.value, alert.title, alert.started,
+            alert.source_event, alert.practice, resident_id, episode, alert.started,
+            alert.escalation_step, alert.targets, alert.silenced, notified_at,
+            "practice" if alert.practice else None,
+        ),
+    )  # fmt: skip
+    monitored, rev = await cur.fetchone()
+    if not monitored:
+        raise NotMonitored(f"{alert.site}/{alert.room}")
+    if rev is None:
+        return None
     return alert.model_copy(update={"rev": rev})
 
 
