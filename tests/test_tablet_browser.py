@@ -113,6 +113,13 @@ async def test_alert_sounds_within_target_then_ack_and_resolve(services, browser
         }
         assert {"board", "alert acknowledge", "alert resolve"} <= actions
 
+    # Installable PWA: the service worker is active and the manifest has PNG icons.
+    active = await page.evaluate("navigator.serviceWorker.ready.then((r) => !!r.active && r.scope)")
+    assert active == api.url
+    manifest = await page.evaluate("fetch('/static/manifest.webmanifest').then((r) => r.json())")
+    assert {"192x192", "512x512"} <= {i["sizes"] for i in manifest["icons"]}
+    assert manifest["lang"] == "sv" and manifest["display"] == "standalone"
+
     # English is one tap away.
     await page.click("#lang")
     assert await page.text_content(".tabs button span[data-i18n=alerts]") == "Alerts"

@@ -2,7 +2,7 @@
 // and Web Push so an alert reaches a tablet whose page is in the background.
 "use strict";
 const SHELL = "nattillsyn-shell-v1";
-const FILES = ["/", "/static/app.css", "/static/app.js", "/static/i18n.js", "/static/icon.svg", "/static/manifest.webmanifest"];
+const FILES = ["/", "/static/app.css", "/static/app.js", "/static/i18n.js", "/static/icon.svg", "/static/icon-192.png", "/static/manifest.webmanifest"];
 
 self.addEventListener("install", (ev) => {
   ev.waitUntil(caches.open(SHELL).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()));
