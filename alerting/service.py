@@ -505,7 +505,11 @@ class AlertingService:
             and not oa.alert.practice
             and care.silenced(self.silences, oa.alert.site, oa.alert.room, oa.alert.kind, now)
         ):
-            oa.alert = oa.alert.model_copy(update={"silenced": True})
+            # A silence made while it was open: record it and tell the tablets (no sound).
+            muted = oa.alert.model_copy(update={"silenced": True})
+            at = oa.last_notified_at or now
+            oa.alert = await self._db(lambda c: store.notified(c, muted, at, "silenced"))
+            await self._publish(lifecycle.republished(oa.alert))
         note = escalation.due(self._tracking(oa, now), self.policy, now)
         if note is None:
             return

@@ -429,3 +429,25 @@ async def test_digital_round_at_the_agreed_time(seeded, pool) -> None:
         assert n[0] == 2
     finally:
         await svc.stop()
+
+
+async def test_silence_made_while_an_alert_repeats_stops_the_repeats(seeded, pool) -> None:
+    svc = AlertingService(tuned(seeded, offline_after_s=3600, repeat_s=0.4))
+    await svc.start()
+    try:
+        async with Staff(seeded) as staff:
+            await staff.fall("rum-101")
+            first = await staff.wait(lambda a: a.notify == "new")
+            await staff.wait(lambda a: a.notify == "repeat")
+            async with pool.connection() as conn:
+                await conn.execute(
+                    """INSERT INTO alert_silences (site, room, kinds, ends_at, reason, created_by)
+                       VALUES (%s, 'rum-101', '{}', now() + interval '1 hour', 'test', 'chef')""",
+                    (SITE,),
+                )
+            muted = await staff.wait(lambda a: a.silenced and a.alert_id == first.alert_id)
+            assert not muted.sound and muted.status == "firing"
+            staff.seen.clear()
+            await staff.none(lambda a: a.notify == "repeat", 1.2)
+    finally:
+        await svc.stop()

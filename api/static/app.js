@@ -282,6 +282,13 @@
       // Lock screen: one tap opens the PIN pad for the staff member who last worked here.
       li.onclick = () => { const s = state.tablet && state.tablet.staff[0]; if (s) askPin(s); };
     }
+    const sil = li.querySelector(".silence");
+    const manager = state.me && ["unit_manager", "sysadmin"].includes(state.me.role);
+    sil.hidden = !interactive || !open || a.silenced || a.practice
+      || (!manager && ["possible_fall", "on_floor"].includes(a.kind));
+    sil.onclick = () => api("POST", "/api/v1/silences", {
+      room: a.room, kinds: [a.kind], minutes: 30, reason: t("silence_reason"),
+    }).catch(() => {});
     ack.onclick = () => act(a.alert_id, "acknowledge", {});
     res.onclick = () => act(a.alert_id, "resolve", { outcome: out.value });
     visit.onclick = () => startVisit(a.room, "alert", { alert_id: a.alert_id });
