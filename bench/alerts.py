@@ -433,13 +433,37 @@ async def latency(args) -> dict:
 # -- false alerts on the labelled clips ----------------------------------------------------------
 
 
-def clip_false_alerts(clips_dir: Path, fall_confirm_s: float = 30.0) -> dict:
+ZONES_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "zones"
+
+
+def _analysis(clip: Path):
+    """The edge's per-frame analysis for one clip: `(process(image, t) → outputs,
+    fall_confirm_s, how)`; with the clip's room configuration (zones) when the edge
+    pipeline and a zone file exist, else the plain detector and room model."""
+    try:
+        from nattillsyn.edge.evaluate import load_room_config
+        from nattillsyn.edge.pipeline import Analysis
+    except ImportError:
+        Analysis = None
+    if Analysis is not None:
+        zone_file = ZONES_DIR / f"{clip.stem}.json"
+        cfg = load_room_config(zone_file) if zone_file.exists() else None
+        a = Analysis(cfg, width=160)
+        how = "edge pipeline + zones" if cfg else "edge pipeline"
+        return a.process, a.model.params.fall_confirm_s, how
+    from nattillsyn.edge.detector import MotionDetector
+    from nattillsyn.edge.room import RoomModel, RoomParams
+
+    det, model = MotionDetector(), RoomModel(RoomParams(fall_confirm_s=30.0))
+    return (lambda image, t: model.update(det.process(image, t))), 30.0, "detector + room model"
+
+
+def clip_false_alerts(clips_dir: Path) -> dict:
     """Each clip replayed alone through the edge analysis into the rules (default preset)."""
     from zoneinfo import ZoneInfo
 
     from nattillsyn.alerting import presets, rules
-    from nattillsyn.edge.detector import MotionDetector
-    from nattillsyn.edge.room import EventOut, RoomModel, RoomParams, StateChange
+    from nattillsyn.edge.room import EventOut, StateChange
     from nattillsyn.edge.sources import PlaylistSource
 
     labels: dict[str, list[tuple[float, float, str]]] = {}
@@ -456,15 +480,15 @@ def clip_false_alerts(clips_dir: Path, fall_confirm_s: float = 30.0) -> dict:
     total_s = 0.0
     false_total = 0
     strict_total = 0
+    how = None
     for name, spans in sorted(labels.items()):
         path = clips_dir / name
         if not path.exists():
             continue
         falls = [s for s, _e, lab in spans if lab == "fall"]
+        process, confirm_s, how = _analysis(path)
         src = PlaylistSource([path], fps=5.0, width=160, replay_speed=0.0,
-                             hold_last_s=fall_confirm_s + 10.0)  # fmt: skip
-        det = MotionDetector()
-        model = RoomModel(RoomParams(fall_confirm_s=fall_confirm_s))
+                             hold_last_s=confirm_s + 10.0)  # fmt: skip
         facts = rules.RoomFacts("s", name, watched_since=base)
         seq = 0
         event_ids: dict[str, uuid.UUID] = {}
@@ -483,7 +507,7 @@ def clip_false_alerts(clips_dir: Path, fall_confirm_s: float = 30.0) -> dict:
             now = base + timedelta(seconds=frame.t)
             if int(frame.t * 5) % 75 == 0:  # a heartbeat every 15 s of clip time
                 facts.apply(Heartbeat(**ids(), uptime_s=frame.t, fps=5, agent_version="b", ts=now))
-            for out in model.update(det.process(frame.image, frame.t)):
+            for out in process(frame.image, frame.t):
                 if isinstance(out, StateChange):
                     facts.apply(RoomState(**ids(), state=out.state, confidence=out.confidence,
                                           since=base + timedelta(seconds=out.since), ts=now))  # fmt: skip
@@ -527,6 +551,7 @@ def clip_false_alerts(clips_dir: Path, fall_confirm_s: float = 30.0) -> dict:
         "clip_false_alerts": false_total,
         "false_alerts_per_clip_hour": round(false_total / hours, 2) if hours else None,
         "clip_false_alerts_strict_onset": strict_total,
+        "clip_analysis": how,
         "per_clip": per_clip,
     }
 

@@ -248,6 +248,10 @@
     const txt = s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
     return lang === "sv" ? `för ${txt} ${t("ago")}` : `${txt} ${t("ago")}`;
   }
+  function dur(iso) {
+    const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+    return s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+  }
   const hhmm = (iso) => new Date(iso).toLocaleTimeString(lang === "sv" ? "sv-SE" : "en-GB", { hour: "2-digit", minute: "2-digit" });
 
   function sortedAlerts() {
@@ -331,9 +335,11 @@
       const who = document.createElement("span"); who.className = "resident"; who.textContent = r.resident || "";
       const st = document.createElement("span"); st.className = "state";
       st.textContent = r.monitored === false ? t("not_monitored")
-        : (I18N[lang].states[r.state] || r.state) + (r.device_online === false ? ` (${t("device_offline")})` : "");
+        : (I18N[lang].states[r.state] || r.state) + (r.since ? ` · ${dur(r.since)}` : "")
+          + (r.device_online === false ? ` (${t("device_offline")})` : "");
+      // Freshness: how old the newest report from the room is (not how long the state held).
       const fr = document.createElement("span"); fr.className = "fresh";
-      fr.textContent = r.since ? `${ago(r.since)}` : t("stale");
+      fr.textContent = r.updated ? `${t("updated")} ${ago(r.updated)}` : t("stale");
       const b = document.createElement("button"); b.type = "button"; b.className = "small visit-room";
       b.textContent = visiting.has(r.id) ? `${t("visits")}: ${t("visit_open")}` : t("start_visit");
       b.disabled = visiting.has(r.id);

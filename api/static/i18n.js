@@ -26,7 +26,7 @@ window.I18N = {
     enroll: "Registrera", make_code: "Skapa kod för en annan platta",
     enroll_with_code: "Registrera surfplattan med kod", code: "Kod", enrolled: "Registrerad",
     code_is: "Kod", valid_until: "giltig till", failed: "Misslyckades", late: "sen",
-    silence: "Tysta 30 min", silenced: "tystat", silence_reason: "Tystat från larmkortet", times: "gånger", escalated: "eskalerat",
+    silence: "Tysta 30 min", silenced: "tystat", silence_reason: "Tystat från larmkortet", updated: "uppdaterat", times: "gånger", escalated: "eskalerat",
     k_possible_fall: "Möjligt fall", k_out_of_bed: "Ur sängen länge", k_left_room: "Har lämnat rummet",
     r_round: "rond", r_alert: "larm", r_planned: "planerat", r_unplanned: "oplanerat",
     states: {
@@ -62,7 +62,7 @@ window.I18N = {
     enroll: "Enroll", make_code: "Make a code for another tablet",
     enroll_with_code: "Enroll this tablet with a code", code: "Code", enrolled: "Enrolled",
     code_is: "Code", valid_until: "valid until", failed: "Failed", late: "late",
-    silence: "Silence 30 min", silenced: "silenced", silence_reason: "Silenced from the alert card", times: "times", escalated: "escalated",
+    silence: "Silence 30 min", silenced: "silenced", silence_reason: "Silenced from the alert card", updated: "updated", times: "times", escalated: "escalated",
     k_possible_fall: "Possible fall", k_out_of_bed: "Out of bed long", k_left_room: "Left the room",
     r_round: "round", r_alert: "alert", r_planned: "planned", r_unplanned: "unplanned",
     states: {
