@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -54,6 +56,7 @@ from .presets import RuleKind
 logger = log.get(__name__)
 T = TypeVar("T")
 Key = tuple[str, str]
+ALIVE_S = 5.0  # liveness row written this often
 
 RAISED = Counter("nattillsyn_alerting_alerts_total", "Alerts raised", ["kind", "priority"])
 GROUPED = Counter("nattillsyn_alerting_grouped_total", "Causes absorbed by an open alert", ["kind"])
@@ -154,6 +157,7 @@ class AlertingService:
             asyncio.create_task(self._care_loop(), name="alerting-care"),
             asyncio.create_task(self._listen(), name="alerting-listen"),
             asyncio.create_task(self._rounds(), name="alerting-rounds"),
+            asyncio.create_task(self._alive(), name="alerting-alive"),
         ]
 
     async def stop(self) -> None:
@@ -263,6 +267,25 @@ class AlertingService:
                 logger.warning("care listener lost; retrying", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    async def _alive(self) -> None:
+        """Liveness for the tablets: the api warns staff when this stops (see LiveHub)."""
+        instance = f"{socket.gethostname()}:{os.getpid()}"
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute(
+                        """INSERT INTO service_heartbeats (service, instance, at)
+                           VALUES ('alerting', %s, now())
+                           ON CONFLICT (service) DO UPDATE SET instance = EXCLUDED.instance,
+                               at = EXCLUDED.at""",
+                        (instance,),
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("liveness write failed", error=str(exc))
+            await asyncio.sleep(ALIVE_S)
 
     async def _rounds(self) -> None:
         while True:

@@ -54,6 +54,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         f"nattillsyn-api-live-{suffix}-{id(app):x}",
         database_url=settings.database_url,
         schema=settings.database_schema,
+        pool=pool,
+        stale_s=settings.alerting.liveness_stale_s,
     )
     await hub.start()
     app[HUB] = hub

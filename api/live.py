@@ -16,6 +16,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 from aiohttp import web
@@ -62,6 +63,8 @@ class Client:
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE))
 
     def wants(self, site: str, message: dict) -> bool:
+        if message["type"] == "system":
+            return site == self.site
         if message["type"] == "alert":
             if site == self.site:
                 return True
@@ -81,6 +84,8 @@ class LiveHub:
         database_url: str | None = None,
         schema: str = "public",
         recheck_s: float = 30.0,
+        pool=None,
+        stale_s: float = 30.0,
     ) -> None:
         self.topics = topics
         self.mqtt = MqttClient(mqtt_url, client_id)
@@ -89,6 +94,10 @@ class LiveHub:
         self.recheck_s = recheck_s
         self.clients: set[Client] = set()
         self._tasks: list[asyncio.Task] = []
+        self.pool = pool
+        self.stale_s = stale_s
+        self.alerting_ok: bool | None = None  # None: not known yet
+        self.alerting_at: datetime | None = None
 
     async def start(self) -> None:
         await self.mqtt.start()
@@ -100,6 +109,8 @@ class LiveHub:
         if self.database_url:
             self._tasks.append(asyncio.create_task(self._listen(), name="api-live-db"))
         self._tasks.append(asyncio.create_task(self._recheck(), name="api-live-recheck"))
+        if self.pool is not None:
+            self._tasks.append(asyncio.create_task(self._watch(), name="api-live-watch"))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -148,6 +159,37 @@ class LiveHub:
                 logger.warning("live listener lost; retrying", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    async def _watch(self) -> None:
+        """Is alerting alive? Every tablet hears about it at once when it is not."""
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    cur = await conn.execute(
+                        "SELECT at, now() FROM service_heartbeats WHERE service = 'alerting'"
+                    )
+                    row = await cur.fetchone()
+                ok = row is not None and (row[1] - row[0]).total_seconds() <= self.stale_s
+                self.alerting_at = row[0] if row else None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("alerting liveness unknown", error=str(exc))
+                ok = False
+            if ok != self.alerting_ok:
+                self.alerting_ok = ok
+                if not ok:
+                    logger.error("alerting is silent: tablets are warned")
+                for site in {c.site for c in self.clients}:
+                    self.broadcast(site, self.system_message())
+            await asyncio.sleep(min(5.0, self.stale_s / 3))
+
+    def system_message(self) -> dict:
+        return {
+            "type": "system",
+            "alerting_ok": self.alerting_ok,
+            "alerting_at": self.alerting_at.isoformat() if self.alerting_at else None,
+        }
 
     async def _recheck(self) -> None:
         while True:

@@ -52,6 +52,9 @@ class Snapshot(Body):
     rounds: list[dict] = Field(default_factory=list, description="Tonight's round entries.")
     visits: list[dict] = Field(default_factory=list, description="Tonight's visits.")
     locked: bool = Field(False, description="Tablet lock screen: alerts only, no resident data.")
+    alerting_ok: bool | None = Field(
+        None, description="Alerting is alive (false: staff must fall back to physical checks)."
+    )
 
 
 class AlertActionRequest(Body):

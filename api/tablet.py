@@ -142,6 +142,7 @@ async def _snapshot(
         rounds=rounds,
         visits=visits,
         locked=locked,
+        alerting_ok=request.app[HUB].alerting_ok,
     )
 
 

@@ -28,7 +28,8 @@ PINS = {"natt": "2580", "chef": "1470"}
 @pytest.fixture
 def settings(settings):
     alerting = AlertingSettings.model_validate(
-        settings.alerting.model_dump() | {"tick_s": 0.2, "care_refresh_s": 1.0}
+        settings.alerting.model_dump()
+        | {"tick_s": 0.2, "care_refresh_s": 1.0, "liveness_stale_s": 10.0}
     )
     tablet = TabletSettings(auto_lock_s=6, pin_max_failures=3)
     return settings.model_copy(update={"alerting": alerting, "tablet": tablet})
@@ -309,3 +310,26 @@ async def test_practice_rounds_and_visits(services, browser, pool) -> None:
     assert r == (2, 0, 2)
     assert v == [(True, "round", True)]
     assert a == [(True,)]
+
+
+async def test_silent_alerting_service_is_shown_and_sounded(services, browser) -> None:
+    from nattillsyn.alerting.service import AlertingService
+
+    settings, api = services["settings"], services["api"]
+    page = await browser.new_page()
+    await sign_in(page, api.url)
+    assert await page.is_hidden("#system-warning")
+    await services["alerting"].stop()  # alerting dies; the api and the tablet live on
+    t0 = time.monotonic()
+    warning = page.locator("#system-warning:not([hidden])")
+    await warning.wait_for(timeout=30_000)
+    print(f"alerting silent → warning on the tablet after {time.monotonic() - t0:.1f} s")
+    assert "Larmtjänsten svarar inte" in await warning.inner_text()
+    log = await page.evaluate("window.nattillsyn.soundLog")
+    assert any(e["why"] == "system" for e in log)
+    again = AlertingService(settings)
+    await again.start()
+    try:
+        await page.locator("#system-warning[hidden]").wait_for(state="attached", timeout=30_000)
+    finally:
+        await again.stop()

@@ -8,6 +8,7 @@
   const state = {
     rooms: new Map(), alerts: new Map(), rounds: new Map(), visits: new Map(),
     ws: null, retry: 0, me: null, tablet: null, locked: false, cursor: 0, view: "board",
+    lostAt: null, alertingOk: null,
   };
   // For tests and kiosk diagnostics: what the page has received; never resident data on disk.
   window.nattillsyn = { state, sounds: 0, soundLog: [], reconnects: 0 };
@@ -205,7 +206,30 @@
       }, delay);
     };
   }
-  function setConn(s) { const el = $("conn"); el.dataset.state = s; el.textContent = t(s); }
+  function setConn(s) {
+    const el = $("conn"); el.dataset.state = s; el.textContent = t(s);
+    if (s === "online") state.lostAt = null; else if (!state.lostAt) state.lostAt = Date.now();
+    checkSystem();
+  }
+
+  // Nothing silently stops: a lost connection or a silent alerting service is shown in
+  // red and sounded every minute until it is back (staff fall back to physical checks).
+  let warnedAt = 0;
+  function checkSystem() {
+    if ($("login").hidden === false && !state.tablet) { $("system-warning").hidden = true; return; }
+    let msg = null;
+    if (state.lostAt && Date.now() - state.lostAt > 30000) msg = t("warn_connection");
+    else if (state.alertingOk === false && state.lostAt === null) msg = t("warn_alerting");
+    const el = $("system-warning");
+    el.hidden = !msg; el.textContent = msg || "";
+    document.body.dataset.warning = !!msg;
+    if (msg && Date.now() - warnedAt > 60000) {
+      warnedAt = Date.now();
+      chime({ alert_id: "system", priority: "high" }, "system");
+    }
+    if (!msg) warnedAt = 0;
+  }
+  setInterval(checkSystem, 5000);
 
   function takeAlert(a, fromSnapshot) {
     const old = state.alerts.get(a.alert_id);
@@ -218,7 +242,11 @@
   }
 
   function handle(msg) {
+    if (msg.type === "system") {
+      state.alertingOk = msg.alerting_ok; checkSystem(); return;
+    }
     if (msg.type === "snapshot") {
+      state.alertingOk = msg.alerting_ok; checkSystem();
       state.cursor = Math.max(state.cursor, msg.cursor || 0);
       state.rooms = new Map(msg.rooms.map((r) => [r.id, r]));
       for (const a of msg.alerts) takeAlert(a, true);

@@ -29,6 +29,8 @@ window.I18N = {
     silence: "Tysta 30 min", silenced: "tystat", silence_reason: "Tystat från larmkortet", updated: "uppdaterat", times: "gånger", escalated: "eskalerat",
     k_possible_fall: "Möjligt fall", k_out_of_bed: "Ur sängen länge", k_left_room: "Har lämnat rummet",
     r_round: "rond", r_alert: "larm", r_planned: "planerat", r_unplanned: "oplanerat",
+    warn_connection: "Ingen anslutning: larm når inte den här surfplattan. Gör fysisk tillsyn.",
+    warn_alerting: "Larmtjänsten svarar inte: larm kan utebli. Gör fysisk tillsyn och ring IT-jouren.",
     states: {
       unknown: "Okänt", empty: "Tomt", in_bed: "I sängen", out_of_bed: "Ur sängen",
       in_chair: "I stolen", in_bathroom: "I badrummet", on_floor: "På golvet",
@@ -65,6 +67,8 @@ window.I18N = {
     silence: "Silence 30 min", silenced: "silenced", silence_reason: "Silenced from the alert card", updated: "updated", times: "times", escalated: "escalated",
     k_possible_fall: "Possible fall", k_out_of_bed: "Out of bed long", k_left_room: "Left the room",
     r_round: "round", r_alert: "alert", r_planned: "planned", r_unplanned: "unplanned",
+    warn_connection: "No connection: alerts do not reach this tablet. Check rooms physically.",
+    warn_alerting: "The alerting service is silent: alerts may be missed. Check rooms physically and call IT on duty.",
     states: {
       unknown: "Unknown", empty: "Empty", in_bed: "In bed", out_of_bed: "Out of bed",
       in_chair: "In chair", in_bathroom: "In bathroom", on_floor: "On the floor",

@@ -123,4 +123,11 @@ class AlertingSettings(Section):
     vapid_subject: str = Field(
         "mailto:nattillsyn@localhost", description="VAPID contact (mailto: or https: URL)."
     )
+    liveness_stale_s: float = Field(
+        30.0,
+        description="The api warns every tablet when alerting has not written its liveness "
+        "row for this long (s).",
+        ge=10,
+        le=600,
+    )
     metrics_port: int = Field(0, description="Prometheus port; 0 = off.", ge=0, le=65535)
