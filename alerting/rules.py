@@ -139,14 +139,19 @@ class RoomFacts:
     confidence: float = 0.0
     device: str | None = None
     events: dict[EventType, OpenEvent] = field(default_factory=dict)
-    last_heartbeat: datetime | None = None
+    last_heartbeat: datetime | None = None  # when the last one arrived (liveness clock)
+    heartbeat_ts: datetime | None = None  # its source time (ordering only)
     sessions: dict[str, int] = field(default_factory=dict)  # device → agent session
     queue: int = 0
     queue_since: datetime | None = None
     offline_since: datetime | None = None  # last will / clean offline seen
 
-    def apply(self, msg: Message) -> bool:
-        """Fold one message in; False if it was older than what is known (ignored)."""
+    def apply(self, msg: Message, received: datetime | None = None) -> bool:
+        """Fold one message in; False if it was older than what is known (ignored).
+
+        `received` is when it arrived here: liveness runs on this clock, so a device with
+        a wrong clock (a Pi without RTC) is neither always offline nor never.
+        """
         if isinstance(msg, RoomState | Event | Heartbeat | Availability):
             self._session(msg.device, msg.session)
         if isinstance(msg, RoomState):
@@ -171,9 +176,10 @@ class RoomFacts:
                 )
             return True
         if isinstance(msg, Heartbeat):
-            if self.last_heartbeat is not None and msg.ts < self.last_heartbeat:
+            if self.heartbeat_ts is not None and msg.ts < self.heartbeat_ts:
                 return False
-            self.last_heartbeat = msg.ts
+            self.heartbeat_ts = msg.ts
+            self.last_heartbeat = received or msg.ts
             self.device = msg.device
             self.offline_since = None
             if msg.queue >= 0:
@@ -184,12 +190,13 @@ class RoomFacts:
                     self.queue_since = None
             return True
         if isinstance(msg, Availability):
+            at = received or msg.ts
             if msg.state == "offline":
-                if self.last_heartbeat is None or msg.ts >= self.last_heartbeat:
-                    self.offline_since = self.offline_since or msg.ts
+                if self.heartbeat_ts is None or msg.ts >= self.heartbeat_ts:
+                    self.offline_since = self.offline_since or at
             else:
                 self.offline_since = None
-                self.last_heartbeat = max(self.last_heartbeat or msg.ts, msg.ts)
+                self.last_heartbeat = max(self.last_heartbeat or at, at)
             return True
         return False
 

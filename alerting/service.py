@@ -363,7 +363,7 @@ class AlertingService:
         if isinstance(msg, Event) and msg.type is EventType.motion:
             return  # motion alone never alerts; it is the bulk of the traffic
         key = (msg.site, msg.room)
-        if not self._facts(key).apply(msg):
+        if not self._facts(key).apply(msg, datetime.now(UTC)):
             return
         trigger = msg.ts if isinstance(msg, Event | RoomState) else None
         if isinstance(msg, Event) and msg.phase is not EventPhase.new:

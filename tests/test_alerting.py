@@ -499,3 +499,14 @@ def test_round_occurrence_in_local_time() -> None:
     now = datetime(2026, 1, 15, 1, 5, tzinfo=UTC)  # 02:05 Stockholm
     assert rounds.occurrence(time(2), now, TZ) == datetime(2026, 1, 15, 2, 0, tzinfo=TZ)
     assert rounds.occurrence(time(23), now, TZ) == datetime(2026, 1, 14, 23, 0, tzinfo=TZ)
+
+
+def test_liveness_runs_on_the_arrival_clock() -> None:
+    """A device whose clock is an hour behind is not offline while its heartbeats arrive."""
+    f = facts()
+    f.apply(heartbeat(T0 - s(3600)), received=T0)
+    assert RuleKind.device_offline not in dues(f, T0 + s(30))
+    assert RuleKind.device_offline in dues(f, T0 + s(60))
+    # Order still follows the source clock: an older heartbeat arriving late is ignored.
+    assert not f.apply(heartbeat(T0 - s(3700)), received=T0 + s(50))
+    assert f.last_heartbeat == T0
