@@ -201,12 +201,17 @@ async def live(request: web.Request) -> web.WebSocketResponse:
         )
     elif tablet is not None:
         site = tablet.site
+
+        async def tablet_valid() -> bool:
+            return await tablet_for(request) is not None  # revoked: the stream ends
+
         client = Client(
             web.WebSocketResponse(heartbeat=20),
             site,
             locked=True,
             groups=frozenset(tablet.groups),
             sites=frozenset({site}),
+            still_valid=tablet_valid,
         )
     else:
         raise ProblemError(401, "Unauthorized", "sign in first")

@@ -68,6 +68,19 @@ async def test_enrollment_pin_signin_switch_and_limits(services, pool) -> None:
         )
         assert r.status == 200 and (await r.json())["username"] == "natt"
         assert (await (await tablet.get(f"{url}api/v1/board")).json())["rooms"]
+        # The PIN session is short and slides with activity (the server side of auto-lock).
+        pin = "token_hash IN (SELECT token_hash FROM tablet_signins WHERE ended_at IS NULL)"
+        q = f"SELECT expires_at - now() FROM user_sessions WHERE {pin}"
+        async with pool.connection() as conn:
+            left = (await (await conn.execute(q)).fetchone())[0].total_seconds()
+            assert left <= 30
+            await conn.execute(
+                f"UPDATE user_sessions SET expires_at = now() + interval '5 s' WHERE {pin}"
+            )
+        assert (await tablet.post(f"{url}api/v1/tablet/activity")).status == 204
+        async with pool.connection() as conn:
+            left = (await (await conn.execute(q)).fetchone())[0].total_seconds()
+        assert 20 < left <= 30
         # Quick switch: chef signs in on the same tablet; natt's session there ends.
         natt_cookie = tablet.cookie_jar.filter_cookies(yarl.URL(url))["nattillsyn_session"].value
         r = await tablet.post(
