@@ -411,6 +411,8 @@ class AlertingService:
                     GROUPED.labels(due.kind.value).inc()
                     continue
                 raised = await self._raise(key, rc, due, now)
+                if raised is None:
+                    handled.discard(due.episode)  # not monitored after all: may alert later
                 if raised and trigger_ts is not None:
                     LATENCY.observe(max(0.0, (datetime.now(UTC) - trigger_ts).total_seconds()))
             self.next_check[key] = self._next_check(facts, dues, handled, now)
@@ -431,7 +433,7 @@ class AlertingService:
 
     async def _raise(
         self, key: Key, rc: care.RoomCare | None, due: rules.Due, now: datetime
-    ) -> bool:
+    ) -> bool | None:
         site, room = key
         name = rc.name if rc else room
         muted = care.silenced(self.silences, site, room, due.kind.value, now)
@@ -457,7 +459,8 @@ class AlertingService:
         rc: care.RoomCare | None,
         now: datetime,
         require_monitoring: bool,
-    ) -> bool:
+    ) -> bool | None:
+        """True: raised; False: already raised (redelivery); None: the room is not monitored."""
         tracking = self._tracking(OpenAlert(alert, episode, None), now)
         note = escalation.due(tracking, self.policy, now)
         if note is not None:
@@ -483,7 +486,7 @@ class AlertingService:
             stored = await self._db(write)
         except store.NotMonitored:
             self._refresh.set()  # paused or withdrawn since the last refresh: nothing
-            return False
+            return None
         STORE.observe(time.perf_counter() - t0)
         if stored is None:
             return False  # redelivery of an event that already raised its alert

@@ -451,3 +451,34 @@ async def test_silence_made_while_an_alert_repeats_stops_the_repeats(seeded, poo
             await staff.none(lambda a: a.notify == "repeat", 1.2)
     finally:
         await svc.stop()
+
+
+async def test_a_pause_the_cache_has_not_seen_yet_still_wins(seeded, pool) -> None:
+    """The monitoring check in the storing statement refuses an alert the cache let through;
+    the condition alerts once the pause is over."""
+    svc = AlertingService(tuned(seeded, offline_after_s=3600))
+    await svc.start()
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            # Without the change notification, as if it raced the cache's refresh.
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(
+                """INSERT INTO monitoring_pauses (resident_id, starts_at, ends_at, reason)
+                   SELECT id, now() - interval '1 minute', now() + interval '1 hour', 'race'
+                   FROM residents WHERE room_id = 'rum-101'"""
+            )
+        assert svc.rooms[(SITE, "rum-101")].monitored  # the cache has not seen it
+        async with Staff(seeded) as staff:
+            await staff.fall("rum-101")
+            deadline = time.monotonic() + 10
+            while svc.rooms[(SITE, "rum-101")].monitored:  # refused, and the cache reloaded
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            async with pool.connection() as conn:
+                n = await (await conn.execute("SELECT count(*) FROM alerts")).fetchone()
+                assert n[0] == 0
+                await conn.execute("DELETE FROM monitoring_pauses")
+            a = await staff.wait(lambda a: a.kind == "possible_fall")
+            assert a.room == "rum-101"
+    finally:
+        await svc.stop()
