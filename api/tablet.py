@@ -157,7 +157,7 @@ def _after(request: web.Request) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        return max(0, int(raw))
+        return min(max(0, int(raw)), 2**62)  # a bigint in the database
     except ValueError:
         raise ProblemError(400, "Bad Request", "after must be an integer") from None
 
