@@ -162,7 +162,7 @@ def _after(request: web.Request) -> int | None:
         raise ProblemError(400, "Bad Request", "after must be an integer") from None
 
 
-@routes.get("/api/v1/ws", roles=None, status=101, query=("site", "after"))
+@routes.get("/api/v1/ws", roles=None, status=101, query=("site", "after"), problems=(400, 401, 403))
 async def live(request: web.Request) -> web.WebSocketResponse:
     """WebSocket: a snapshot (with the alerts missed since `after`), then live messages.
 
@@ -348,6 +348,8 @@ async def list_silences(request: web.Request) -> web.Response:
             (site,),
         )
         rows = await cur.fetchall()
+    # Reasons may say something about a resident ("vaken, tittar på tv"): a logged read.
+    await audit(request, "read", "silences", site=site, detail={"silences": len(rows)})
     return json_response(SilenceList(silences=[_silence(r) for r in rows]))
 
 

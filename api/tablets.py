@@ -213,7 +213,9 @@ async def enrollment_code(request: web.Request) -> web.Response:
     return json_response(EnrollmentCode(code=code, expires_at=expires), status=201)
 
 
-@routes.post("/api/v1/tablet/enroll", roles=None, request=EnrollCode, response=TabletInfo)
+@routes.post(
+    "/api/v1/tablet/enroll", roles=None, request=EnrollCode, response=TabletInfo, problems=(400,)
+)
 async def enroll_with_code(request: web.Request) -> web.Response:
     """Enroll this browser with a one-time code from a manager."""
     body = await read_body(request, EnrollCode)
@@ -285,7 +287,7 @@ async def revoke_tablet(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.post("/api/v1/me/pin", roles=STAFF_ROLES, request=PinSet, status=204)
+@routes.post("/api/v1/me/pin", roles=STAFF_ROLES, request=PinSet, status=204, problems=(422,))
 async def set_pin(request: web.Request) -> web.Response:
     """Set your personal PIN for shared tablets (confirm with your password)."""
     body = await read_body(request, PinSet)
@@ -319,7 +321,13 @@ async def _end_signins(conn, tablet_id: str, reason: str) -> None:
         await conn.execute("DELETE FROM user_sessions WHERE token_hash = ANY(%s)", (hashes,))
 
 
-@routes.post("/api/v1/tablet/signin", roles=None, request=PinSignIn, response=Me)
+@routes.post(
+    "/api/v1/tablet/signin",
+    roles=None,
+    request=PinSignIn,
+    response=Me,
+    problems=(401, 403, 429),
+)
 async def pin_signin(request: web.Request) -> web.Response:
     """Staff PIN sign-in on an enrolled tablet; ends the previous staff member's session there."""
     tablet = await tablet_for(request)
@@ -427,7 +435,7 @@ async def activity(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.post("/api/v1/tablet/push", roles=None, request=PushSubscribe, status=204)
+@routes.post("/api/v1/tablet/push", roles=None, request=PushSubscribe, status=204, problems=(403,))
 async def push_subscribe(request: web.Request) -> web.Response:
     """Register this tablet's Web Push subscription (alerts reach a page in the background)."""
     tablet = await tablet_for(request)
