@@ -280,6 +280,9 @@ async def test_practice_rounds_and_visits(services, browser, pool) -> None:
     await ok.wait_for(timeout=5_000)
     assert "I sängen, lugn sedan" in await ok.inner_text()
     assert await page.is_visible("#practice-flag")
+    await page.click("#lang")  # English renders the entry from its fields
+    assert "In bed, calm since" in await ok.inner_text()
+    await page.click("#lang")
     # rum-102 has no device: no data → a physical visit, registered from the round.
     need = page.locator(".round-entry[data-decision=physical_needed]")
     assert "Inga data" in await need.inner_text()

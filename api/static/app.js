@@ -400,7 +400,7 @@
         const top = document.createElement("div"); top.className = "entry-head";
         top.textContent = `${room ? room.name : e.room}${e.resident ? " · " + e.resident : ""}`;
         const sum = document.createElement("div"); sum.className = "summary";
-        sum.textContent = e.summary + (e.late ? ` (${t("late")})` : "");
+        sum.textContent = summary(e) + (e.late ? ` (${t("late")})` : "");
         const dec = document.createElement("div"); dec.className = "decision"; dec.textContent = t(e.decision);
         li.append(top, sum, dec);
         if (e.decision === "physical_needed") {
@@ -427,6 +427,31 @@
       }
       box.append(sec);
     }
+  }
+
+  // The stored summary is Swedish (what staff read and what is kept); other languages are
+  // rendered from the structured fields of the entry.
+  function summary(e) {
+    if (lang === "sv" || !e.reason) return e.summary;
+    const st = e.observed_state ? (I18N[lang].states[e.observed_state] || e.observed_state) : "";
+    const since = e.observed_since ? hhmm(e.observed_since) : "";
+    const mins = e.observed_since
+      ? Math.max(0, Math.floor((Date.parse(e.produced_at) - Date.parse(e.observed_since)) / 60000)) : 0;
+    const text = {
+      planned_physical: "Planned physical check",
+      not_monitored: "Digital check not active (pause or no consent)",
+      device_offline: "No data: the device does not respond",
+      no_data: "No data",
+      open_alert: `${st} – open alert`,
+      low_confidence: `${st} (uncertain)`,
+      in_bed_calm: `In bed, calm since ${since}`,
+      in_bed_restless: `In bed, restless since ${since}`,
+      in_chair: `In chair since ${since}`,
+      in_bathroom: `In bathroom ${mins} min`, bathroom_long: `In bathroom ${mins} min`,
+      up_briefly: `${st} ${mins} min`, up_long: `${st} ${mins} min`,
+      device_paused: "Device paused",
+    }[e.reason];
+    return text || (since ? `${st} since ${since}` : st || e.summary);
   }
 
   function renderVisits() {
