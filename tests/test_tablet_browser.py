@@ -194,8 +194,10 @@ async def test_shared_tablet_pin_quick_switch_auto_lock(services, browser, pool)
     await sign_in(page, api.url, "chef")
     await page.click(".tabs button[data-view=more]")
     await page.fill("#enroll-name", "Natt A")
+    await page.fill("#enroll-groups", "backup")
     await page.click("#enroll-here")
     await page.wait_for_selector("#tablet-name:has-text('Natt A')")
+    assert await page.evaluate("window.nattillsyn.state.tablet.groups") == ["backup"]
     assert any(c["name"] == "nattillsyn_tablet" for c in await context.cookies())
     # Quick switch: the lock screen lists staff with a PIN.
     await page.click("#switch")

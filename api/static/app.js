@@ -515,15 +515,16 @@
       $("pin-msg").textContent = t("saved"); $("pin-password").value = $("pin-new").value = "";
     } catch (e) { $("pin-msg").textContent = `${t("failed")}: ${e.message}`; }
   };
+  const groups = () => $("enroll-groups").value.split(/[\s,]+/).map((g) => g.trim().toLowerCase()).filter(Boolean);
   $("enroll-here").onclick = async () => {
     try {
-      state.tablet = await api("POST", "/api/v1/tablets", { name: $("enroll-name").value });
+      state.tablet = await api("POST", "/api/v1/tablets", { name: $("enroll-name").value, groups: groups() });
       $("enroll-msg").textContent = t("enrolled"); show("app");
     } catch (e) { $("enroll-msg").textContent = `${t("failed")}: ${e.message}`; }
   };
   $("enroll-make-code").onclick = async () => {
     try {
-      const c = await api("POST", "/api/v1/tablets/codes", { name: $("enroll-name").value });
+      const c = await api("POST", "/api/v1/tablets/codes", { name: $("enroll-name").value, groups: groups() });
       $("enroll-msg").textContent = `${t("code_is")}: ${c.code} (${t("valid_until")} ${hhmm(c.expires_at)})`;
     } catch (e) { $("enroll-msg").textContent = `${t("failed")}: ${e.message}`; }
   };
