@@ -547,6 +547,12 @@ async def main_async(args) -> dict:
                     await measure_step(gen, args.step_s, conn, pids, args.fall_every, lat, "ramp")
                 )
             mosq_rss = rss_mb(broker.pid)
+            storage = {}
+            for table in ("events", "room_states", "heartbeats"):
+                size, n = conn.execute(
+                    f"SELECT pg_total_relation_size('{table}'), (SELECT count(*) FROM {table})"
+                ).fetchone()
+                storage[table] = {"rows": n, "bytes_per_row": round(size / n) if n else None}
             for speed in args.steps:
                 if speed == 1:
                     continue
@@ -611,6 +617,7 @@ async def main_async(args) -> dict:
         if first_bad
         else f"none within the steps; busiest {busiest[0]} at {busiest[1]}% of a core",
         "mosquitto_rss_mb_at_full_rooms": round(mosq_rss, 1),
+        "storage": storage,
         "reference": ref,
         "ratio_project_over_reference": ratio,
     }
