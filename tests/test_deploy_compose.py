@@ -438,6 +438,18 @@ def _exposed_metric_names() -> set[str]:
     return names
 
 
+def test_dashboard_and_alert_queries_are_valid_promql():
+    promql = pytest.importorskip("promql_parser", reason="promql-parser (test extra) not installed")
+    exprs = [(p["title"], t["expr"]) for p in _panels("prometheus") for t in p["targets"]]
+    rules = yaml.safe_load((COMPOSE_DIR / "prometheus" / "rules.yml").read_text())
+    exprs += [(r["alert"], r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    for name, expr in exprs:
+        try:
+            promql.parse(expr)
+        except ValueError as exc:
+            pytest.fail(f"{name}: {expr}: {exc}")
+
+
 def test_dashboard_and_alert_metrics_exist_in_the_services():
     exposed = _exposed_metric_names()
     exprs = [t["expr"] for p in _panels("prometheus") for t in p["targets"]]
