@@ -276,6 +276,13 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def postmaster_pid(url: str) -> int:
+    """The server process of a database given by URL (on this machine): its backend's parent."""
+    with psycopg.connect(url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -511,14 +518,21 @@ async def reference(port: int, rooms: int, speed: float, seconds: float, tmp: Pa
 
 async def main_async(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="nattillsyn-scale-"))
-    pg = PrivatePostgres()
-    db_url = pg.start()
+    pg = None if args.database_url else PrivatePostgres()
+    db_url = args.database_url or pg.start()
     broker, port = start_broker(tmp)
     mqtt_url = f"mqtt://127.0.0.1:{port}"
     root = "nattillsyn"
     from nattillsyn.db.migrate import migrate
 
     await migrate(db_url)
+    with psycopg.connect(db_url) as conn:
+        ts = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+        ).fetchone()
+        db_version = conn.execute("SHOW server_version").fetchone()[0].split()[0] + (
+            f" + TimescaleDB {ts[0]}" if ts else " (plain)"
+        )
     seed(db_url, args.rooms)
     svc = Services(db_url, mqtt_url, root, tmp)
     ingest_metrics = free_port()
@@ -541,7 +555,7 @@ async def main_async(args) -> dict:
     try:
         wait_port("127.0.0.1", ingest_metrics, 60)
         watcher = asyncio.create_task(alert_watcher(mqtt_url, root, gen, lat))
-        pg_pid = pg.proc.pid
+        pg_pid = pg.proc.pid if pg else postmaster_pid(db_url)
         pids = {
             "generator": lambda: [os.getpid()],
             "mosquitto": lambda: [broker.pid],
@@ -600,7 +614,8 @@ async def main_async(args) -> dict:
     finally:
         os.killpg(broker.pid, signal.SIGTERM)
         broker.wait(10)
-        pg.stop()
+        if pg:
+            pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     at_ref = first_bad or rows[-1]
     ratio = (
@@ -615,6 +630,7 @@ async def main_async(args) -> dict:
         f"after {os.getloadavg()[0]:.2f}",
         "rooms": args.rooms,
         "ingest_workers": args.ingest_workers,
+        "database": db_version,
         "per_room_msg_s": round(per_room_rate(), 4),
         "steps": rows,
         "sustained_msg_s": last_ok["offered_msg_s"] if last_ok else None,
@@ -644,6 +660,11 @@ def main() -> int:
     p.add_argument("--ingest-workers", type=int, default=1, help="ingest processes (MQTT 5 $share)")
     p.add_argument("--step-s", type=float, default=30.0, help="seconds per step")
     p.add_argument("--fall-every", type=float, default=3.0, help="seconds between injected falls")
+    p.add_argument(
+        "--database-url",
+        help="an empty database on this machine (e.g. one with TimescaleDB) instead of a "
+        "private plain PostgreSQL",
+    )
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = p.parse_args()
     args.steps = [float(s) for s in args.steps.split(",")]

@@ -150,6 +150,16 @@ def test_backup_and_restore_into_a_fresh_database(databases, tmp_path: Path):
         # Resident data came back intact, not just counted.
         names = conn.execute("SELECT count(DISTINCT display_name) FROM residents").fetchone()
         assert names == (40,)
+    # On TimescaleDB the telemetry tables come back as hypertables, with their chunks.
+    hypertables = (
+        "SELECT hypertable_name, num_chunks FROM timescaledb_information.hypertables "
+        "WHERE hypertable_schema = 'public' ORDER BY 1"
+    )
+    with psycopg.connect(db["src"]) as src, psycopg.connect(db["dst"]) as dst:
+        if src.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+            before_ht = src.execute(hypertables).fetchall()
+            assert {"events", "heartbeats", "room_states"} <= {name for name, _ in before_ht}
+            assert dst.execute(hypertables).fetchall() == before_ht
     # Migrations are recorded with their checksums: nothing to apply, nothing refused.
     assert asyncio.run(migrate(db["dst"])) == []
 
