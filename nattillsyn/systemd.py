@@ -27,6 +27,11 @@ class Notifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self.address = self._address(env.get("NOTIFY_SOCKET", ""))
+        # Worker processes inherit the environment; only the process systemd started speaks
+        # (NotifyAccess=main would log every message from another PID as an error).
+        main = env.get("SYSTEMD_EXEC_PID") or env.get("WATCHDOG_PID")
+        if main and main != str(os.getpid()):
+            self.address = None
         self.watchdog_usec = self._watchdog_usec(env)
 
     @staticmethod

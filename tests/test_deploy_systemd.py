@@ -181,6 +181,14 @@ def test_notifier_watchdog_belongs_to_the_main_pid_only(tmp_path: Path):
     assert Notifier(env | {"WATCHDOG_USEC": "x"}).watchdog_interval is None
 
 
+def test_notifier_is_silent_in_a_child_process(tmp_path: Path):
+    """Ingest's worker processes inherit NOTIFY_SOCKET; only the unit's main process speaks."""
+    env = {"NOTIFY_SOCKET": str(tmp_path / "s")}
+    assert Notifier(env | {"SYSTEMD_EXEC_PID": str(os.getpid())}).enabled
+    assert not Notifier(env | {"SYSTEMD_EXEC_PID": "1"}).enabled
+    assert not Notifier(env | {"WATCHDOG_PID": "1", "WATCHDOG_USEC": "1000000"}).enabled
+
+
 def test_notifier_reaches_an_abstract_socket():
     name = f"nattillsyn-test-{os.getpid()}-{time.monotonic_ns()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
