@@ -257,3 +257,35 @@ def test_real_service_process_notifies_systemd(notify_socket, settings, test_id)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@needs_analyze
+def test_backup_timer_and_service_verify(tmp_path: Path):
+    root = tmp_path / "root"
+    shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
+    docker = root / "usr/bin/docker"
+    docker.parent.mkdir(parents=True)
+    docker.write_text("#!/bin/sh\n")
+    docker.chmod(0o755)
+    (root / "opt/nattillsyn/deploy/compose").mkdir(parents=True)
+    dest = root / "etc/systemd/system"
+    dest.mkdir(parents=True)
+    for name in ("nattillsyn-backup.service", "nattillsyn-backup.timer"):
+        shutil.copy(ROOT / "deploy/backup" / name, dest / name)
+    if not (root / "usr/lib/systemd/system/docker.service").exists():
+        (dest / "docker.service").write_text("[Service]\nExecStart=/usr/bin/docker\n")
+    res = subprocess.run(
+        [
+            ANALYZE,
+            "verify",
+            f"--root={root}",
+            "--man=no",
+            "nattillsyn-backup.timer",
+            "nattillsyn-backup.service",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    ours = [ln for ln in (res.stdout + res.stderr).splitlines() if "nattillsyn" in ln]
+    assert res.returncode == 0 and not ours, res.stdout + res.stderr
