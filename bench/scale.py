@@ -578,8 +578,12 @@ async def main_async(args) -> dict:
             mosq_rss = rss_mb(broker.pid)
             storage = {}
             for table in ("events", "room_states", "heartbeats"):
+                # A hypertable's rows live in its chunks: hypertable_size() counts them.
+                size_of = (
+                    "hypertable_size" if "TimescaleDB" in db_version else "pg_total_relation_size"
+                )
                 size, n = conn.execute(
-                    f"SELECT pg_total_relation_size('{table}'), (SELECT count(*) FROM {table})"
+                    f"SELECT {size_of}('{table}'), (SELECT count(*) FROM {table})"
                 ).fetchone()
                 storage[table] = {"rows": n, "bytes_per_row": round(size / n) if n else None}
             for speed in args.steps:
