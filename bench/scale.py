@@ -517,10 +517,26 @@ async def reference(port: int, rooms: int, speed: float, seconds: float, tmp: Pa
 
 
 async def main_async(args) -> dict:
+    """Start the private servers, run, and stop them whatever happens."""
     tmp = Path(tempfile.mkdtemp(prefix="nattillsyn-scale-"))
     pg = None if args.database_url else PrivatePostgres()
-    db_url = args.database_url or pg.start()
-    broker, port = start_broker(tmp)
+    broker = None
+    try:
+        db_url = args.database_url or pg.start()
+        broker, port = start_broker(tmp)
+        return await run(args, tmp, db_url, port, pg, broker.pid)
+    finally:
+        if broker is not None and broker.poll() is None:
+            os.killpg(broker.pid, signal.SIGTERM)
+            broker.wait(10)
+        if pg:
+            pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def run(
+    args, tmp: Path, db_url: str, port: int, pg: PrivatePostgres | None, broker_pid: int
+) -> dict:
     mqtt_url = f"mqtt://127.0.0.1:{port}"
     root = "nattillsyn"
     from nattillsyn.db.migrate import migrate
@@ -558,7 +574,7 @@ async def main_async(args) -> dict:
         pg_pid = pg.proc.pid if pg else postmaster_pid(db_url)
         pids = {
             "generator": lambda: [os.getpid()],
-            "mosquitto": lambda: [broker.pid],
+            "mosquitto": lambda: [broker_pid],
             "ingest": lambda: [
                 c for k, p in svc.procs.items() if k.startswith("ingest") for c in children(p.pid)
             ],
@@ -575,7 +591,7 @@ async def main_async(args) -> dict:
                 rows.append(
                     await measure_step(gen, args.step_s, conn, pids, args.fall_every, lat, "ramp")
                 )
-            mosq_rss = rss_mb(broker.pid)
+            mosq_rss = rss_mb(broker_pid)
             storage = {}
             for table in ("events", "room_states", "heartbeats"):
                 # A hypertable's rows live in its chunks: hypertable_size() counts them.
@@ -612,15 +628,8 @@ async def main_async(args) -> dict:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
         svc.stop()
-    try:
-        if ref_speed is not None:
-            ref = await reference(port, args.rooms, ref_speed, args.step_s, tmp)
-    finally:
-        os.killpg(broker.pid, signal.SIGTERM)
-        broker.wait(10)
-        if pg:
-            pg.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    if ref_speed is not None:
+        ref = await reference(port, args.rooms, ref_speed, args.step_s, tmp)
     at_ref = first_bad or rows[-1]
     ratio = (
         round(at_ref["stored_msg_s"] / ref["delivered_msg_s"], 3)
