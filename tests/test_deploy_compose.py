@@ -24,7 +24,7 @@ import psycopg
 import pytest
 import yaml
 
-from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres, free_port, wait_port
+from nattillsyn.embedded import PrivatePostgres, free_port, wait_port
 from nattillsyn.settings import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,42 +236,68 @@ def test_certificate_script_refuses_bad_input(certs: Path):
     assert _run_certs("server", certs=certs / "nowhere").returncode == 2
 
 
+class StackBroker:
+    """The stack's mosquitto.conf on a real Mosquitto: paths and ports moved to a folder."""
+
+    def __init__(self, folder: Path, auth: Path, certs: Path) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        (folder / "data").mkdir(exist_ok=True)
+        self.plain, self.tls = free_port(), free_port()
+        conf = STACK_BROKER_CONF.read_text()
+        conf = conf.replace("listener 1883 0.0.0.0", f"listener {self.plain} 127.0.0.1")
+        conf = conf.replace("listener 8883 0.0.0.0", f"listener {self.tls} 127.0.0.1")
+        conf = conf.replace("/mosquitto/auth/", f"{auth}/")
+        conf = conf.replace("/mosquitto/data/", f"{folder}/data/")
+        conf = conf.replace("/mosquitto/certs/", f"{certs}/broker/")
+        if os.geteuid() == 0:
+            conf += "\nuser root\n"
+        (folder / "mosquitto.conf").write_text(conf)
+        self.log = open(folder / "log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(folder / "mosquitto.conf")], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_port("127.0.0.1", self.tls, 10, self.proc)
+            wait_port("127.0.0.1", self.plain, 10, self.proc)
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+def _needs_mosquitto() -> None:
+    if shutil.which("mosquitto_passwd") is None or not (
+        shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()
+    ):
+        pytest.skip("Debian's mosquitto (with mosquitto_passwd) is not installed")
+
+
 @pytest.fixture(scope="module")
 def stack_broker(certs: Path, tmp_path_factory):
-    """The stack's mosquitto.conf on a real Mosquitto: paths and ports moved to a temp folder."""
-    exe = PrivateMosquitto().exe if shutil.which("mosquitto") else None
-    passwd_tool = shutil.which("mosquitto_passwd")
-    if exe is None or passwd_tool is None:
-        pytest.skip("Debian's mosquitto (with mosquitto_passwd) is not installed")
+    _needs_mosquitto()
     d = tmp_path_factory.mktemp("broker")
-    (d / "auth").mkdir()
-    (d / "data").mkdir()
+    auth = d / "auth"
+    auth.mkdir()
     password = uuid.uuid4().hex
     subprocess.run(
-        [passwd_tool, "-c", "-b", str(d / "auth" / "passwd"), "svc-ingest", password], check=True
+        ["mosquitto_passwd", "-c", "-b", str(auth / "passwd"), "svc-ingest", password], check=True
     )
-    (d / "auth" / "acl").write_text("user svc-ingest\ntopic readwrite nattillsyn/#\n")
-    plain, tls = free_port(), free_port()
-    conf = STACK_BROKER_CONF.read_text()
-    conf = conf.replace("listener 1883 0.0.0.0", f"listener {plain} 127.0.0.1")
-    conf = conf.replace("listener 8883 0.0.0.0", f"listener {tls} 127.0.0.1")
-    conf = conf.replace("/mosquitto/auth/", f"{d}/auth/").replace("/mosquitto/data/", f"{d}/data/")
-    conf = conf.replace("/mosquitto/certs/", f"{certs}/broker/")
-    if os.geteuid() == 0:
-        conf += "\nuser root\n"
-    (d / "mosquitto.conf").write_text(conf)
-    log = open(d / "log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [exe, "-c", str(d / "mosquitto.conf")], stdout=log, stderr=subprocess.STDOUT
-    )
+    (auth / "acl").write_text("user svc-ingest\ntopic readwrite nattillsyn/#\n")
+    broker = StackBroker(d, auth, certs)
     try:
-        wait_port("127.0.0.1", tls, 10, proc)
-        wait_port("127.0.0.1", plain, 10, proc)
-        yield {"plain": plain, "tls": tls, "password": password, "certs": certs, "dir": d}
+        yield {
+            "plain": broker.plain,
+            "tls": broker.tls,
+            "password": password,
+            "certs": certs,
+            "dir": d,
+        }
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        broker.stop()
 
 
 def _connect(port: int, *, user=None, password=None, ca: Path | None = None) -> int | str:
@@ -321,6 +347,46 @@ def test_stack_broker_certificate_is_verified_by_clients(stack_broker, tmp_path)
     assert _connect(
         b["tls"], user="svc-ingest", password=b["password"], ca=other / "ca" / "ca.crt"
     ) in ("SSLCertVerificationError", "SSLError")
+
+
+def test_first_boot_job_gives_the_services_broker_accounts(settings, certs, tmp_path):
+    """deploy/compose/mqtt-accounts.py: service accounts in the database, then the broker's
+    passwd/acl written by the project's own `nattillsyn mqtt-auth`, accepted by Mosquitto."""
+    _needs_mosquitto()
+    secrets, auth = tmp_path / "mqtt_services", tmp_path / "auth"
+    pw = uuid.uuid4().hex
+    secrets.write_text(f"svc-ingest {pw}\nsvc-alerting {uuid.uuid4().hex}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NATTILLSYN_")}
+    env |= {
+        "NATTILLSYN_DATABASE_URL": settings.database_url,
+        "NATTILLSYN_DATABASE_SCHEMA": settings.database_schema,
+        "NATTILLSYN_TOPIC_ROOT": settings.topic_root,
+    }
+
+    def job() -> subprocess.CompletedProcess:
+        res = subprocess.run(
+            [sys.executable, str(COMPOSE_DIR / "mqtt-accounts.py"), str(secrets), str(auth)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert pw not in res.stdout + res.stderr
+        return res
+
+    job()
+    passwd = (auth / "passwd").read_text()
+    assert passwd.startswith("svc-") and "svc-ingest:$7$" in passwd
+    assert f"topic readwrite {settings.topic_root}/#" in (auth / "acl").read_text()
+    job()  # idempotent: a password that did not change keeps its hash
+    assert (auth / "passwd").read_text() == passwd
+    broker = StackBroker(tmp_path, auth, certs)
+    try:
+        assert _connect(broker.plain, user="svc-ingest", password=pw) == 0
+        assert _connect(broker.plain, user="svc-ingest", password="wrong") != 0
+    finally:
+        broker.stop()
 
 
 # -- secrets ---------------------------------------------------------------------------
