@@ -98,6 +98,17 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_simulation(settings, rooms=args.rooms, speed=args.speed))
 
 
+def _alerting_keys(settings: Settings, _args: argparse.Namespace) -> int:
+    from nattillsyn.alerting.notifiers import new_vapid_key, vapid_public_key
+
+    key = new_vapid_key()
+    print("# Web Push (VAPID) key for the tablets; keep the private key secret.")
+    print(f"# public key (browsers subscribe with it): {vapid_public_key(key)}")
+    print("# set it for alerting and the api, e.g. NATTILLSYN_ALERTING__VAPID_PRIVATE_KEY:")
+    print(key.strip())
+    return 0
+
+
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
     from nattillsyn.protocol.asyncapi import main as asyncapi_main
 
@@ -210,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("code", help="claim code shown when the device was provisioned")
     cl.add_argument("--api", required=True, help="api base URL, e.g. https://nattillsyn.example")
     cl.add_argument("--write", default="/etc/nattillsyn/edge.toml", help="settings file to write")
+    add(
+        "alerting-keys",
+        "Make a Web Push (VAPID) key pair so alerts reach tablets whose page is in the background.",
+        _alerting_keys,
+    )
 
     aa = add(
         "asyncapi",

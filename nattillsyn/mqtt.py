@@ -267,6 +267,7 @@ class MqttClient:
                 "mqtt connect refused", reason=str(reason_code), client_id=self.client_id
             )
             return
+        _no_delay(client)
         if self._subscriptions:
             client.subscribe(list(self._subscriptions.items()))
         self._call(self._connected)
@@ -318,6 +319,18 @@ class MqttClient:
             properties=getattr(message, "properties", None),
         )
         self._call(self._messages.put_nowait, msg)
+
+
+def _no_delay(client: paho.Client) -> None:
+    """Disable Nagle: an alert written right after a PUBACK must not wait ~40 ms for the
+    broker's delayed ACK (paho leaves TCP_NODELAY off)."""
+    import contextlib
+    import socket
+
+    sock = client.socket()
+    if sock is not None and hasattr(sock, "setsockopt"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _set_result(fut: asyncio.Future[None]) -> None:
