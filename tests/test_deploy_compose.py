@@ -413,6 +413,15 @@ def test_init_secrets_makes_valid_settings_once(tmp_path: Path):
     for svc in SERVICES:
         s = load(out / f"{svc}.toml")
         assert s.database_url and pw in s.database_url and s.mqtt_url.startswith("mqtt://svc-")
+    # Web Push: alerting signs with the key, the api derives the public half for tablets.
+    from nattillsyn.alerting.notifiers import vapid_public_key
+
+    alerting, api = load(out / "alerting.toml"), load(out / "api.toml")
+    key = alerting.alerting.vapid_private_key.get_secret_value()
+    assert api.alerting.vapid_private_key.get_secret_value() == key
+    assert len(vapid_public_key(key)) == 87  # base64url of a 65-byte uncompressed P-256 point
+    assert load(out / "ingest.toml").alerting.vapid_private_key is None
+    assert "PRIVATE KEY" not in first.stdout + first.stderr
     users = [ln.split()[0] for ln in (out / "mqtt_services").read_text().splitlines()]
     assert users == ["svc-ingest", "svc-alerting", "svc-api"]
     again = subprocess.run(
