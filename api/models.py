@@ -605,12 +605,6 @@ class PracticeStarted(Body):
     alert_id: uuid.UUID = Field(description="Id the practice alert will have.")
 
 
-class PresetCatalog(Body):
-    model_config = ConfigDict(extra="allow")
-
-    default: str = Field(description="Preset of a new resident.")
-
-
 # -- shared tablets -----------------------------------------------------------------------
 
 
