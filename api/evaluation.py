@@ -6,6 +6,7 @@ residents under pseudonyms made for this one response. Every read is in the acce
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,7 +17,16 @@ from nattillsyn.evaluation import baseline as baseline_csv
 from nattillsyn.evaluation import store
 from nattillsyn.evaluation.model import BaselineImportResult, Report
 
-from .context import POOL, SETTINGS, USER, audit, json_response, read_body, request_site
+from .context import (
+    POOL,
+    SETTINGS,
+    USER,
+    audit,
+    check_csrf_token,
+    json_response,
+    read_body,
+    request_site,
+)
 from .models import BaselineImport, BaselineOverview, BaselineUpload, UnitList, UnitRef
 from .problems import ProblemError
 from .routing import Routes
@@ -48,6 +58,20 @@ def _date(request: web.Request, name: str, default: date | None) -> date | None:
         raise ProblemError(400, "Bad Request", f"{name} must be a date YYYY-MM-DD") from None
 
 
+async def _site(request: web.Request) -> str:
+    """The unit asked about: one the user may see, and that exists."""
+    site = await request_site(request)
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
+        if await cur.fetchone() is None:
+            raise ProblemError(404, "Not Found", "no such unit")
+    return site
+
+
+def _filename(*parts: object) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(str(p) for p in parts))
+
+
 async def _visible_units(request: web.Request) -> dict[str, str]:
     user = request[USER]
     async with request.app[POOL].connection() as conn:
@@ -58,7 +82,7 @@ async def _visible_units(request: web.Request) -> dict[str, str]:
 async def _report(request: web.Request, microdata: bool = False) -> Report:
     from nattillsyn.evaluation.report import Request, build
 
-    site = await request_site(request)
+    site = await _site(request)
     yesterday = date.today() - timedelta(days=1)
     end = _date(request, "to", yesterday)
     start = _date(request, "from", end - timedelta(days=89))
@@ -107,6 +131,7 @@ async def report(request: web.Request) -> web.Response:
     roles=EVALUATORS,
     response_type="text/html",
     query=REPORT_QUERY,
+    problems=(501,),
 )
 async def report_html(request: web.Request) -> web.Response:
     """The report as one self-contained HTML page with plots (to save or print)."""
@@ -123,7 +148,7 @@ async def report_html(request: web.Request) -> web.Response:
     )  # fmt: skip
     resp = web.Response(text=text, content_type="text/html")
     resp.headers["Content-Disposition"] = (
-        f'attachment; filename="nattillsyn-{rep.site}-{rep.start}-{rep.end}.html"'
+        f'attachment; filename="{_filename("nattillsyn", rep.site, rep.start, rep.end)}.html"'
     )
     return resp
 
@@ -133,6 +158,7 @@ async def report_html(request: web.Request) -> web.Response:
     roles=EVALUATORS,
     response_type="text/csv",
     query=(*REPORT_QUERY, "format"),
+    problems=(404, 501),
 )
 async def export(request: web.Request) -> web.Response:
     """One report table as CSV or Parquet (`format=csv|parquet`); pseudonyms new each time."""
@@ -150,7 +176,7 @@ async def export(request: web.Request) -> web.Response:
         raise ProblemError(
             404, "Not Found", f"no {table} table in this report (suppressed or none)"
         )
-    name = f"nattillsyn-{rep.site}-{rep.start}-{rep.end}-{table}.{fmt}"
+    name = f"{_filename('nattillsyn', rep.site, rep.start, rep.end, table)}.{fmt}"
     if fmt == "csv":
         resp = web.Response(text=render.to_csv(rows), content_type="text/csv", charset="utf-8")
     else:
@@ -174,7 +200,7 @@ async def export(request: web.Request) -> web.Response:
 )
 async def baseline_overview(request: web.Request) -> web.Response:
     """What baseline (night visits before introduction) is stored for a unit."""
-    site = await request_site(request)
+    site = await _site(request)
     async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             """SELECT min(night) AS first, max(night) AS last, count(*) AS nights
@@ -207,7 +233,8 @@ async def baseline_overview(request: web.Request) -> web.Response:
 )
 async def baseline_import(request: web.Request) -> web.Response:
     """Import night visits before introduction (CSV text in the documented format), all or none."""
-    site = await request_site(request)
+    site = await _site(request)
+    check_csrf_token(request)
     body = await read_body(request, BaselineUpload)
     rows, errors = baseline_csv.parse(body.csv, today=date.today(), unit=site)
     if errors:

@@ -15,7 +15,7 @@ from nattillsyn import log
 
 from . import synthetic
 from .load import load
-from .store import refresh
+from .store import refresh, unit_names
 
 logger = log.get(__name__)
 
@@ -54,9 +54,16 @@ async def seed_history(
     ]  # fmt: skip
     cur = await conn.execute("SELECT name, timezone FROM sites WHERE id = %s", (site,))
     name, tz = await cur.fetchone()
+    # New units under names no unit of the demo has taken yet.
+    taken = set(await unit_names(conn))
+    fresh = [
+        u
+        for u in synthetic.make_units(len(synthetic.UNIT_NAMES), residents, seed=seed)
+        if u.site not in taken
+    ][:units]
     specs = [
         synthetic.UnitSpec(site=site, name=name, residents=tuple(own), tz=tz, create=False),
-        *synthetic.make_units(units, residents, seed=seed),
+        *fresh,
     ]
     last = (today or date.today()) - timedelta(days=1)
     first = last - timedelta(days=nights - 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 from . import store
 from .synthetic import UnitData
@@ -62,6 +63,16 @@ async def _structure(conn: AsyncConnection, data: UnitData) -> None:
                                       monitor_from, monitor_to)
                VALUES (%s, %s, %s, %s, true, %s, %s) ON CONFLICT DO NOTHING""",
             (r.id, u.site, r.room, r.name, r.monitor_from, r.monitor_to),
+        )
+        scope = ["alerts_to_staff", "digital_rounds", "motion_analysis"]
+        if r.evaluation_consent:
+            scope.append("evaluation_pseudonymised")
+        await conn.execute(
+            """INSERT INTO consents (resident_id, given_by, relation, given_at, scope, recorded_by)
+               SELECT %s, 'Den boende själv (syntetisk)', 'resident', now() - interval '2 years',
+                      %s, 'synthetic'
+               WHERE NOT EXISTS (SELECT 1 FROM consents WHERE resident_id = %s)""",
+            (r.id, Jsonb(scope), r.id),
         )
         for at, mode in r.times:
             await conn.execute(

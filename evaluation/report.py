@@ -93,9 +93,19 @@ def compose(
     else:
         cells = metrics.alert_cells(totals.alert_cells.get(site, []), ctx)
         nights = metrics.night_rows(totals.nights.get(site, []), ctx)
-        residents = metrics.resident_rows(focal, ctx, pseudonym)
+        consented = [r for r in focal if r.resident_id in totals.consented]
+        if len(consented) < len(focal):
+            ctx.notes.append(
+                f"{len(focal) - len(consented)} resident(s) without consent to pseudonymised "
+                "evaluation are left out of the per-resident tables (they count in every "
+                "aggregate, which identifies no one)."
+            )
+        residents = metrics.resident_rows(consented, ctx, pseudonym)
         if resident_nights is not None:
-            microdata = metrics.resident_night_rows(resident_nights, len(focal), ctx, pseudonym)
+            ids = {r.resident_id for r in consented}
+            microdata = metrics.resident_night_rows(
+                [r for r in resident_nights if r["resident_id"] in ids], len(ids), ctx, pseudonym
+            )
     hidden_units = [u.name for u in units[1:] if u.suppressed]
     if hidden_units:
         ctx.notes.append(

@@ -81,6 +81,9 @@ class Totals:
     nights: dict[str, list[NightTotals]] = field(default_factory=dict)
     alert_units: dict[str, AlertStats] = field(default_factory=dict)
     alert_cells: dict[str, list[AlertStats]] = field(default_factory=dict)
+    # Residents whose newest consent covers pseudonymised evaluation (administration's
+    # `consents`): only they appear in per-resident tables; everyone counts in aggregates.
+    consented: set[str] = field(default_factory=set)
 
 
 async def refresh(
@@ -186,6 +189,17 @@ async def fetch(
             out.alert_cells[site].append(stats)
         elif rid is not None and (t := by_resident.get((site, rid))) is not None:
             t.alerts_with_outcome, t.false_alarms = with_out, false
+    cur = await conn.execute(
+        """SELECT id FROM (
+               SELECT DISTINCT ON (c.resident_id) c.resident_id::text AS id,
+                      c.withdrawn_at IS NULL AND c.scope ? 'evaluation_pseudonymised' AS ok
+               FROM consents c JOIN residents r ON r.id = c.resident_id
+               WHERE r.site_id = ANY (%(sites)s)
+               ORDER BY c.resident_id, c.given_at DESC) newest
+           WHERE ok""",
+        params,
+    )
+    out.consented = {r[0] for r in await cur.fetchall()}
     # A stable order: bootstrap resamples are drawn by position.
     for rows in out.residents.values():
         rows.sort(key=lambda t: t.resident_id)

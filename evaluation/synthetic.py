@@ -51,6 +51,7 @@ OUTAGE_PER_NIGHT = 0.03  # device outage during a night (10 min to 3 h)
 OUTAGE_WHOLE_NIGHT = 0.004
 PAUSE_NIGHT = 0.015  # resident asks for no camera tonight
 HOSPITAL_STAY = 0.25  # chance per 90 nights of a 3–10 night stay away (paused)
+EVALUATION_CONSENT = 0.9  # consents that also cover pseudonymised evaluation
 BASELINE_PLANNED_EXTRA = 0.25  # planned visits beyond the agreed times before introduction
 BASELINE_UNPLANNED = 0.35
 UNIT_NAMES = (
@@ -69,6 +70,7 @@ class ResidentSpec:
     times: tuple[tuple[time, str], ...]  # (agreed time, 'digital' | 'physical')
     monitor_from: time = MONITOR_FROM
     monitor_to: time = MONITOR_TO
+    evaluation_consent: bool = True  # consent covers pseudonymised evaluation
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def make_units(units: int, residents_per_unit: int, seed: int = 1) -> list[UnitS
                     room=f"rum-{101 + i}",
                     name=f"Boende {i + 1:02d} (syntetisk)",
                     times=plan,
+                    evaluation_consent=rng.random() < EVALUATION_CONSENT,
                 )
             )
         out.append(

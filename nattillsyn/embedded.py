@@ -200,7 +200,9 @@ class PrivatePostgres:
 class PrivateMosquitto:
     """A throw-away Mosquitto broker on a free loopback port."""
 
-    def __init__(self, config_template: Path | None = None) -> None:
+    def __init__(self, config_template: Path | None = None, extra_conf: str = "") -> None:
+        """`extra_conf`: more mosquitto.conf lines (e.g. password_file, acl_file,
+        allow_anonymous false); `{dir}` in it is replaced by the broker's own folder."""
         exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
         )
@@ -212,10 +214,21 @@ class PrivateMosquitto:
         self._tmp = Path(tempfile.mkdtemp(prefix="nattillsyn-mqtt-"))
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.extra_conf = extra_conf
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def dir(self) -> Path:
+        """The broker's private folder (config, and files that extra_conf names)."""
+        return self._tmp
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGHUP)
 
     def start(self, timeout: float = 10.0) -> str:
         conf = self._tmp / "mosquitto.conf"
@@ -225,6 +238,9 @@ class PrivateMosquitto:
         )
         if os.geteuid() == 0:
             conf.write_text(conf.read_text() + "user root\n")
+        if self.extra_conf:
+            extra = self.extra_conf.replace("{dir}", str(self._tmp))
+            conf.write_text(conf.read_text() + extra.rstrip("\n") + "\n")
         self.proc = subprocess.Popen(
             [self.exe, "-c", str(conf)],
             stdout=subprocess.DEVNULL,

@@ -17,12 +17,13 @@ from nattillsyn.evaluation.load import load
 
 LAST = date.today() - timedelta(days=1)
 NIGHTS = 21
-UNITS = synthetic.make_units(2, 6, seed=5)  # bjorkbacken, ekhagen
+UNITS = synthetic.make_units(2, 6, seed=2)  # bjorkbacken (5 of 6 consent to evaluation), ekhagen
 SMALL = synthetic.UnitSpec(
     site="liten",
     name="Liten enhet (syntetisk)",
     residents=synthetic.make_units(1, 3, seed=9)[0].residents,
 )
+CONSENTING = sum(r.evaluation_consent for r in UNITS[0].residents)
 USERS = [  # username, role, units
     ("eva", "evaluator", ["bjorkbacken", "liten"]),
     ("ekh", "evaluator", ["ekhagen"]),
@@ -102,7 +103,8 @@ async def test_report_for_evaluator_is_scoped_suppressed_and_pseudonymised(api, 
         again = await (await http.get(f"{api.url}api/v1/evaluation/report", params=q)).json()
         p1 = {r["pseudonym"] for r in rep["residents"]}
         p2 = {r["pseudonym"] for r in again["residents"]}
-        assert len(p1) == 6 and not p1 & p2
+        assert CONSENTING >= 5, "seed must give k residents with consent to evaluation"
+        assert len(p1) == CONSENTING and not p1 & p2
         # a unit below k shows nothing but the suppression
         r = await http.get(f"{api.url}api/v1/evaluation/report", params={**q, "site": "liten"})
         small = await r.json()
@@ -161,6 +163,12 @@ async def test_roles_and_openapi(api):
 async def test_baseline_import_all_or_nothing(api):
     http = await session(api, "ekh")
     async with http:
+        csrf = {c.key: c.value for c in http.cookie_jar}.get("nattillsyn_csrf", "")
+        r = await http.post(
+            f"{api.url}api/v1/evaluation/baseline", params={"site": "ekhagen"}, json={"csv": "x"}
+        )
+        assert r.status == 403  # a change needs the session's CSRF token
+        http.headers["X-CSRF-Token"] = csrf
         good = "unit,resident,night,planned_visits,unplanned_visits,minutes\nekhagen,X-1,2024-05-01,3,1,15\n"
         r = await http.post(
             f"{api.url}api/v1/evaluation/baseline", params={"site": "ekhagen"},
@@ -182,6 +190,8 @@ async def test_baseline_import_all_or_nothing(api):
         # the synthetic baseline (14 nights × 6) plus the one good row; the bad file added none
         assert overview["nights"] == 6 * 14 + 1
         assert overview["imports"][0]["source"] == "gamla-listor.csv"
+        r = await http.get(f"{api.url}api/v1/evaluation/baseline", params={"site": "nowhere"})
+        assert r.status == 403  # not a unit of theirs (and none at all)
         r = await http.post(
             f"{api.url}api/v1/evaluation/baseline",
             params={"site": "bjorkbacken"},
@@ -201,7 +211,7 @@ async def test_report_page_in_browser(api, browser):
     key = await page.inner_text("#key")
     assert "Fysiska besök per boendenatt" in key and "Physical visits per resident-night" in key
     assert await page.locator("#trend svg polyline").count() == 2
-    assert await page.locator("#residents tr").count() == 7  # header + 6 pseudonyms
+    assert await page.locator("#residents tr").count() == 1 + CONSENTING  # header + pseudonyms
     assert "Liten enhet" in await page.inner_text("#units")
     await page.click("#lang")
     assert (await page.inner_text("h3 >> nth=0")) == "Per week"

@@ -268,6 +268,7 @@ def _report():
         },
         alert_units={"hand": ALERTS},
         alert_cells={"hand": [AlertStats("hand", "possible_fall", "high", 1, 1, 1, 0)]},
+        consented={"a", "b"},
     )
     settings = EvaluationSettings(k_anonymity=2, bootstrap_samples=200)
     req = Request("hand", date(2025, 3, 10), date(2025, 3, 10))
@@ -279,6 +280,24 @@ def _report():
     return compose(
         req, {"hand": "Handräknad"}, totals, base, settings, now=datetime(2025, 3, 11, tzinfo=UTC)
     )
+
+
+def test_per_resident_tables_need_consent_to_evaluation():
+    from dataclasses import replace
+
+    from nattillsyn.evaluation.report import Request, compose
+    from nattillsyn.evaluation.store import Totals
+    from nattillsyn.settings.evaluation import EvaluationSettings
+
+    rows = [replace(A, resident_id=str(i)) for i in range(6)]
+    totals = Totals(residents={"hand": rows}, consented={"0", "1", "2", "3", "4"})
+    settings = EvaluationSettings(k_anonymity=5, bootstrap_samples=100)
+    req = Request("hand", date(2025, 3, 10), date(2025, 3, 10))
+    rep = compose(req, {}, totals, ([], None, None), settings)
+    assert rep.summary.residents == 6  # everyone counts in aggregates
+    assert len(rep.residents) == 5 and any("without consent" in n for n in rep.notes)
+    totals.consented = {"0", "1", "2", "3"}  # below k once the others are left out
+    assert compose(req, {}, totals, ([], None, None), settings).residents is None
 
 
 def test_report_renders_html_and_tables_without_ids():

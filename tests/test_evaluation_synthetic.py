@@ -28,7 +28,7 @@ def test_generator_is_deterministic_and_plausible():
         assert 0 < len(d.alerts) / resident_nights < 2
         outcomes = {a[13] for a in d.alerts}
         assert {"false_alarm", "needed_help", None} <= outcomes
-        assert any(a[15] for a in d.alerts) or len(d.alerts) < 100  # a few practice alerts
+        assert sum(1 for a in d.alerts if a[15]) <= 0.05 * len(d.alerts) + 2  # few practice
         # every visit for a round points at a round that needed one
         needed = {r[0] for r in d.rounds if r[9] == "physical_needed"}
         assert {v[8] for v in d.visits if v[7] == "round"} == needed

@@ -79,10 +79,16 @@
   }
   $("lang").onclick = () => { lang = lang === "sv" ? "en" : "sv"; localStorage.setItem("lang", lang); applyLang(); };
 
+  // State-changing requests return the session's CSRF token (set as a cookie at sign-in).
+  function csrf() {
+    const m = document.cookie.match(/(?:^|; )nattillsyn_csrf=([^;]*)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
   async function api(method, path, body) {
+    const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+    if (method !== "GET") headers["X-CSRF-Token"] = csrf();
     const r = await fetch(path, {
-      method, credentials: "same-origin",
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      method, credentials: "same-origin", headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const data = r.status === 204 ? null : await r.json().catch(() => null);
