@@ -48,11 +48,13 @@ def _edge(s: Settings) -> list:
     return [EdgeAgent(s)]
 
 
-def _ingest(s: Settings) -> list:
-    from nattillsyn.ingest.service import IngestService
+def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.ingest.service import services
+    from nattillsyn.service import run_until_signalled
 
-    _require(s, "mqtt_url", "database_url")
-    return [IngestService(s)]
+    _require(settings, "mqtt_url", "database_url")
+    asyncio.run(run_until_signalled(services(settings, args.worker, args.config)))
+    return 0
 
 
 def _alerting(s: Settings) -> list:
@@ -131,11 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         "locally when the link is down.",
         _run_services(_gateway),
     )
-    add(
+    ing = add(
         "ingest",
         "Run the ingest service: store every MQTT message in TimescaleDB/PostgreSQL exactly "
-        "once, invalid ones in the dead-letter table.",
-        _run_services(_ingest),
+        "once, invalid ones in the dead-letter table. With ingest.workers > 1 it supervises "
+        "that many worker processes (MQTT 5 shared subscription).",
+        _ingest,
+    )
+    ing.add_argument(
+        "--worker",
+        type=int,
+        metavar="N",
+        help="run only worker N in this process (what the supervisor starts)",
     )
     add(
         "alerting",

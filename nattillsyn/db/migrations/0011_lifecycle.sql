@@ -16,7 +16,7 @@ CREATE TABLE storage_policies (
 INSERT INTO storage_policies (table_name, time_column, chunk_interval, retention, compress_after)
 VALUES ('events', 'ts', '1 day', '90 days', '7 days'),
        ('room_states', 'ts', '1 day', '90 days', '7 days'),
-       ('heartbeats', 'ts', '1 day', '30 days', '2 days'),
+       ('heartbeats', 'ts', '1 day', '30 days', '7 days'),
        ('dead_letters', 'received_at', '1 day', '30 days', NULL);
 
 CREATE FUNCTION storage_is_hypertable(p_table regclass) RETURNS boolean
