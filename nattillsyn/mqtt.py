@@ -14,6 +14,7 @@ Manual acknowledgements can be sent for a whole batch in one write (`ack_many`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import struct
 import threading
@@ -262,6 +263,8 @@ class MqttClient:
         self._wake_scheduled = False
         self._generation = 0
         self.received = 0  # messages handed over by paho since start
+        self._outstanding_limit: int | None = None
+        self._outstanding_below = asyncio.Event()
         self._lock = threading.Lock()
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._early: set[int] = set()  # confirmed before anybody waited
@@ -389,6 +392,28 @@ class MqttClient:
                     self._early.discard(info.mid)
                 else:
                     self._ignore.add(info.mid)
+
+    @property
+    def outstanding(self) -> int:
+        """QoS > 0 publishes not yet confirmed by the broker (queued or in flight)."""
+        return len(self._client._out_messages)
+
+    async def wait_outstanding_below(self, n: int, timeout: float | None = None) -> None:
+        """Flow control for `publish_nowait`: wait until fewer than `n` publishes await
+        the broker's confirmation (raises TimeoutError after `timeout` seconds)."""
+        if self.outstanding < n:
+            return
+        self._outstanding_limit = n
+        try:
+            async with asyncio.timeout(timeout):
+                while self.outstanding >= n:
+                    self._outstanding_below.clear()
+                    # paho drops a confirmed message just after the callback that wakes
+                    # us: look again shortly rather than miss that last one.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._outstanding_below.wait(), 0.05)
+        finally:
+            self._outstanding_limit = None
 
     async def subscribe(self, *filters: str, qos: int = 1, timeout: float = 15.0) -> None:
         assert self._loop is not None, "start() first"
@@ -521,6 +546,10 @@ class MqttClient:
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
         failed = getattr(reason_code, "is_failure", False)
         self._resolve(mid, f"broker refused publish: {reason_code}" if failed else None)
+        limit = self._outstanding_limit
+        # paho calls this before it forgets the message: the count still includes it.
+        if limit is not None and len(client._out_messages) <= limit:
+            self._call(self._outstanding_below.set)
 
     def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         bad = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
