@@ -251,8 +251,18 @@ class MqttClient:
         manual_ack: bool = False,
         receive_maximum: int | None = None,
         max_inflight: int = 100,
+        retry_unrouted: bool = False,
     ) -> None:
         self.url = MqttUrl.parse(url)
+        # MQTT 5: a PUBACK "no matching subscribers" (0x10) means nobody got the message,
+        # e.g. just after a broker restart, before subscribers are back (Mosquitto does
+        # not keep shared subscriptions over a restart). With retry_unrouted, QoS 1
+        # publishes are sent again (backing off to 5 s) until a subscriber takes them.
+        self._retry_unrouted = retry_unrouted
+        self._retry_data: dict[int, tuple[str, bytes, int, bool, int]] = {}
+        self._early_unrouted: set[int] = set()
+        self._unrouted = 0  # waiting to be sent again
+        self._stopped = False
         self.client_id = client_id
         self._clean_start = clean_start
         self._session_expiry = session_expiry_s
@@ -330,7 +340,12 @@ class MqttClient:
             ) from None
 
     async def stop(self, *, publish_will: bool = False) -> None:
-        """Disconnect cleanly (the last will is not sent unless asked) and stop the thread."""
+        """Disconnect cleanly (the last will is not sent unless asked) and stop the thread.
+
+        Packets already queued (acknowledgements above all) are written first: paho's
+        thread may otherwise stop before it writes them."""
+        await self._flush(2.0)
+        self._stopped = True
         if publish_will and self.url.protocol == paho.MQTTv5:
             props = Properties(PacketTypes.DISCONNECT)
             self._client.disconnect(
@@ -338,6 +353,7 @@ class MqttClient:
             )
         else:
             self._client.disconnect()
+        await self._flush(2.0, until_closed=True)
         await asyncio.to_thread(self._client.loop_stop)
         self.connected.clear()
         with self._lock:
@@ -346,6 +362,15 @@ class MqttClient:
         for fut in pending:
             if not fut.done():
                 fut.set_exception(MqttError("client stopped before the broker confirmed"))
+
+    async def _flush(self, timeout: float, *, until_closed: bool = False) -> None:
+        client = self._client
+        for _ in range(int(timeout / 0.005)):
+            if not self.connected.is_set() or client._sock is None:
+                return
+            if not until_closed and not client._out_packet:
+                return
+            await asyncio.sleep(0.005)
 
     def on_connect(self, callback: Callable[[], None]) -> None:
         """Run `callback` in the event loop after every (re)connection."""
@@ -361,7 +386,8 @@ class MqttClient:
         retain: bool = False,
         timeout: float | None = 30.0,
     ) -> None:
-        """Publish; for QoS > 0 wait until the broker confirmed (PUBACK/PUBCOMP)."""
+        """Publish; for QoS > 0 wait until the broker confirmed (PUBACK/PUBCOMP), and with
+        `retry_unrouted` until a subscriber took it."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
@@ -369,11 +395,8 @@ class MqttClient:
             return
         assert self._loop is not None, "start() first"
         fut: asyncio.Future[None] = self._loop.create_future()
-        with self._lock:
-            if info.mid in self._early:
-                self._early.discard(info.mid)
-                return
-            self._pending[info.mid] = fut
+        if self._register(info.mid, fut, (topic, payload, qos, retain, 0)):
+            return
         if timeout is None:
             await fut
         else:
@@ -387,16 +410,61 @@ class MqttClient:
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         if qos:
+            self._register(info.mid, None, (topic, payload, qos, retain, 0))
+
+    def _register(
+        self,
+        mid: int,
+        waiter: asyncio.Future[None] | None,
+        data: tuple[str, bytes, int, bool, int],
+    ) -> bool:
+        """Track a QoS > 0 publish until confirmed; True if it already was."""
+        with self._lock:
+            if mid in self._early:
+                self._early.discard(mid)
+                return True
+            if mid in self._early_unrouted:  # answered "no subscribers" already
+                self._early_unrouted.discard(mid)
+                self._unrouted += 1
+                self._call(self._retry_later, data, waiter)
+                return False
+            if waiter is None:
+                self._ignore.add(mid)
+            else:
+                self._pending[mid] = waiter
+            if self._retry_unrouted:
+                self._retry_data[mid] = data
+        return False
+
+    def _retry_later(
+        self, data: tuple[str, bytes, int, bool, int], waiter: asyncio.Future[None] | None
+    ) -> None:
+        assert self._loop is not None
+        attempt = data[4]
+        if attempt == 0:
+            logger.warning("no subscriber took a message; sending it again", topic=data[0])
+        self._loop.call_later(min(0.25 * 2**attempt, 5.0), self._retry_now, data, waiter)
+
+    def _retry_now(
+        self, data: tuple[str, bytes, int, bool, int], waiter: asyncio.Future[None] | None
+    ) -> None:
+        topic, payload, qos, retain, attempt = data
+        if self._stopped:
             with self._lock:
-                if info.mid in self._early:
-                    self._early.discard(info.mid)
-                else:
-                    self._ignore.add(info.mid)
+                self._unrouted -= 1
+            if waiter is not None:
+                _set_exc(waiter, MqttError("client stopped before a subscriber took the message"))
+            return
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        with self._lock:
+            self._unrouted -= 1
+        self._register(info.mid, waiter, (topic, payload, qos, retain, attempt + 1))
 
     @property
     def outstanding(self) -> int:
-        """QoS > 0 publishes not yet confirmed by the broker (queued or in flight)."""
-        return len(self._client._out_messages)
+        """QoS > 0 publishes not yet confirmed by the broker (queued or in flight), and
+        with `retry_unrouted` those waiting to be sent again."""
+        return len(self._client._out_messages) + self._unrouted
 
     async def wait_outstanding_below(self, n: int, timeout: float | None = None) -> None:
         """Flow control for `publish_nowait`: wait until fewer than `n` publishes await
@@ -544,6 +612,20 @@ class MqttClient:
             self._call(_set_result, fut)
 
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if self._retry_unrouted and getattr(reason_code, "value", 0) == 0x10:
+            with self._lock:
+                data = self._retry_data.pop(mid, None)
+                if data is None:  # not registered yet: _register sees this
+                    self._early_unrouted.add(mid)
+                    return
+                waiter = self._pending.pop(mid, None)
+                self._ignore.discard(mid)
+                self._unrouted += 1
+            self._call(self._retry_later, data, waiter)
+            return
+        if self._retry_data:
+            with self._lock:
+                self._retry_data.pop(mid, None)
         failed = getattr(reason_code, "is_failure", False)
         self._resolve(mid, f"broker refused publish: {reason_code}" if failed else None)
         limit = self._outstanding_limit
@@ -556,8 +638,12 @@ class MqttClient:
         self._resolve(mid, f"broker refused subscription: {bad}" if bad else None)
 
     def _handle_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # never from a conforming broker; still no crash
+            topic = message._topic.decode("utf-8", "backslashreplace")
         self._deliver(
-            message.topic,
+            topic,
             bytes(message.payload),
             message.qos,
             bool(message.retain),
