@@ -35,6 +35,7 @@ import psycopg
 
 from nattillsyn.db.migrate import migrate
 from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres, free_port
+from nattillsyn.settings.ingest import IngestSettings
 
 SITE = "site-1"
 WINDOW = 900  # outstanding QoS 1 publishes (the broker's receive maximum is 1000)
@@ -88,11 +89,16 @@ class Devices:
         )
         return self.topics[i]["availability"], body.encode()
 
+    _ts_at = 0.0
+    _ts = ""
+
     def message(self, k: int) -> tuple[str, bytes, str]:
         """The k-th message: (topic, payload, kind) with kind 'bad' for malformed."""
         i = k % self.n
         now = time.time()
-        ts = _iso(now)
+        if now - self._ts_at > 0.001:  # the source time, to the millisecond
+            self._ts_at, self._ts = now, _iso(now)
+        ts = self._ts
         self.seq[i] += 1
         seq = self.seq[i]
         step = self.step[i]
@@ -180,8 +186,11 @@ async def publisher(args: argparse.Namespace) -> None:
     t_last = time.time()
     await client.wait_outstanding_below(1, timeout=120)
     await client.stop()
+    cpu = time.process_time()
     print(
-        json.dumps({"counts": counts, "published": k, "t_first": t_first, "t_last": t_last}),
+        json.dumps(
+            {"counts": counts, "published": k, "t_first": t_first, "t_last": t_last, "cpu": cpu}
+        ),
         flush=True,
     )
 
@@ -210,29 +219,47 @@ async def counter(args: argparse.Namespace) -> None:
     out = Path(args.out)
     _report(out, 0, 0.0)
     print("ready", flush=True)
-    n = 0
-    last = 0.0
-    written = time.monotonic()
+    state = {"n": 0, "last": 0.0}
+
+    async def report() -> None:  # off the hot path: 10 times a second
+        while True:
+            await asyncio.sleep(0.1)
+            _report(out, state["n"], state["last"])
+
+    reporter = asyncio.create_task(report())
     while True:
-        try:
-            batch = await client.next_batch(1000, 0.05)
-        except Exception:
-            break
+        batch = await client.next_batch(1000, 0.05)
         for m in batch:
             with contextlib.suppress(orjson.JSONDecodeError):
                 orjson.loads(m.payload)
         client.ack_many(batch)
-        n += len(batch)
-        last = time.time()
-        if time.monotonic() - written > 0.1:
-            _report(out, n, last)
-            written = time.monotonic()
-        # Keep the file current when traffic stops.
-        if client.backlog == 0:
-            _report(out, n, last)
+        state["n"] += len(batch)
+        state["last"] = time.time()
+    reporter.cancel()
 
 
 # -- the runner ----------------------------------------------------------------------------
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            p = int(stat.parent.name)
+            parent[p] = int(fields[1])
+            cpu[p] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for p, used in cpu.items():
+        q = p
+        while q and q != pid:
+            q = parent.get(q, 0)
+        if q == pid:
+            total += used
+    return total
 
 
 def _py() -> list[str]:
@@ -284,7 +311,7 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def ceiling_phase(url: str, args: argparse.Namespace, run: int) -> dict:
+def ceiling_phase(url: str, args: argparse.Namespace, run: int, broker: PrivateMosquitto) -> dict:
     root = f"bench{run:x}c"
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     workers = []
@@ -313,8 +340,11 @@ def ceiling_phase(url: str, args: argparse.Namespace, run: int) -> dict:
             raise RuntimeError("counter failed to start")
         workers.append((p, out))
     pub = start_publisher(url, root, run, args.seconds, 0, args.devices, args.invalid_every)
+    broker_cpu = tree_cpu(broker.proc.pid)
+    counter_cpu = sum(tree_cpu(p.pid) for p, _o in workers)
     res = go(pub)
     want = res["published"]
+    extra = args.devices  # the "online" availability message of each device, before the run
     deadline = time.monotonic() + 120
     stalled = time.monotonic()
     got = -1
@@ -323,26 +353,36 @@ def ceiling_phase(url: str, args: argparse.Namespace, run: int) -> dict:
         total = sum(int(v[0]) for v in vals)
         if total != got:
             got, stalled = total, time.monotonic()
-        if total >= want or time.monotonic() - stalled > 10:
+        if total >= want + extra or time.monotonic() - stalled > 10:
             break
         time.sleep(0.1)
     t_end = max(float(v[1]) for v in vals)
+    broker_cpu = tree_cpu(broker.proc.pid) - broker_cpu
+    counter_cpu = sum(tree_cpu(p.pid) for p, _o in workers) - counter_cpu
     for p, _out in workers:
         p.terminate()
         p.wait(10)
+    got -= extra
     return {
         "published": want,
         "received": got,
         "seconds": t_end - res["t_first"],
         "per_s": got / (t_end - res["t_first"]),
         "publish_per_s": want / (res["t_last"] - res["t_first"]),
+        "cpu_us_per_msg": {
+            "publisher": round(res["cpu"] / want * 1e6, 1),
+            "broker": round(broker_cpu / want * 1e6, 1),
+            "consumers": round(counter_cpu / want * 1e6, 1),
+        },
     }
 
 
 class Ingest:
     """`nattillsyn ingest` (the supervisor and its workers) on a fresh schema and root."""
 
-    def __init__(self, mqtt_url: str, db_url: str, schema: str, root: str, workers: int) -> None:
+    def __init__(
+        self, mqtt_url: str, db_url: str, schema: str, root: str, workers: int, batch_ms: int
+    ) -> None:
         self.metrics_port = free_port()
         while any(_port_busy(self.metrics_port + i) for i in range(workers)):
             self.metrics_port = free_port()
@@ -353,12 +393,20 @@ class Ingest:
             "NATTILLSYN_MQTT_URL": mqtt_url,
             "NATTILLSYN_TOPIC_ROOT": root,
             "NATTILLSYN_INGEST__WORKERS": str(workers),
+            "NATTILLSYN_INGEST__BATCH_MS": str(batch_ms),
             "NATTILLSYN_INGEST__METRICS_PORT": str(self.metrics_port),
             "NATTILLSYN_INGEST__CLIENT_ID": f"bench-ingest-{root}",
             "NATTILLSYN_LOG__LEVEL": "WARNING",
         }
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the run
+            prefix="bench-ingest-", suffix=".log", delete=False
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nattillsyn.cli", "ingest"], env=env, start_new_session=True
+            [sys.executable, "-m", "nattillsyn.cli", "ingest"],
+            env=env,
+            start_new_session=True,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -453,15 +501,22 @@ def count_stored(db_url: str, schema: str, run: int) -> dict:
 
 
 def ingest_phase(
-    mqtt_url: str, db_url: str, args: argparse.Namespace, run: int, seconds: float, rate: float
+    servers: tuple[PrivateMosquitto, PrivatePostgres],
+    args: argparse.Namespace,
+    run: int,
+    seconds: float,
+    rate: float,
 ) -> dict:
+    broker, pg = servers
+    mqtt_url, db_url = broker.url, pg.url
     schema = f"bench_{run:x}"
     root = f"bench{run:x}i"
     asyncio.run(migrate(db_url, schema))
-    ingest = Ingest(mqtt_url, db_url, schema, root, args.workers)
+    ingest = Ingest(mqtt_url, db_url, schema, root, args.workers, args.batch_ms)
     try:
         ingest.wait_ready()
         pub = start_publisher(mqtt_url, root, run, seconds, rate, args.devices, args.invalid_every)
+        cpu0 = [tree_cpu(p) for p in (broker.proc.pid, pg.proc.pid, ingest.proc.pid)]
         res = go(pub)
         counts = res["counts"]
         valid = counts["event"] + counts["state"] + counts["heartbeat"]
@@ -479,8 +534,17 @@ def ingest_phase(
                 break
             time.sleep(0.2)
         buckets = ingest.latency_buckets()
+        cpu1 = [tree_cpu(p) for p in (broker.proc.pid, pg.proc.pid, ingest.proc.pid)]
     finally:
         ingest.stop()
+    n = res["published"]
+    cpu = {
+        "publisher": round(res["cpu"] / n * 1e6, 1),
+        **{
+            name: round((b - a) / n * 1e6, 1)
+            for name, a, b in zip(("broker", "postgres", "ingest"), cpu0, cpu1, strict=True)
+        },
+    }
     committed = stored["distinct"] + stored["dead"]
     elapsed = stored["last_commit"] - res["t_first"]
     return {
@@ -499,6 +563,7 @@ def ingest_phase(
         # Transaction start (received_at) minus source time: the part before the write.
         "insert_p50_ms": stored["insert_p50_ms"],
         "insert_p99_ms": stored["insert_p99_ms"],
+        "cpu_us_per_msg": cpu,
     }
 
 
@@ -513,22 +578,30 @@ def main_runner(args: argparse.Namespace) -> int:
     result: dict = {}
     try:
         mqtt_url = broker.start()
-        db_url = pg.start()
+        pg.start()
         backend = "timescaledb" if pg.timescale else "postgresql"
         print(
             f"bench.ingest: {args.workers} workers, {args.devices} devices, {args.seconds:.0f} s "
             f"per phase, backend {backend}, load {loads[0]}",
             file=sys.stderr,
         )
-        ceiling = ceiling_phase(mqtt_url, args, run)
-        loads.append(loadavg())
-        print(f"ceiling (parse+count): {ceiling}", file=sys.stderr)
-        thr = ingest_phase(mqtt_url, db_url, args, run + 1, args.seconds, 0)
-        loads.append(loadavg())
-        print(f"ingest (max rate): {thr}", file=sys.stderr)
-        lat = ingest_phase(mqtt_url, db_url, args, run + 2, args.latency_seconds, args.latency_rate)
-        loads.append(loadavg())
-        print(f"ingest at {args.latency_rate:.0f}/s: {lat}", file=sys.stderr)
+        phases = set(args.phases.split(","))
+        nan = float("nan")
+        empty = {"per_s": nan, "lost": 0, "duplicated": 0, "published": 0, "dead_letters": 0}
+        empty |= {"seconds": 0.0, "p50_ms": nan, "p99_ms": nan}
+        ceiling, thr, lat = dict(empty), dict(empty), dict(empty)
+        if "ceiling" in phases:
+            ceiling = ceiling_phase(mqtt_url, args, run, broker)
+            loads.append(loadavg())
+            print(f"ceiling (parse+count): {ceiling}", file=sys.stderr)
+        if "throughput" in phases:
+            thr = ingest_phase((broker, pg), args, run + 1, args.seconds, 0)
+            loads.append(loadavg())
+            print(f"ingest (max rate): {thr}", file=sys.stderr)
+        if "latency" in phases:
+            lat = ingest_phase((broker, pg), args, run + 2, args.latency_seconds, args.latency_rate)
+            loads.append(loadavg())
+            print(f"ingest at {args.latency_rate:.0f}/s: {lat}", file=sys.stderr)
         result = {
             "events_per_s": round(thr["per_s"], 1),
             "ceiling_per_s": round(ceiling["per_s"], 1),
@@ -544,6 +617,10 @@ def main_runner(args: argparse.Namespace) -> int:
             "workers": args.workers,
             "backend": backend,
             "durable_commits": not args.no_durable,
+            "cpu_us_per_msg": {
+                "ceiling": ceiling.get("cpu_us_per_msg"),
+                "ingest": thr.get("cpu_us_per_msg"),
+            },
             "loadavg": loads,
             "cpus": os.cpu_count(),
         }
@@ -564,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="publish time per phase")
     p.add_argument("--workers", type=int, default=2, help="ingest worker processes")
     p.add_argument("--devices", type=int, default=2000, help="simulated devices")
+    p.add_argument(
+        "--batch-ms", type=int, default=IngestSettings().batch_ms, help="ingest.batch_ms"
+    )
     p.add_argument("--latency-rate", type=float, default=2000.0, help="events/s, latency phase")
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--invalid-every", type=int, default=1000, help="one malformed message per N")

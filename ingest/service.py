@@ -100,7 +100,8 @@ STORED_KINDS = (
     TopicKind.config_state,
 )
 SHARE_GROUP = "nattillsyn-ingest"
-MAX_LOGGED_DEAD_PER_BATCH = 5
+DEAD_LOG_WINDOW_S = 10.0
+DEAD_LOG_PER_WINDOW = 20  # then one summary line per window: a flood must not flood the logs
 
 # Data a database refuses (class 22 data exception, 23 integrity): isolate the culprit.
 # Anything else (connection, shutdown, deadlock, disk, a missing migration) is retried:
@@ -187,6 +188,7 @@ class IngestService:
         self._idle.set()
         self._stopping = False
         self.written = 0  # messages committed (stored, duplicate or dead-lettered)
+        self._dead_window = [0.0, 0, 0]  # window start, logged, not logged
 
     def _filters(self) -> list[str]:
         shared = self.mqtt.url.protocol == paho.MQTTv5
@@ -267,16 +269,29 @@ class IngestService:
             MESSAGES.labels(kind).inc(n)
         if redelivered:
             REDELIVERED.inc(redelivered)
-        for d in dead[:MAX_LOGGED_DEAD_PER_BATCH]:
-            logger.warning("dead letter", topic=d.topic, reason=d.reason, size=len(d.payload))
-        if len(dead) > MAX_LOGGED_DEAD_PER_BATCH:
-            logger.warning(
-                "more dead letters in batch", count=len(dead) - MAX_LOGGED_DEAD_PER_BATCH
-            )
+        if dead:
+            self._log_dead(dead)
         result = await self._write_until_done(records, dead)
         self.mqtt.ack_many(batch)
         self.written += len(batch)
         self._observe(result, records)
+
+    def _log_dead(self, dead: list[DeadLetter]) -> None:
+        now = time.monotonic()
+        if now - self._dead_window[0] > DEAD_LOG_WINDOW_S:
+            if self._dead_window[2]:
+                logger.warning(
+                    "more dead letters not logged",
+                    count=self._dead_window[2],
+                    window_s=DEAD_LOG_WINDOW_S,
+                )
+            self._dead_window = [now, 0, 0]
+        for d in dead:
+            if self._dead_window[1] < DEAD_LOG_PER_WINDOW:
+                self._dead_window[1] += 1
+                logger.warning("dead letter", topic=d.topic, reason=d.reason, size=len(d.payload))
+            else:
+                self._dead_window[2] += 1
 
     def _observe(self, result: BatchResult, records: list[Record]) -> None:
         for table, n in result.inserted.items():

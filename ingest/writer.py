@@ -145,6 +145,28 @@ class DeviceSeen:
         )
 
 
+DEVICE_COLS = (
+    "site_id",
+    "id",
+    "room_id",
+    "session",
+    "last_seq",
+    "last_seen",
+    "last_heartbeat",
+    "health",
+    "agent_version",
+    "config_version",
+    "availability",
+    "availability_session",
+    "availability_at",
+)
+STAGE_DEVICES = """
+CREATE TEMP TABLE IF NOT EXISTS stage_devices (
+    site_id text, id text, room_id text, session bigint, last_seq bigint, last_seen timestamptz,
+    last_heartbeat timestamptz, health text, agent_version text, config_version int,
+    availability text, availability_session bigint, availability_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
 UPSERT_DEVICES = """
 INSERT INTO devices AS d (site_id, id, room_id, session, last_seq, last_seen, last_heartbeat,
                           health, agent_version, config_version, availability,
@@ -152,11 +174,7 @@ INSERT INTO devices AS d (site_id, id, room_id, session, last_seq, last_seen, la
 SELECT site_id, id, room_id, session, last_seq, last_seen, last_heartbeat, health::jsonb,
        agent_version, coalesce(config_version, 0), coalesce(availability, 'unknown'),
        availability_session, availability_at
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::timestamptz[],
-            %s::timestamptz[], %s::text[], %s::text[], %s::int[], %s::text[], %s::bigint[],
-            %s::timestamptz[])
-     AS u(site_id, id, room_id, session, last_seq, last_seen, last_heartbeat, health,
-          agent_version, config_version, availability, availability_session, availability_at)
+FROM stage_devices u
 ORDER BY site_id, id  -- one lock order for every worker: no deadlocks between batches
 ON CONFLICT (site_id, id) DO UPDATE SET
     room_id = CASE WHEN (EXCLUDED.session, EXCLUDED.last_seq)
@@ -204,6 +222,7 @@ async def _ensure_staging(conn: AsyncConnection) -> None:
             f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table} INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"
         )
+    await conn.execute(STAGE_DEVICES)
     _staged.add(conn)
 
 
@@ -265,8 +284,12 @@ async def write_batch(
             result.inserted[table] = n
             result.duplicates += len(batch) - n
         if devices:
-            columns = list(zip(*(d.row() for d in devices), strict=True))
-            await conn.execute(UPSERT_DEVICES, [list(c) for c in columns])
+            async with conn.cursor() as cur:
+                cols = ", ".join(DEVICE_COLS)
+                async with cur.copy(f"COPY stage_devices ({cols}) FROM STDIN") as copy:
+                    for d in devices:
+                        await copy.write_row(d.row())
+                await cur.execute(UPSERT_DEVICES)
         if dead:
             async with (
                 conn.cursor() as cur,

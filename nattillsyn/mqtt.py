@@ -515,16 +515,18 @@ class MqttClient:
         return self._inbox.popleft()
 
     async def next_batch(self, max_messages: int, max_wait: float) -> list[Received]:
-        """Wait for a first message, then gather more for up to `max_wait` seconds or
-        until `max_messages`: the size- and time-bounded batch of a writer."""
+        """Wait for a first message, then gather more until `max_messages` or until the
+        first one has waited `max_wait` seconds since it arrived: the size- and
+        time-bounded batch of a writer. A writer that fell behind gets a full or
+        immediate batch, one that keeps up waits at most `max_wait` per message."""
         await self._wait_inbox(None)
         inbox = self._inbox
         batch: list[Received] = []
-        deadline = time.monotonic() + max_wait
+        deadline = inbox[0].received_at + max_wait
         while True:
             while inbox and len(batch) < max_messages:
                 batch.append(inbox.popleft())
-            remaining = deadline - time.monotonic()
+            remaining = deadline - time.time()
             if len(batch) >= max_messages or remaining <= 0:
                 return batch
             try:

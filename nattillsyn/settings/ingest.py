@@ -8,7 +8,11 @@ from .base import Section
 class IngestSettings(Section):
     batch_size: int = Field(1000, description="Rows per COPY batch at most.", ge=1, le=100_000)
     batch_ms: int = Field(
-        50, description="Longest wait before a partial batch is written (ms).", ge=1, le=10_000
+        20,
+        description="Longest time a message waits for its batch to fill before the batch is "
+        "written (ms); under load batches fill to batch_size first.",
+        ge=1,
+        le=10_000,
     )
     workers: int = Field(
         1,
