@@ -87,6 +87,30 @@ def _db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg
+
+    from nattillsyn.db.storage import maintain
+
+    _require(settings, "database_url")
+
+    async def run() -> dict:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True
+        ) as conn:
+            await conn.execute(
+                psycopg.sql.SQL("SET search_path TO {}, public").format(
+                    psycopg.sql.Identifier(settings.database_schema)
+                )
+            )
+            return await maintain(conn)
+
+    print(json.dumps(asyncio.run(run())))
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from nattillsyn.demo import run_demo
 
@@ -164,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply pending SQL migrations in order; each is recorded once.",
     )
     m.set_defaults(fn=_db_migrate)
+    mt = dbsub.add_parser(
+        "maintain",
+        help="Run storage maintenance once (retention, summary refreshes); ingest does it "
+        "on a schedule.",
+        description="Delete telemetry past its retention and refresh the summaries that are "
+        "due (TimescaleDB runs its own jobs for hypertables); prints what was done as JSON.",
+    )
+    mt.set_defaults(fn=_db_maintain)
 
     sim = add(
         "simulate",
