@@ -127,28 +127,53 @@ def reason_label(reason: str) -> str:
     return "other"
 
 
-def _has_nul(value: object) -> bool:
+INT8_MAX = 2**63 - 1
+
+
+def _unstorable_string(value: object) -> str | None:
+    """Why PostgreSQL text/jsonb cannot hold a string in this JSON value, if it cannot."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "a string contains \\u0000 (NUL)"
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            return "a string contains an unpaired surrogate (\\ud800-\\udfff)"
+        return None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        why = _unstorable_string(item)
+        if why:
+            return why
+    return None
 
 
 def decode_for_storage(
     topics: Topics, topic: str, payload: bytes, max_payload: int
 ) -> Record | DeadLetter:
-    """The shared contract validation, plus what PostgreSQL cannot store: a NUL
-    character (\\u0000) in any string (text and jsonb refuse it)."""
+    """The shared contract validation, plus what PostgreSQL cannot store: text that is
+    not UTF-8, NUL characters or unpaired surrogates in strings, integers beyond bigint."""
     out = decode_message(topics, topic, payload, max_payload)
-    if isinstance(out, Record) and b"\\u0000" in payload and _has_nul(json.loads(payload)):
-        return DeadLetter(
-            topic,
-            "cannot be stored: a string contains \\u0000 (NUL), which PostgreSQL refuses",
-            payload,
-        )
+    if not isinstance(out, Record):
+        return out
+    why = None
+    if b"\\u" in payload:  # \\u escapes may hide NUL or surrogates: look closer (rare)
+        try:
+            why = _unstorable_string(json.loads(payload))
+        except ValueError:
+            why = "not UTF-8"
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        why = "the payload is not UTF-8"
+    m = out.msg
+    if isinstance(m, DeviceMessage) and max(m.session, m.seq) > INT8_MAX:
+        why = "session or seq beyond 64 bits"
+    if why:
+        return DeadLetter(topic, f"cannot be stored: {why}", payload)
     return out
 
 
@@ -323,9 +348,12 @@ class IngestService:
                 for d in dead:
                     DEAD.labels(reason_label(d.reason)).inc()
                 return result
-            except psycopg.Error as exc:
+            except (psycopg.Error, ValueError, OverflowError) as exc:
+                # Not a psycopg error: a value the driver could not encode (data, not the
+                # database's state); psycopg's own: by SQLSTATE.
                 state = getattr(exc, "sqlstate", None) or ""
-                if state[:2] not in _REFUSED_CLASSES:
+                refused = not isinstance(exc, psycopg.Error) or state[:2] in _REFUSED_CLASSES
+                if not refused:
                     DB_ERRORS.labels("retry").inc()
                     logger.error(
                         "database write failed; retrying",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 from nattillsyn.protocol import Availability, ConfigState, Event, Heartbeat, RoomState
 from nattillsyn.protocol.validate import DeadLetter, Record
@@ -48,9 +49,25 @@ STATE_COLS = (
 )
 HEARTBEAT_COLS = ("ts", "id", "site", "room", "device", "session", "seq", "payload")
 TABLES = (("events", EVENT_COLS), ("room_states", STATE_COLS), ("heartbeats", HEARTBEAT_COLS))
+# Binary COPY: no text formatting here, no parsing of uuids and timestamps in the server.
+_HEAD = ["timestamptz", "uuid", "text", "text", "text", "int8", "int8"]
+COPY_TYPES = {
+    "events": [*_HEAD, "uuid", "text", "text", "float4", "text", "jsonb"],
+    "room_states": [*_HEAD, "text", "timestamptz", "float4", "jsonb"],
+    "heartbeats": [*_HEAD, "jsonb"],
+}
 
 
-def _event_row(m: Event, payload: str) -> tuple:
+def _as_is(text: str) -> str:
+    return text
+
+
+def _json(raw: bytes) -> Jsonb:
+    """The payload as sent (already validated JSON), without parsing it again."""
+    return Jsonb(raw.decode(), dumps=_as_is)
+
+
+def _event_row(m: Event, payload: Jsonb) -> tuple:
     return (
         m.ts,
         m.id,
@@ -68,7 +85,7 @@ def _event_row(m: Event, payload: str) -> tuple:
     )
 
 
-def _state_row(m: RoomState, payload: str) -> tuple:
+def _state_row(m: RoomState, payload: Jsonb) -> tuple:
     return (
         m.ts,
         m.id,
@@ -84,7 +101,7 @@ def _state_row(m: RoomState, payload: str) -> tuple:
     )
 
 
-def _heartbeat_row(m: Heartbeat, payload: str) -> tuple:
+def _heartbeat_row(m: Heartbeat, payload: Jsonb) -> tuple:
     return (m.ts, m.id, m.site, m.room, m.device, m.session, m.seq, payload)
 
 
@@ -234,7 +251,8 @@ async def _copy_insert(
     stage = f"stage_{table}"
     col_list = ", ".join(cols)
     async with conn.cursor() as cur:
-        async with cur.copy(f"COPY {stage} ({col_list}) FROM STDIN") as copy:
+        async with cur.copy(f"COPY {stage} ({col_list}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(COPY_TYPES[table])
             for row in rows:
                 await copy.write_row(row)
         await cur.execute(
@@ -253,11 +271,11 @@ def build_rows(records: list[Record]) -> tuple[dict[str, list[tuple]], list[Devi
     for rec in records:
         m = rec.msg
         if isinstance(m, Event):
-            events.append(_event_row(m, rec.raw.decode()))
+            events.append(_event_row(m, _json(rec.raw)))
         elif isinstance(m, RoomState):
-            states.append(_state_row(m, rec.raw.decode()))
+            states.append(_state_row(m, _json(rec.raw)))
         elif isinstance(m, Heartbeat):
-            beats.append(_heartbeat_row(m, rec.raw.decode()))
+            beats.append(_heartbeat_row(m, _json(rec.raw)))
         if rec.topic.device is not None:
             key = (m.site, m.device)  # type: ignore[attr-defined]
             d = seen.get(key)

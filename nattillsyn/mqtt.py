@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -168,6 +169,28 @@ class _Client(paho.Client):
         deliver(topic, bytes(packet[pos:]), qos, bool(cmd & 0x01), mid, None, bool(cmd & 0x08))
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
+        return paho.MQTT_ERR_SUCCESS
+
+    _puback_reasons: ClassVar[dict[int, paho.ReasonCode]] = {}
+    _no_properties = Properties(PacketTypes.PUBACK)
+
+    def _handle_pubackcomp(self, cmd) -> paho.MQTTErrorCode:
+        """Lean PUBACK decoding for MQTT 5's common form (packet id and optional reason,
+        no properties); paho's own path for the rest. Callbacks get a shared, empty
+        Properties: do not modify it."""
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or self._protocol != paho.MQTTv5 or len(packet) not in (2, 3):
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        value = packet[2] if len(packet) == 3 else 0
+        reason = self._puback_reasons.get(value)
+        if reason is None:
+            reason = self._puback_reasons[value] = paho.ReasonCode(
+                PacketTypes.PUBACK, identifier=value
+            )
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, reason, self._no_properties)
         return paho.MQTT_ERR_SUCCESS
 
     def _update_inflight(self) -> paho.MQTTErrorCode:

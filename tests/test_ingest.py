@@ -176,6 +176,15 @@ CORPUS = [
     ("other device", "d2", _ev(), "sender_mismatch", "sender mismatch"),
     ("other room", "r2/d1", _ev(), "sender_mismatch", "sender mismatch"),
     ("NUL in a string", None, _ev(zone="a\u0000b"), "unstorable", "\\u0000"),
+    (
+        "lone surrogate",
+        None,
+        _ev().replace(b'"score"', b'"zone": "\\ud800", "score"'),
+        "invalid_payload",
+        "zone",
+    ),
+    ("seq beyond bigint", None, _ev(seq=2**70), "unstorable", "64 bits"),
+    ("UTF-16", None, _ev().decode().encode("utf-16"), "unstorable", "UTF-8"),
 ]
 
 
@@ -255,8 +264,12 @@ async def test_corpus_is_dead_lettered_and_consumer_keeps_going(settings, pool) 
 
 
 async def test_database_refusal_is_isolated_to_the_one_message(settings, pool) -> None:
-    """A message valid by the contract that the database refuses (seq beyond bigint) goes
-    to the dead letters alone; the rest of its batch is stored."""
+    """A message valid by the contract that the database refuses (here a CHECK constraint
+    added for the test) goes to the dead letters alone; the rest of its batch is stored."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "ALTER TABLE events ADD CONSTRAINT refuse_me CHECK (zone IS DISTINCT FROM 'refuse-me')"
+        )
     topics = Topics(settings.topic_root)
     svc = IngestService(settings)
     await svc.start()
@@ -268,13 +281,13 @@ async def test_database_refusal_is_isolated_to_the_one_message(settings, pool) -
         for i, e in enumerate(events):
             pub.publish_nowait(t, encode(e))
             if i == 20:
-                pub.publish_nowait(t, _ev(seq=2**70, site="site-1", room="r1", device="d1"))
+                pub.publish_nowait(t, _ev(zone="refuse-me"))
         await pub.wait_outstanding_below(1, timeout=10)
         await _poll(pool, "SELECT count(*) FROM events", 40, timeout=20)
         await _poll(pool, "SELECT count(*) FROM dead_letters", 1, timeout=20)
         async with pool.connection() as conn:
             reason = (await (await conn.execute("SELECT reason FROM dead_letters")).fetchone())[0]
-        assert reason.startswith("database rejected"), reason
+        assert reason.startswith("database rejected") and "refuse_me" in reason, reason
     finally:
         await pub.stop()
         await svc.stop()

@@ -189,3 +189,15 @@ async def test_unrouted_publish_is_sent_again_until_a_subscriber_takes_it(
     finally:
         await pub.stop()
         await sub.stop()
+
+
+@pytest.mark.parametrize("body", [b"\x00\x07", b"\x00\x07\x00", b"\x12\x34\x10", b"\xff\xff\x80"])
+def test_lean_puback_decoding_matches_paho(body: bytes) -> None:
+    client = MqttClient("mqtt://127.0.0.1:1", "puback-test")
+    seen: list[tuple[int, int]] = []
+    client._client.on_publish = lambda c, u, mid, rc, props: seen.append((mid, rc.value))
+    ref = _packet.decode_puback(paho.PUBACK, body, paho.MQTTv5)
+    client._client._out_messages[ref.mid] = paho.MQTTMessage(ref.mid)
+    client._client._in_packet = {"command": paho.PUBACK, "packet": bytearray(body), "pos": 0}
+    client._client._handle_pubackcomp("PUBACK")
+    assert seen == [(ref.mid, ref.reason.value)]
