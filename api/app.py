@@ -14,15 +14,24 @@ from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Topics
 from nattillsyn.settings import Settings
 
-from . import openapi, session, tablet
-from .context import HUB, MQTT, POOL, SETTINGS, TOPICS
+from . import admin_audit, admin_devices, admin_residents, admin_structure, openapi, session, tablet
+from .context import HUB, MQTT, POOL, PUSHER, SETTINGS, TOPICS, same_origin
 from .live import LiveHub
 from .problems import problem_middleware
+from .pusher import ConfigPusher
 
 logger = log.get(__name__)
 STATIC = Path(__file__).parent / "static"
 # Every route module of the api; the OpenAPI document is built from the same list.
-ROUTES = [session.routes, tablet.routes, openapi.meta]
+ROUTES = [
+    session.routes,
+    tablet.routes,
+    openapi.meta,
+    admin_structure.routes,
+    admin_residents.routes,
+    admin_devices.routes,
+    admin_audit.routes,
+]
 
 
 @web.middleware
@@ -51,9 +60,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     hub = LiveHub(settings.mqtt_url, app[TOPICS], f"nattillsyn-api-live-{suffix}-{id(app):x}")
     await hub.start()
     app[HUB] = hub
+    pusher = ConfigPusher(pool, mqtt, app[TOPICS], settings.api.push_interval_s)
+    await pusher.start()
+    app[PUSHER] = pusher
+    await admin_devices.sync_mosquitto(app)
     try:
         yield
     finally:
+        await pusher.stop()
         await hub.stop()  # closes every WebSocket
         await mqtt.stop()
         await pool.close()
@@ -61,6 +75,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
+
+
+async def admin_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "admin.html")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -74,7 +92,7 @@ async def prometheus(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[security_headers, problem_middleware])
+    app = web.Application(middlewares=[security_headers, problem_middleware, same_origin])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     for routes in ROUTES:
@@ -83,6 +101,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)
+    app.router.add_get("/admin", admin_page)
     app.router.add_static("/static/", STATIC)
     return app
 

@@ -6,12 +6,14 @@ Alerts travel as the MQTT contract's `Alert` model; nothing here re-declares it.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Literal
+from datetime import date as datetime_date
+from datetime import datetime, time
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from nattillsyn.protocol import Alert, RoomStateName
+from nattillsyn.protocol.device import Zone
 
 
 class Body(BaseModel):
@@ -68,3 +70,422 @@ class Problem(Body):
     title: str = Field(description="Short summary.")
     status: int = Field(description="HTTP status code.")
     detail: str | None = Field(None, description="Explanation of this occurrence.")
+
+
+# -- administration (issue 8) ----------------------------------------------------------
+
+Role = Literal["night_staff", "unit_manager", "evaluator", "sysadmin"]
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+ConsentScope = Literal[
+    "motion_analysis", "alerts_to_staff", "digital_rounds", "evaluation_pseudonymised"
+]
+
+
+class Organisation(Body):
+    id: str = Field(description="Organisation id.")
+    name: str = Field(description="Organisation name (the municipality or provider).")
+
+
+class Unit(Body):
+    id: Id = Field(description="Unit id (site id in topics).")
+    name: Text = Field(description="Unit name.")
+    kind: Literal["care_home", "home_care"] = Field(description="Care home or home-care area.")
+    timezone: str = Field(description="IANA time zone of the unit's schedules.")
+    active: bool = Field(description="Whether the unit is in use.")
+    organisation_id: str = Field(description="Owning organisation.")
+    rooms: int = Field(0, description="Number of active rooms.")
+    residents: int = Field(0, description="Number of active residents.")
+
+
+class UnitsOverview(Body):
+    organisation: Organisation
+    units: list[Unit]
+
+
+class UnitCreate(Body):
+    id: Id = Field(description="Unit id, unique; used in MQTT topics.")
+    name: Text = Field(description="Unit name.")
+    kind: Literal["care_home", "home_care"] = "care_home"
+    timezone: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_\-+]+)*$")] = (
+        "Europe/Stockholm"
+    )
+
+
+class UnitUpdate(Body):
+    name: Text | None = None
+    kind: Literal["care_home", "home_care"] | None = None
+    timezone: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_\-+]+)*$")] | None
+    ) = None
+    active: bool | None = None
+
+
+class Room(Body):
+    id: Id = Field(description="Room id (unique in the unit; used in MQTT topics).")
+    name: Text = Field(description="Room name shown to staff.")
+    active: bool = Field(description="Whether the room is in use.")
+    resident_id: uuid.UUID | None = Field(None, description="Active resident placed in it.")
+    resident_name: str | None = Field(None, description="Name of that resident.")
+    device: str | None = Field(None, description="Device id watching the room.")
+
+
+class RoomList(Body):
+    rooms: list[Room]
+
+
+class RoomCreate(Body):
+    id: Id
+    name: Text
+
+
+class RoomUpdate(Body):
+    name: Text | None = None
+    active: bool | None = None
+
+
+class Criterion(Body):
+    key: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")] = Field(
+        description="Stable key of the criterion."
+    )
+    label_sv: Text = Field(description="Question in Swedish.")
+    label_en: Text = Field(description="Question in English.")
+    required: bool = Field(True, description="Must be answered yes for monitoring.")
+
+
+class CriteriaList(Body):
+    site: str = Field(description="Unit the checklist applies to.")
+    own: bool = Field(description="False: the organisation's default checklist is used.")
+    criteria: list[Criterion]
+
+
+class CriteriaUpdate(Body):
+    criteria: list[Criterion] = Field(max_length=50, description="The unit's checklist, in order.")
+
+
+class StaffUser(Body):
+    id: uuid.UUID
+    username: str
+    display_name: str
+    role: Role
+    active: bool
+    sites: list[str] = Field(description="Units the user belongs to.")
+    auth_provider: str = Field(description="password, or an external provider (OIDC).")
+
+
+class UserList(Body):
+    users: list[StaffUser]
+
+
+Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
+Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9._\-]{2,64}$")]
+
+
+class UserCreate(Body):
+    username: Username
+    display_name: Text
+    role: Role
+    password: Password = Field(description="At least 10 characters.")
+    sites: list[Id] = Field(default_factory=list, max_length=100)
+
+
+class UserUpdate(Body):
+    display_name: Text | None = None
+    role: Role | None = None
+    active: bool | None = None
+    sites: list[Id] | None = Field(None, max_length=100)
+    password: Password | None = Field(None, description="Set a new password (signs out).")
+
+
+class Decision(Body):
+    reference: Text = Field(description="Needs-assessment decision reference (biståndsbeslut).")
+    date: datetime_date = Field(description="Date of the decision.")
+    note: Note | None = None
+
+
+class Offer(Body):
+    answer: Literal["pending", "accepted", "declined"] = Field(
+        description="The resident's answer to the offer of digital tillsyn (offered by default)."
+    )
+    physical_reason: Note | None = Field(
+        None, description="Why physical tillsyn is kept, when declined."
+    )
+
+
+class CriterionAnswer(Body):
+    key: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+    answer: Literal["yes", "no", "unknown"]
+    note: Note | None = None
+
+
+class CriteriaAnswers(Body):
+    answers: list[CriterionAnswer] = Field(max_length=50)
+
+
+class Cohabitant(Body):
+    name: Text
+    consented: bool = Field(description="The cohabitant consents too.")
+
+
+class ConsentCreate(Body):
+    given_by: Text = Field(description="Who gave consent.")
+    relation: Literal["resident", "legal_representative", "relative", "other"]
+    given_at: AwareDatetime = Field(description="When consent was given.")
+    scope: list[ConsentScope] = Field(
+        min_length=1, max_length=4, description="What the consent covers."
+    )
+    cohabitants: list[Cohabitant] = Field(default_factory=list, max_length=10)
+    note: Note | None = None
+
+
+class Consent(Body):
+    id: uuid.UUID
+    given_by: str
+    relation: str
+    given_at: datetime
+    scope: list[str]
+    cohabitants: list[Cohabitant]
+    note: str | None = None
+    recorded_by: str
+    recorded_at: datetime
+    withdrawn_at: datetime | None = None
+    withdrawn_by: str | None = None
+    withdrawal_reason: str | None = None
+
+
+class Withdrawal(Body):
+    reason: Note | None = Field(None, description="Why (optional).")
+
+
+class TillsynTime(Body):
+    at: time = Field(description="Agreed time of night (unit's time zone).")
+    mode: Literal["digital", "physical"]
+
+
+class Schedule(Body):
+    monitor_from: time = Field(description="Nightly monitoring starts (equal to end: all day).")
+    monitor_to: time = Field(description="Nightly monitoring ends.")
+    tillsyn_times: list[TillsynTime] = Field(default_factory=list, max_length=48)
+
+
+class PauseCreate(Body):
+    starts_at: AwareDatetime | None = Field(None, description="Default: now.")
+    ends_at: AwareDatetime | None = Field(
+        None, description="Default: the end of tonight's monitoring window."
+    )
+    reason: Note | None = None
+
+
+class Pause(Body):
+    id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    reason: str | None = None
+    created_by: str | None = None
+
+
+class AlertingProfile(Body):
+    risk_preset: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,32}$")] = Field(
+        description="Risk preset used by alerting."
+    )
+    rule_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Per-resident overrides of the preset's rules."
+    )
+
+
+class ResidentSummary(Body):
+    id: uuid.UUID
+    site: str
+    room: str | None = None
+    display_name: str
+    active: bool
+    monitoring_active: bool = Field(description="Decision, offer, criteria and consent in place.")
+    monitoring_now: bool = Field(description="monitoring_active(site, room, now()).")
+    missing: list[str] = Field(description="What still stops monitoring, in workflow order.")
+    risk_preset: str
+
+
+class ResidentList(Body):
+    residents: list[ResidentSummary]
+
+
+class ResidentCreate(Body):
+    site: Id
+    display_name: Text
+    room: Id | None = None
+
+
+class ResidentUpdate(Body):
+    display_name: Text | None = None
+    room: Id | None = Field(None, description="Move to this room.")
+    active: bool | None = Field(None, description="False: discharged (stops monitoring).")
+
+
+class Inclusion(Body):
+    decision_reference: str | None = None
+    decision_date: datetime_date | None = None
+    decision_note: str | None = None
+    offer_default: Literal["digital"] = "digital"
+    offered_at: datetime | None = None
+    offered_by: str | None = None
+    offer_answer: Literal["pending", "accepted", "declined"] = "pending"
+    answered_at: datetime | None = None
+    physical_reason: str | None = None
+
+
+class CriterionState(Body):
+    key: str
+    label_sv: str
+    label_en: str
+    required: bool
+    answer: Literal["yes", "no", "unknown"] | None = None
+    note: str | None = None
+    answered_by: str | None = None
+
+
+class DeviceView(Body):
+    site: str
+    id: str
+    name: str | None = None
+    room: str | None = None
+    status: Literal["provisioned", "active", "retired"]
+    managed: bool = Field(description="Provisioned through administration (gets configs).")
+    availability: str
+    health: Literal["ok", "stale", "offline", "never_seen", "config_pending", "retired"]
+    last_heartbeat: datetime | None = None
+    last_seen: datetime | None = None
+    agent_version: str | None = None
+    fps: float | None = None
+    monitoring: bool | None = Field(None, description="Analysis running, from the heartbeat.")
+    applied_version: int = Field(description="Config version the device reports.")
+    desired_version: int = Field(description="Config version last pushed.")
+    desired_monitoring: bool | None = None
+    claimed_at: datetime | None = None
+    claim_expires_at: datetime | None = None
+    replaces: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeviceList(Body):
+    devices: list[DeviceView]
+
+
+class ResidentDetail(Body):
+    resident: ResidentSummary
+    inclusion: Inclusion
+    criteria: list[CriterionState]
+    consents: list[Consent]
+    schedule: Schedule
+    pauses: list[Pause]
+    alerting: AlertingProfile
+    device: DeviceView | None = None
+
+
+class ChangeEntry(Body):
+    id: int
+    at: datetime
+    username: str
+    role: str
+    entity: str
+    entity_id: str
+    change: str
+    before: Any = None
+    after: Any = None
+
+
+class ChangeList(Body):
+    changes: list[ChangeEntry]
+
+
+class DeviceSettings(Body):
+    """The parts of DeviceConfig an administrator sets (monitoring and version are managed)."""
+
+    fps: float | None = Field(None, gt=0, le=60)
+    fall_confirm_s: float | None = Field(None, ge=0, le=600)
+    heartbeat_s: float | None = Field(None, gt=0, le=3600)
+    zones: list[Zone] | None = Field(None, max_length=32)
+
+
+class DeviceProvision(Body):
+    id: Id = Field(description="Device id, unique in the unit.")
+    room: Id = Field(description="Room it watches.")
+    name: Text | None = None
+    settings: DeviceSettings = Field(default_factory=DeviceSettings)
+
+
+class DeviceUpdate(Body):
+    name: Text | None = None
+    settings: DeviceSettings | None = None
+
+
+class DeviceReplace(Body):
+    new_id: Id = Field(description="Id of the replacement device.")
+    name: Text | None = None
+
+
+class DeviceProvisioned(Body):
+    device: DeviceView
+    claim_code: str = Field(description="One-time code the device uses to claim (shown once).")
+    claim_expires_at: datetime
+
+
+class ClaimRequest(Body):
+    code: Annotated[str, StringConstraints(min_length=4, max_length=64)] = Field(
+        description="Claim code shown when the device was provisioned."
+    )
+
+
+class ClaimResponse(Body):
+    site: str
+    room: str
+    device: str
+    topic_root: str
+    mqtt_url: str = Field(description="Broker URL for the device.")
+    mqtt_username: str
+    mqtt_password: str = Field(description="Shown once; only a hash is kept.")
+
+
+class AuditEntry(Body):
+    id: int
+    at: datetime
+    username: str
+    role: str
+    action: str
+    purpose: str
+    what: str
+    site: str | None = None
+    room: str | None = None
+    detail: Any = None
+
+
+class AuditPage(Body):
+    entries: list[AuditEntry]
+    next_before: int | None = Field(None, description="Pass as `before` for older entries.")
+
+
+class ExportDataset(Body):
+    name: str
+    description: str
+
+
+class ExportIndex(Body):
+    datasets: list[ExportDataset]
+
+
+class RiskPresetInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="Stored in residents.risk_preset.")
+    label_sv: str
+    label_en: str
+    description_sv: str = ""
+    description_en: str = ""
+
+
+class RiskPresetCatalog(Body):
+    default: str = Field(description="Preset of a new resident.")
+    presets: list[RiskPresetInfo]
+    overrides_schema: dict[str, Any] = Field(
+        default_factory=dict, description="JSON schema of residents.rule_overrides."
+    )

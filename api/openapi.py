@@ -63,7 +63,24 @@ def _operation(op: Op) -> dict:
         o["responses"]["422"] = _problem("Body fails validation")
     if any(p["in"] == "path" for p in params):
         o["responses"]["404"] = _problem("No such resource")
+    if params:
+        o["responses"]["400"] = _problem("Bad path or query parameter")
+    if "site" in op.query:
+        o["responses"].setdefault("404", _problem("No such unit"))
+    for status in op.problems:
+        o["responses"].setdefault(str(status), _problem(PROBLEMS.get(status, "Refused")))
+    if op.roles:
+        o["x-roles"] = list(op.roles)
     return o
+
+
+PROBLEMS = {
+    400: "Bad request",
+    404: "No such resource",
+    409: "Conflicts with the current state",
+    422: "Fails validation",
+    429: "Too many attempts; see Retry-After",
+}
 
 
 def document(routes: list[Routes]) -> dict:

@@ -35,6 +35,8 @@ class Op:
     request_required: bool = True
     response_type: str = "application/json"
     query: tuple[str, ...] = ()  # optional string query parameters
+    roles: tuple[str, ...] = ()  # who may call it (empty: any signed-in user)
+    problems: tuple[int, ...] = ()  # further problem+json statuses it may answer
 
 
 class Routes:
@@ -55,6 +57,7 @@ class Routes:
         request_required: bool = True,
         response_type: str = "application/json",
         query: tuple[str, ...] = (),
+        problems: tuple[int, ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             summary = (handler.__doc__ or handler.__name__).strip().splitlines()[0]
@@ -73,6 +76,8 @@ class Routes:
                     request_required,
                     response_type,
                     query,
+                    roles or (),
+                    problems,
                 )
             )
             return guarded

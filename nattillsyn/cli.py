@@ -130,6 +130,19 @@ def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
     return asyncapi_main(check=args.check, write=args.write)
 
 
+def _mqtt_auth(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.api.mqtt_auth_cli import run
+
+    _require(settings, "database_url")
+    return asyncio.run(run(settings, args))
+
+
+def _claim(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.claim import run
+
+    return run(args.api, args.code, args.write)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nattillsyn",
@@ -217,6 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--port", type=int, default=8080, help="api port (default 8080; 0 = any free)"
     )
+
+    ma = add(
+        "mqtt-auth",
+        "Mosquitto credentials and ACL from the database: write the password and ACL files "
+        "(devices may publish only under their own topic), or create a service account.",
+        _mqtt_auth,
+    )
+    ma.add_argument("action", choices=["write", "service"], help="write files / add a service")
+    ma.add_argument("name", nargs="?", help="service account name (for `service`)")
+    ma.add_argument("--dir", help="folder for passwd and acl (default: api.mosquitto_dir)")
+    ma.add_argument("--reload-pid-file", help="Mosquitto pid file to SIGHUP after writing")
+
+    cl = add(
+        "claim",
+        "On a room device: claim it with the code from the admin page; writes the edge "
+        "settings (site, room, device, broker credentials) to a TOML file.",
+        _claim,
+    )
+    cl.add_argument("code", help="claim code shown when the device was provisioned")
+    cl.add_argument("--api", required=True, help="api base URL, e.g. https://nattillsyn.example")
+    cl.add_argument("--write", default="/etc/nattillsyn/edge.toml", help="settings file to write")
 
     aa = add(
         "asyncapi",

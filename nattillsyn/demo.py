@@ -23,17 +23,37 @@ DEMO_USERS = [
     ("natt", "natt-demo", "Nattpersonal (demo)", "night_staff"),
     ("chef", "chef-demo", "Enhetschef (demo)", "unit_manager"),
 ]
+# Seeded by seed_admin (the demo and the administration tests), in the demo unit.
+ADMIN_DEMO_USERS = [
+    ("admin", "admin-demo", "Systemadministratör (demo)", "sysadmin"),
+    ("utv", "utv-demo", "Verksamhetsutvecklare (demo)", "evaluator"),
+]
+# A second unit with its own staff: what one unit sees, the other does not.
+OTHER_UNIT = ("bjorkbacken", "Björkbacken (demo)")
+OTHER_UNIT_USERS = [
+    ("chef2", "chef2-demo", "Enhetschef Björkbacken (demo)", "unit_manager"),
+    ("natt2", "natt2-demo", "Nattpersonal Björkbacken (demo)", "night_staff"),
+]
+ORGANISATION = ("demo-kommun", "Demo kommun, vård och omsorg")
 # Made-up names: the demo holds no real person's data.
 DEMO_RESIDENTS = ["Astrid L.", "Gunnar P.", "Maj-Britt S.", "Sven O.", "Elsa K.", "Bertil N."]
-DEMO_FALL_CONFIRM_S = 10.0  # shorter than the 30 s default so a fall shows within a minute
+DEMO_FALL_CONFIRM_S = 10.0
+_HASHES: dict[str, str] = {}
+
+
+def _demo_hash(password: str) -> str:
+    """argon2 is slow by design; each demo password is hashed once per process."""
+    from nattillsyn.api.auth import hash_password
+
+    if password not in _HASHES:
+        _HASHES[password] = hash_password(password)
+    return _HASHES[password]  # shorter than the 30 s default so a fall shows within a minute
 
 
 async def seed(settings: Settings, rooms: list[str]) -> None:
     """Idempotently create the demo site, its rooms and the demo users."""
     import psycopg
     from psycopg import sql
-
-    from nattillsyn.api.auth import hash_password
 
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         await conn.execute(
@@ -74,13 +94,14 @@ async def seed(settings: Settings, rooms: list[str]) -> None:
                    VALUES (%s, %s, %s, %s)
                    ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name
                    RETURNING id""",
-                (username, name, role, hash_password(password)),
+                (username, name, role, _demo_hash(password)),
             )
             user_id = (await cur.fetchone())[0]
             await conn.execute(
                 "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 (user_id, settings.site),
             )
+        await seed_inclusions(conn)
         await conn.commit()
 
 
@@ -108,16 +129,19 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
 
         await migrate(settings.database_url, settings.database_schema)
         await seed(settings, room_ids(rooms))
+        await seed_admin(settings)
+        await seed_devices(settings, room_ids(rooms), {"fall_confirm_s": DEMO_FALL_CONFIRM_S})
 
         api_service = ApiService(settings)
         services = [IngestService(settings), AlertingService(settings), api_service]
         services += make_agents(settings, rooms, fall_confirm_s=DEMO_FALL_CONFIRM_S)
 
         def announce() -> None:
-            logins = "\n".join(f"    {u} / {p}   ({r})" for u, p, _, r in DEMO_USERS)
+            logins = "\n".join(f"    {u} / {p}   ({r})" for u, p, _, r in _all_logins())
             print(
                 f"\nnattillsyn demo is running: {rooms} rooms replaying real clips.\n"
                 f"  Tablet page:  {api_service.url}\n"
+                f"  Admin page:   {api_service.url}admin\n"
                 f"  Demo logins:\n{logins}\n"
                 f"  Database:     {'private PostgreSQL' if pg else 'configured URL'}; "
                 f"broker: {'in-process amqtt' if broker else 'configured URL'}\n"
@@ -133,3 +157,129 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
         if pg is not None:
             await asyncio.to_thread(pg.stop)
     return 0
+
+
+def _all_logins() -> list[tuple[str, str, str, str]]:
+    seen: dict[str, tuple[str, str, str, str]] = {}
+    for login in DEMO_USERS + ADMIN_DEMO_USERS + OTHER_UNIT_USERS:
+        seen.setdefault(login[0], login)
+    return list(seen.values())
+
+
+async def _connect(settings: Settings):
+    import psycopg
+    from psycopg import sql
+
+    conn = await psycopg.AsyncConnection.connect(settings.database_url)
+    await conn.execute(
+        sql.SQL("SET search_path TO {}, public").format(sql.Identifier(settings.database_schema))
+    )
+    return conn
+
+
+async def _user(conn, username: str, password: str, name: str, role: str, site: str) -> None:
+    cur = await conn.execute(
+        """INSERT INTO users (username, display_name, role, password_hash)
+           VALUES (%s, %s, %s, %s)
+           ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name
+           RETURNING id""",
+        (username, name, role, _demo_hash(password)),
+    )
+    user_id = (await cur.fetchone())[0]
+    await conn.execute(
+        "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (user_id, site),
+    )
+
+
+async def seed_admin(settings: Settings) -> None:
+    """Idempotently add the organisation, a system administrator and an evaluator, and a
+    second unit with its own staff and residents not yet included (the demo and the
+    administration tests; the plain `seed` stays one unit)."""
+    async with await _connect(settings) as conn:
+        org_id, org_name = ORGANISATION
+        await conn.execute(
+            "INSERT INTO organisations (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (org_id, org_name),
+        )
+        unit_id, unit_name = OTHER_UNIT
+        await conn.execute(
+            "INSERT INTO sites (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (unit_id, unit_name),
+        )
+        await conn.execute(
+            "UPDATE sites SET organisation_id = %s WHERE id IN (%s, %s)",
+            (org_id, settings.site, unit_id),
+        )
+        for i, room in enumerate(("rum-201", "rum-202")):
+            await conn.execute(
+                "INSERT INTO rooms (site_id, id, name) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (unit_id, room, "Rum " + room.removeprefix("rum-")),
+            )
+            await conn.execute(
+                """INSERT INTO residents (site_id, room_id, display_name)
+                   SELECT %s, %s, %s WHERE NOT EXISTS (
+                       SELECT 1 FROM residents WHERE site_id = %s AND room_id = %s AND active)""",
+                (unit_id, room, ["Ingrid B.", "Olof H."][i], unit_id, room),
+            )
+        seeded = {u for u, *_ in DEMO_USERS}
+        for username, password, name, role in ADMIN_DEMO_USERS:
+            if username not in seeded:  # another module's seed may already make it
+                await _user(conn, username, password, name, role, settings.site)
+        for username, password, name, role in OTHER_UNIT_USERS:
+            await _user(conn, username, password, name, role, unit_id)
+        await seed_inclusions(conn)
+        await conn.commit()
+
+
+async def seed_inclusions(conn) -> None:
+    """The inclusion record behind each seeded resident's monitoring: residents seeded as
+    monitored get a decision, an accepted offer, the default criteria and a consent; the
+    others start the workflow."""
+    cur = await conn.execute(
+        "SELECT id, monitoring_active FROM residents r WHERE NOT EXISTS "
+        "(SELECT 1 FROM inclusions i WHERE i.resident_id = r.id)"
+    )
+    for rid, monitored in await cur.fetchall():
+        if not monitored:
+            await conn.execute("INSERT INTO inclusions (resident_id) VALUES (%s)", (rid,))
+            continue
+        await conn.execute(
+            """INSERT INTO inclusions (resident_id, decision_reference, decision_date,
+                   offered_at, offered_by, offer_answer, answered_at)
+               VALUES (%s, %s, current_date - 30, now(), 'demo', 'accepted', now())""",
+            (rid, f"SoL-DEMO-{str(rid)[:8]}"),
+        )
+        await conn.execute(
+            """INSERT INTO inclusion_answers (resident_id, criterion, answer, answered_by)
+               SELECT %s, key, 'yes', 'demo' FROM inclusion_criteria WHERE site_id IS NULL""",
+            (rid,),
+        )
+        await conn.execute(
+            """INSERT INTO consents (resident_id, given_by, relation, given_at, scope, recorded_by)
+               VALUES (%s, 'Den boende själv (demo)', 'resident', now() - interval '30 days',
+                       '["alerts_to_staff", "digital_rounds", "motion_analysis"]', 'demo')""",
+            (rid,),
+        )
+
+
+async def seed_devices(settings: Settings, rooms: list[str], device_settings: dict) -> None:
+    """Provision the demo's simulated room devices so administration manages their config."""
+    from psycopg.types.json import Jsonb
+
+    async with await _connect(settings) as conn:
+        for room in rooms:
+            await conn.execute(
+                """INSERT INTO devices (site_id, id, room_id, name, status, provisioned_by,
+                                        settings, claimed_at)
+                   VALUES (%s, %s, %s, %s, 'active', 'demo', %s, now())
+                   ON CONFLICT (site_id, id) DO NOTHING""",
+                (settings.site, f"cam-{room}", room, f"Kamera {room}", Jsonb(device_settings)),
+            )
+            await conn.execute(
+                """INSERT INTO device_assignments (site_id, device_id, room_id)
+                   SELECT %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM device_assignments
+                       WHERE site_id = %s AND device_id = %s)""",
+                (settings.site, f"cam-{room}", room, settings.site, f"cam-{room}"),
+            )
+        await conn.commit()

@@ -263,8 +263,9 @@ _REWRITTEN = (
 )
 
 
-def mosquitto_config(template: str, *, port: int, data_dir: Path) -> str:
-    """The template with listener, paths and authentication rewritten for a private broker."""
+def mosquitto_config(template: str, *, port: int, data_dir: Path, extra: str = "") -> str:
+    """The template with listener, paths and authentication rewritten for a private broker;
+    `extra` lines (a test's own password or ACL file) come last and decide authentication."""
     kept = []
     for line in template.splitlines():
         word = line.strip().split(maxsplit=1)[0] if line.strip() else ""
@@ -272,16 +273,21 @@ def mosquitto_config(template: str, *, port: int, data_dir: Path) -> str:
             kept.append(f"# (private broker) {line}")
         else:
             kept.append(line)
+    own_auth = any(
+        line.strip().split(maxsplit=1)[:1] == ["allow_anonymous"] for line in extra.splitlines()
+    )
     kept += [
         "",
         "# -- rewritten by nattillsyn.embedded.PrivateMosquitto --",
-        "allow_anonymous true",
+        *([] if own_auth else ["allow_anonymous true"]),
         f"persistence_location {data_dir}/",
         f"log_dest file {data_dir}/mosquitto.log",
         f"listener {port} 127.0.0.1",
     ]
     if os.geteuid() == 0:
         kept.append("user root")
+    if extra:
+        kept += ["", "# -- extra_conf --", extra.rstrip("\n")]
     return "\n".join(kept) + "\n"
 
 
@@ -294,7 +300,9 @@ class PrivateMosquitto:
     messages) and starts it again on the same port and data.
     """
 
-    def __init__(self, config_template: Path | None = None) -> None:
+    def __init__(self, config_template: Path | None = None, extra_conf: str = "") -> None:
+        """`extra_conf`: more mosquitto.conf lines (e.g. password_file, acl_file,
+        allow_anonymous false); `{dir}` in it is replaced by the broker's own folder."""
         exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
         )
@@ -307,6 +315,7 @@ class PrivateMosquitto:
         self._tmp = Path(tempfile.mkdtemp(prefix="nattillsyn-mqtt-"))
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.extra_conf = extra_conf
 
     @property
     def url(self) -> str:
@@ -316,11 +325,24 @@ class PrivateMosquitto:
     def config_path(self) -> Path:
         return self._tmp / "mosquitto.conf"
 
+    @property
+    def dir(self) -> Path:
+        """The broker's private folder (config, and files that extra_conf names)."""
+        return self._tmp
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGHUP)
+
     def _write_config(self) -> None:
         # An installed wheel has no deploy/: the same limits, inline.
         exists = self.template.exists()
         template = self.template.read_text() if exists else _FALLBACK_MOSQUITTO_CONF
-        self.config_path.write_text(mosquitto_config(template, port=self.port, data_dir=self._tmp))
+        extra = self.extra_conf.replace("{dir}", str(self._tmp))
+        self.config_path.write_text(
+            mosquitto_config(template, port=self.port, data_dir=self._tmp, extra=extra)
+        )
 
     def start(self, timeout: float = 10.0) -> str:
         self._write_config()
