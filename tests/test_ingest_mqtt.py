@@ -201,3 +201,30 @@ def test_lean_puback_decoding_matches_paho(body: bytes) -> None:
     client._client._in_packet = {"command": paho.PUBACK, "packet": bytearray(body), "pos": 0}
     client._client._handle_pubackcomp("PUBACK")
     assert seen == [(ref.mid, ref.reason.value)]
+
+
+async def test_in_flight_is_bounded_by_receive_maximum(mqtt_url: str, topic_root: str) -> None:
+    """The broker delivers no more unacknowledged messages than the receive maximum: a
+    worker that cannot commit holds a bounded batch, the rest waits in the broker."""
+    sub = MqttClient(mqtt_url, f"bound-{uuid.uuid4().hex[:8]}", manual_ack=True, receive_maximum=20)
+    pub = MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
+    await sub.start()
+    await pub.start()
+    try:
+        await sub.subscribe(f"{topic_root}/#", qos=1)
+        for i in range(60):
+            pub.publish_nowait(f"{topic_root}/x", str(i).encode())
+        await pub.wait_outstanding_below(1, timeout=10)
+        held = [await sub.next_message(timeout=5) for _ in range(20)]
+        with pytest.raises(TimeoutError):
+            await sub.next_message(timeout=0.5)
+        sub.ack_many(held)
+        rest = []
+        while len(rest) < 40:
+            batch = await asyncio.wait_for(sub.next_batch(40, 0.05), 10)
+            sub.ack_many(batch)
+            rest += batch
+        assert [int(m.payload) for m in held + rest] == list(range(60))
+    finally:
+        await pub.stop()
+        await sub.stop()

@@ -25,16 +25,19 @@ CREATE TABLE summary_registry (
     refresh_start_offset  interval,
     refresh_end_offset    interval NOT NULL DEFAULT interval '0',
     schedule_interval     interval NOT NULL DEFAULT interval '15 minutes',
-    threshold             timestamptz NOT NULL DEFAULT '-infinity',
-    watermark             timestamptz NOT NULL DEFAULT '-infinity',
+    -- NULL: nothing materialised yet (no infinities: every client can read these rows).
+    threshold             timestamptz,
+    watermark             timestamptz,
     last_refresh          timestamptz,
     created_at            timestamptz NOT NULL DEFAULT now()
 );
 
+-- Invalid bucket ranges [lo, hi); NULL lo: from the beginning, NULL hi: without end.
 CREATE TABLE summary_invalidations (
     summary  text NOT NULL REFERENCES summary_registry (name) ON DELETE CASCADE,
-    lo       timestamptz NOT NULL,
-    hi       timestamptz NOT NULL CHECK (hi > lo)
+    lo       timestamptz,
+    hi       timestamptz,
+    CHECK (lo IS NULL OR hi IS NULL OR hi > lo)
 );
 CREATE INDEX summary_invalidations_summary ON summary_invalidations (summary);
 
@@ -62,7 +65,7 @@ BEGIN
             v_hi := greatest(v_hi, v_hi2);
         END IF;
         -- At or above the threshold nothing is materialised yet: nothing to invalidate.
-        IF v_lo IS NOT NULL AND v_lo < s.threshold THEN
+        IF v_lo IS NOT NULL AND s.threshold IS NOT NULL AND v_lo < s.threshold THEN
             INSERT INTO summary_invalidations (summary, lo, hi)
             VALUES (s.name, summary_bucket(s.bucket_width, v_lo),
                     least(summary_bucket(s.bucket_width, v_hi) + s.bucket_width, s.threshold));
@@ -138,13 +141,13 @@ BEGIN
             format('%I(timestamptz, timestamptz)', fn)::regprocedure,
             p_refresh_start_offset, p_refresh_end_offset, p_schedule_interval);
     -- Everything is invalid until refreshed (as for a continuous aggregate WITH NO DATA).
-    INSERT INTO summary_invalidations VALUES (p_name, '-infinity', 'infinity');
+    INSERT INTO summary_invalidations VALUES (p_name, NULL, NULL);
     -- Real time: materialised buckets below the watermark, the source from there on.
     EXECUTE format(
         'CREATE VIEW %I AS SELECT * FROM %I WHERE bucket < '
-        '(SELECT watermark FROM summary_registry WHERE name = %L) '
-        'UNION ALL SELECT * FROM %I((SELECT watermark FROM summary_registry WHERE name = %L), '
-        '''infinity'')', p_name, mat, p_name, fn, p_name);
+        '(SELECT coalesce(watermark, ''-infinity'') FROM summary_registry WHERE name = %L) '
+        'UNION ALL SELECT * FROM %I((SELECT coalesce(watermark, ''-infinity'') '
+        'FROM summary_registry WHERE name = %L), ''infinity'')', p_name, mat, p_name, fn, p_name);
     -- One set of triggers per source table serves all its summaries.
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = p_source
                    AND tgname = 'summary_invalidate_ins') THEN
@@ -190,38 +193,40 @@ BEGIN
             INTO p_hi USING s.bucket_width;
         p_hi := coalesce(p_hi, '-infinity');
     END IF;
-    -- Whole buckets only, like a continuous aggregate's inscribed refresh window.
-    v_lo := CASE WHEN p_lo = '-infinity' THEN p_lo
-               WHEN summary_bucket(s.bucket_width, p_lo) = p_lo THEN p_lo
-               ELSE summary_bucket(s.bucket_width, p_lo) + s.bucket_width END;
-    v_hi := CASE WHEN p_hi = '-infinity' THEN p_hi ELSE summary_bucket(s.bucket_width, p_hi) END;
-    IF v_lo < v_hi THEN
+    -- Whole buckets only, like a continuous aggregate's inscribed refresh window;
+    -- v_lo NULL: from the beginning.
+    v_lo := CASE WHEN p_lo = '-infinity' THEN NULL
+                 WHEN summary_bucket(s.bucket_width, p_lo) = p_lo THEN p_lo
+                 ELSE summary_bucket(s.bucket_width, p_lo) + s.bucket_width END;
+    v_hi := CASE WHEN p_hi = '-infinity' THEN NULL ELSE summary_bucket(s.bucket_width, p_hi) END;
+    IF v_hi IS NOT NULL AND (v_lo IS NULL OR v_lo < v_hi) THEN
         -- Invalid ranges inside the window, merged; what lies outside stays logged.
         SELECT coalesce(range_agg(tstzrange(i.lo, i.hi) * tstzrange(v_lo, v_hi)),
                         '{}'::tstzmultirange)
         INTO done FROM summary_invalidations i
-        WHERE i.summary = p_name AND i.lo < v_hi AND i.hi > v_lo;
+        WHERE i.summary = p_name AND tstzrange(i.lo, i.hi) && tstzrange(v_lo, v_hi);
         FOR r IN SELECT unnest(done) LOOP
             EXECUTE format('DELETE FROM %s WHERE bucket >= $1 AND bucket < $2', s.mat_table)
-                USING lower(r), upper(r);
+                USING coalesce(lower(r), '-infinity'), upper(r);
             EXECUTE format('INSERT INTO %s SELECT * FROM %s($1, $2)', s.mat_table,
                            s.compute_fn::regproc)
-                USING lower(r), upper(r);
+                USING coalesce(lower(r), '-infinity'), upper(r);
             n := n + 1;
         END LOOP;
         WITH cut AS (
             DELETE FROM summary_invalidations i
-            WHERE i.summary = p_name AND i.lo < v_hi AND i.hi > v_lo
+            WHERE i.summary = p_name AND tstzrange(i.lo, i.hi) && tstzrange(v_lo, v_hi)
             RETURNING i.lo, i.hi
         )
         INSERT INTO summary_invalidations (summary, lo, hi)
         SELECT p_name, lower(piece), upper(piece)
-        FROM cut, unnest(tstzmultirange(tstzrange(cut.lo, cut.hi)) - tstzmultirange(tstzrange(v_lo, v_hi))) AS piece;
+        FROM cut, unnest(tstzmultirange(tstzrange(cut.lo, cut.hi))
+                         - tstzmultirange(tstzrange(v_lo, v_hi))) AS piece;
         UPDATE summary_registry SET threshold = greatest(threshold, v_hi) WHERE name = p_name;
     END IF;
     EXECUTE format('SELECT max(bucket) + $1 FROM %s', s.mat_table) INTO v_lo USING s.bucket_width;
     UPDATE summary_registry
-    SET watermark = greatest(watermark, coalesce(v_lo, '-infinity')), last_refresh = now()
+    SET watermark = greatest(watermark, v_lo), last_refresh = now()
     WHERE name = p_name;
     RETURN n;
 END
