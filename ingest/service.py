@@ -165,10 +165,10 @@ def decode_for_storage(
             why = _unstorable_string(json.loads(payload))
         except ValueError:
             why = "not UTF-8"
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        why = "the payload is not UTF-8"
+    # json.loads also reads UTF-16/32 and a UTF-8 BOM (anything else that is not UTF-8 was
+    # already invalid JSON): only then can the text PostgreSQL gets be wrong.
+    if payload[:3] == b"\xef\xbb\xbf" or b"\x00" in payload[:4]:
+        why = "the payload is not UTF-8 without BOM"
     m = out.msg
     if isinstance(m, DeviceMessage) and max(m.session, m.seq) > INT8_MAX:
         why = "session or seq beyond 64 bits"

@@ -185,6 +185,8 @@ CORPUS = [
     ),
     ("seq beyond bigint", None, _ev(seq=2**70), "unstorable", "64 bits"),
     ("UTF-16", None, _ev().decode().encode("utf-16"), "unstorable", "UTF-8"),
+    ("UTF-32", None, _ev().decode().encode("utf-32-le"), "unstorable", "UTF-8"),
+    ("UTF-8 BOM", None, b"\xef\xbb\xbf" + _ev(), "unstorable", "BOM"),
 ]
 
 
