@@ -1,7 +1,9 @@
 """Alert lifecycle (Alertmanager / GoAlert vocabulary), pure: firing → acknowledged → resolved.
 
 Resolving straight from firing is allowed and kept visible as resolved-unacknowledged
-(acknowledged_at stays empty), which the evaluation counts separately.
+(acknowledged_at stays empty), which the evaluation counts separately. Who and when are
+kept for each step; a resolve by staff carries an outcome (needed help / false alarm /
+not needed), one by the system (`by="system"`, its cause cleared) carries none.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from nattillsyn.protocol import Alert, AlertStatus
+
+SYSTEM = "system"
 
 
 class InvalidTransition(ValueError):
@@ -33,17 +37,20 @@ def acknowledge(alert: Alert, by: str, at: datetime) -> Transition:
     return Transition(new, True)
 
 
-def resolve(alert: Alert, at: datetime) -> Transition:
+def resolve(alert: Alert, at: datetime, by: str = SYSTEM, outcome: str | None = None) -> Transition:
     if alert.status is AlertStatus.resolved:
         return Transition(alert, False)
-    return Transition(
-        alert.model_copy(update={"status": AlertStatus.resolved, "resolved_at": at}), True
-    )
+    update = {"status": AlertStatus.resolved, "resolved_at": at, "resolved_by": by}
+    if outcome is not None:
+        update["outcome"] = outcome
+    return Transition(alert.model_copy(update=update), True)
 
 
-def republished(alert: Alert) -> Alert:
-    """The same alert state as a new message (new id and ts), e.g. a repeat while firing."""
-    return Alert.model_validate(alert.model_dump(exclude={"id", "ts"}))
+def republished(alert: Alert, **update) -> Alert:
+    """The same alert as a new message (new id and ts), e.g. a repeat while firing."""
+    data = alert.model_dump(exclude={"id", "ts"})
+    data.update(update)
+    return Alert.model_validate(data)
 
 
-__all__ = ["InvalidTransition", "Transition", "acknowledge", "republished", "resolve"]
+__all__ = ["SYSTEM", "InvalidTransition", "Transition", "acknowledge", "republished", "resolve"]

@@ -1,8 +1,14 @@
-"""Alert persistence: the `alerts` table holds the current state, `alert_history` each change."""
+"""Alert persistence: `alerts` holds the current state, `alert_history` each change.
+
+Every change gets the next `alert_history.seq`; it travels as the alert's `rev`, so a
+tablet that was disconnected asks for everything after the last `rev` it saw.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -10,9 +16,20 @@ from psycopg.rows import dict_row
 from nattillsyn.protocol import Alert
 
 COLUMNS = (
-    "id, site, room, device, kind, priority, status, title, started_at, acknowledged_at, "
-    "acknowledged_by, resolved_at, source_event"
+    "a.id, a.site, a.room, a.device, a.kind, a.priority, a.status, a.title, a.started_at, "
+    "a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.outcome, "
+    "a.source_event, a.practice, a.occurrences, a.escalation_step, a.targets, a.silenced, "
+    "a.episode, a.last_notified_at, a.resident_id, "
+    "(SELECT max(h.seq) FROM alert_history h WHERE h.alert_id = a.id) AS rev"
 )
+
+
+@dataclass(frozen=True)
+class Stored:
+    alert: Alert
+    episode: str | None
+    last_notified_at: datetime | None
+    resident_id: uuid.UUID | None
 
 
 def _to_alert(row: dict) -> Alert:
@@ -29,57 +46,145 @@ def _to_alert(row: dict) -> Alert:
         acknowledged_at=row["acknowledged_at"],
         acknowledged_by=row["acknowledged_by"],
         resolved_at=row["resolved_at"],
+        resolved_by=row["resolved_by"],
+        outcome=row["outcome"],
         source_event=row["source_event"],
+        practice=row["practice"],
+        occurrences=row["occurrences"],
+        escalation_step=row["escalation_step"],
+        targets=list(row["targets"] or []),
+        silenced=row["silenced"],
+        rev=row["rev"],
     )
 
 
-async def insert(conn: AsyncConnection, alert: Alert) -> bool:
-    """Store a new alert; False if this source event already raised one (redelivery)."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            f"""INSERT INTO alerts ({COLUMNS}) VALUES
-                (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT DO NOTHING""",
-            (
-                alert.alert_id, alert.site, alert.room, alert.device, alert.kind,
-                alert.priority.value, alert.status.value, alert.title, alert.started,
-                alert.acknowledged_at, alert.acknowledged_by, alert.resolved_at, alert.source_event,
-            ),
-        )  # fmt: skip
-        if cur.rowcount == 0:
-            return False
-        await conn.execute(
-            "INSERT INTO alert_history (alert_id, ts, status) VALUES (%s, %s, %s)",
-            (alert.alert_id, alert.started, alert.status.value),
-        )
-        return True
+def _stored(row: dict) -> Stored:
+    return Stored(_to_alert(row), row["episode"], row["last_notified_at"], row["resident_id"])
+
+
+async def _history(
+    conn: AsyncConnection, alert: Alert, by: str | None, note: str | None, ts: datetime | None
+) -> int:
+    cur = await conn.execute(
+        """INSERT INTO alert_history (alert_id, ts, status, by_user, note)
+           VALUES (%s, coalesce(%s, now()), %s, %s, %s) RETURNING seq""",
+        (alert.alert_id, ts, alert.status.value, by, note),
+    )
+    return (await cur.fetchone())[0]
+
+
+class NotMonitored(Exception):
+    """The room is not monitored at the moment of storing: nothing is raised."""
+
+
+async def insert(
+    conn: AsyncConnection,
+    alert: Alert,
+    *,
+    episode: str | None = None,
+    resident_id: uuid.UUID | None = None,
+    notified_at: datetime | None = None,
+    require_monitoring_at: datetime | None = None,
+) -> Alert | None:
+    """Store a new alert and its first history row in one statement (one round trip).
+
+    None if this source event already raised one (redelivery). With
+    `require_monitoring_at`, `monitoring_active` is checked in the same statement and
+    NotMonitored raised when it does not hold: a pause that began a moment ago wins.
+    """
+    cur = await conn.execute(
+        """WITH ok AS (
+               SELECT %s::timestamptz IS NULL OR monitoring_active(%s, %s, %s::timestamptz) AS m
+           ), ins AS (
+               INSERT INTO alerts (id, site, room, device, kind, priority, status, title,
+                   started_at, source_event, practice, resident_id, episode, last_seen_at,
+                   escalation_step, targets, silenced, last_notified_at)
+               SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s
+               WHERE (SELECT m FROM ok)
+               ON CONFLICT DO NOTHING RETURNING id, started_at, status
+           ), hist AS (
+               INSERT INTO alert_history (alert_id, ts, status, note)
+               SELECT id, started_at, status, %s FROM ins RETURNING seq
+           )
+           SELECT (SELECT m FROM ok), (SELECT seq FROM hist)""",
+        (
+            require_monitoring_at, alert.site, alert.room, require_monitoring_at,
+            alert.alert_id, alert.site, alert.room, alert.device, alert.kind,
+            alert.priority.value, alert.status.value, alert.title, alert.started,
+            alert.source_event, alert.practice, resident_id, episode, alert.started,
+            alert.escalation_step, alert.targets, alert.silenced, notified_at,
+            "practice" if alert.practice else None,
+        ),
+    )  # fmt: skip
+    monitored, rev = await cur.fetchone()
+    if not monitored:
+        raise NotMonitored(f"{alert.site}/{alert.room}")
+    if rev is None:
+        return None
+    return alert.model_copy(update={"rev": rev})
 
 
 async def update(
-    conn: AsyncConnection, alert: Alert, by: str | None, outcome: str | None = None
-) -> None:
+    conn: AsyncConnection, alert: Alert, by: str | None, note: str | None = None
+) -> Alert:
+    """Store a status change (acknowledge, resolve); returns the alert with its new rev."""
     async with conn.transaction():
         await conn.execute(
             """UPDATE alerts SET status = %s, acknowledged_at = %s, acknowledged_by = %s,
-                   resolved_at = %s, resolved_by = CASE WHEN %s = 'resolved' THEN %s END,
-                   outcome = coalesce(%s, outcome), updated_at = now()
+                   resolved_at = %s, resolved_by = %s, outcome = coalesce(%s, outcome),
+                   escalation_step = %s, targets = %s, silenced = %s, updated_at = now()
                WHERE id = %s""",
             (
                 alert.status.value, alert.acknowledged_at, alert.acknowledged_by,
-                alert.resolved_at, alert.status.value, by, outcome, alert.alert_id,
+                alert.resolved_at, alert.resolved_by, alert.outcome, alert.escalation_step,
+                alert.targets, alert.silenced, alert.alert_id,
             ),
         )  # fmt: skip
+        rev = await _history(conn, alert, by, note or alert.outcome, None)
+    return alert.model_copy(update={"rev": rev})
+
+
+async def notified(
+    conn: AsyncConnection, alert: Alert, at: datetime, note: str | None = None
+) -> Alert:
+    """Record a notification (repeat, escalation, re-sound); escalations enter the history."""
+    async with conn.transaction():
         await conn.execute(
-            "INSERT INTO alert_history (alert_id, status, by_user, note) VALUES (%s, %s, %s, %s)",
-            (alert.alert_id, alert.status.value, by, outcome),
+            """UPDATE alerts SET escalation_step = %s, targets = %s, last_notified_at = %s,
+                   silenced = %s, updated_at = now() WHERE id = %s""",
+            (alert.escalation_step, alert.targets, at, alert.silenced, alert.alert_id),
         )
+        if note is None:
+            return alert
+        rev = await _history(conn, alert, None, note, at)
+    return alert.model_copy(update={"rev": rev})
+
+
+async def occurred(conn: AsyncConnection, alert_id: uuid.UUID, at: datetime) -> int:
+    """Its cause was seen again while open (de-duplicated): count it."""
+    cur = await conn.execute(
+        """UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = %s, updated_at = now()
+           WHERE id = %s RETURNING occurrences""",
+        (at, alert_id),
+    )
+    row = await cur.fetchone()
+    return row[0] if row else 0
 
 
 async def get(conn: AsyncConnection, alert_id: uuid.UUID) -> Alert | None:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {COLUMNS} FROM alerts WHERE id = %s", (alert_id,))
+        await cur.execute(f"SELECT {COLUMNS} FROM alerts a WHERE a.id = %s", (alert_id,))
         row = await cur.fetchone()
     return _to_alert(row) if row else None
+
+
+async def open_alerts(conn: AsyncConnection) -> list[Stored]:
+    """Every unresolved alert, oldest first (alerting resumes their schedules from these)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {COLUMNS} FROM alerts a WHERE a.status <> 'resolved' ORDER BY a.started_at"
+        )
+        return [_stored(r) for r in await cur.fetchall()]
 
 
 async def open_alert(
@@ -88,10 +193,10 @@ async def open_alert(
     """The unresolved alert of this kind in this room (one per room and kind: de-duplication)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"""SELECT {COLUMNS} FROM alerts
-                WHERE site = %s AND room = %s AND kind = %s AND status <> 'resolved'
-                  AND (%s::text IS NULL OR device = %s)
-                ORDER BY started_at DESC LIMIT 1""",
+            f"""SELECT {COLUMNS} FROM alerts a
+                WHERE a.site = %s AND a.room = %s AND a.kind = %s AND a.status <> 'resolved'
+                  AND (%s::text IS NULL OR a.device = %s)
+                ORDER BY a.started_at DESC LIMIT 1""",
             (site, room, kind, device, device),
         )
         row = await cur.fetchone()
@@ -101,7 +206,7 @@ async def open_alert(
 async def firing(conn: AsyncConnection) -> list[Alert]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT {COLUMNS} FROM alerts WHERE status = 'firing' ORDER BY started_at"
+            f"SELECT {COLUMNS} FROM alerts a WHERE a.status = 'firing' ORDER BY a.started_at"
         )
         return [_to_alert(r) for r in await cur.fetchall()]
 
@@ -110,13 +215,34 @@ async def for_board(conn: AsyncConnection, site: str, resolved_within_s: int = 3
     """Open alerts of a site and those resolved lately, newest first (the tablet's list)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"""SELECT {COLUMNS} FROM alerts
-                WHERE site = %s AND (status <> 'resolved'
-                      OR resolved_at > now() - make_interval(secs => %s))
-                ORDER BY started_at DESC LIMIT 200""",
+            f"""SELECT {COLUMNS} FROM alerts a
+                WHERE a.site = %s AND (a.status <> 'resolved'
+                      OR a.resolved_at > now() - make_interval(secs => %s))
+                ORDER BY a.started_at DESC LIMIT 200""",
             (site, resolved_within_s),
         )
         return [_to_alert(r) for r in await cur.fetchall()]
+
+
+async def changed_since(
+    conn: AsyncConnection, site: str, after: int, limit: int = 500
+) -> list[Alert]:
+    """Alerts of a site changed after history number `after` (what a tablet missed)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""SELECT {COLUMNS} FROM alerts a
+                WHERE a.site = %s AND a.id IN (
+                    SELECT h.alert_id FROM alert_history h WHERE h.seq > %s)
+                ORDER BY a.started_at LIMIT %s""",
+            (site, after, limit),
+        )
+        return [_to_alert(r) for r in await cur.fetchall()]
+
+
+async def cursor(conn: AsyncConnection) -> int:
+    """The newest history number (a snapshot is complete up to it)."""
+    cur = await conn.execute("SELECT coalesce(max(seq), 0) FROM alert_history")
+    return (await cur.fetchone())[0]
 
 
 async def room_name(conn: AsyncConnection, site: str, room: str) -> str:

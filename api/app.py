@@ -14,7 +14,17 @@ from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Topics
 from nattillsyn.settings import Settings
 
-from . import admin_audit, admin_devices, admin_residents, admin_structure, openapi, session, tablet
+from . import (
+    admin_audit,
+    admin_devices,
+    admin_residents,
+    admin_structure,
+    openapi,
+    rounds,
+    session,
+    tablet,
+    tablets,
+)
 from .context import HUB, MQTT, POOL, PUSHER, SETTINGS, TOPICS, same_origin
 from .live import LiveHub
 from .problems import problem_middleware
@@ -26,6 +36,8 @@ STATIC = Path(__file__).parent / "static"
 ROUTES = [
     session.routes,
     tablet.routes,
+    rounds.routes,
+    tablets.routes,
     openapi.meta,
     admin_structure.routes,
     admin_residents.routes,
@@ -57,7 +69,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     mqtt = MqttClient(settings.mqtt_url, f"nattillsyn-api-{suffix}-{id(app):x}")
     await mqtt.start()
     app[MQTT] = mqtt
-    hub = LiveHub(settings.mqtt_url, app[TOPICS], f"nattillsyn-api-live-{suffix}-{id(app):x}")
+    hub = LiveHub(
+        settings.mqtt_url,
+        app[TOPICS],
+        f"nattillsyn-api-live-{suffix}-{id(app):x}",
+        database_url=settings.database_url,
+        schema=settings.database_schema,
+        pool=pool,
+        stale_s=settings.alerting.liveness_stale_s,
+    )
     await hub.start()
     app[HUB] = hub
     pusher = ConfigPusher(pool, mqtt, app[TOPICS], settings.api.push_interval_s)
@@ -81,6 +101,14 @@ async def admin_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "admin.html")
 
 
+async def service_worker(request: web.Request) -> web.FileResponse:
+    """Served from the root so its scope is the whole app (PWA: install, push)."""
+    resp = web.FileResponse(STATIC / "sw.js")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["Service-Worker-Allowed"] = "/"
+    return resp
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -102,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)
     app.router.add_get("/admin", admin_page)
+    app.router.add_get("/sw.js", service_worker)
     app.router.add_static("/static/", STATIC)
     return app
 
@@ -131,4 +160,5 @@ class ApiService:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

@@ -1,9 +1,12 @@
-"""Live updates: alert and room-state messages from MQTT, fanned out to WebSockets.
+"""Live updates for the tablets: alerts and room states from MQTT, rounds and visits from
+the database (LISTEN `nattillsyn_live`), fanned out to WebSockets.
 
-The hub validates each message with the shared contract, keeps nothing but the
-set of connected sockets, and never blocks on a slow client: each socket has
-its own bounded queue, and a client that falls behind is disconnected (it
-reconnects and receives a fresh snapshot).
+The hub keeps nothing but the connected sockets and never blocks on a slow client: each
+has a bounded queue, and one that falls behind is disconnected (it reconnects and gets a
+snapshot plus a replay of every alert change it missed, by `rev`). A locked tablet
+(no staff signed in) receives alerts only, never room states or rounds. A staff socket
+re-checks its session every `recheck_s`: when the PIN session ends (auto-lock, switch),
+the socket closes with 4401 and the page falls back to its lock screen.
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+import psycopg
 from aiohttp import web
 from prometheus_client import Counter, Gauge
+from psycopg import sql
 
 from nattillsyn import log
 from nattillsyn.mqtt import MqttClient
@@ -26,6 +33,7 @@ logger = log.get(__name__)
 CLIENTS = Gauge("nattillsyn_api_ws_clients", "Connected WebSocket clients")
 SENT = Counter("nattillsyn_api_ws_messages_total", "Messages sent to WebSocket clients", ["type"])
 QUEUE = 256
+LIVE_CHANNEL = "nattillsyn_live"
 
 
 def to_message(rec: Record) -> dict | None:
@@ -48,15 +56,48 @@ def to_message(rec: Record) -> dict | None:
 class Client:
     ws: web.WebSocketResponse
     site: str
+    locked: bool = False  # tablet lock screen: alerts only
+    groups: frozenset[str] = frozenset()  # escalation groups of the tablet
+    sites: frozenset[str] = frozenset()  # units the signed-in user may see (escalations)
+    still_valid: Callable[[], Awaitable[bool]] | None = None
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+
+    def wants(self, site: str, message: dict) -> bool:
+        if message["type"] == "system":
+            return site == self.site
+        if message["type"] == "alert":
+            if site == self.site:
+                return True
+            targets = set(message["alert"].get("targets", ()))
+            return bool(
+                self.groups & {t.removeprefix("group:") for t in targets} and site in self.sites
+            )
+        return site == self.site and not self.locked
 
 
 class LiveHub:
-    def __init__(self, mqtt_url: str, topics: Topics, client_id: str) -> None:
+    def __init__(
+        self,
+        mqtt_url: str,
+        topics: Topics,
+        client_id: str,
+        database_url: str | None = None,
+        schema: str = "public",
+        recheck_s: float = 30.0,
+        pool=None,
+        stale_s: float = 30.0,
+    ) -> None:
         self.topics = topics
         self.mqtt = MqttClient(mqtt_url, client_id)
+        self.database_url = database_url
+        self.schema = schema
+        self.recheck_s = recheck_s
         self.clients: set[Client] = set()
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.pool = pool
+        self.stale_s = stale_s
+        self.alerting_ok: bool | None = None  # None: not known yet
+        self.alerting_at: datetime | None = None
 
     async def start(self) -> None:
         await self.mqtt.start()
@@ -64,13 +105,19 @@ class LiveHub:
             self.topics.subscription(TopicKind.alert),
             self.topics.subscription(TopicKind.state),
         )
-        self._task = asyncio.create_task(self._run(), name="api-live")
+        self._tasks = [asyncio.create_task(self._run(), name="api-live")]
+        if self.database_url:
+            self._tasks.append(asyncio.create_task(self._listen(), name="api-live-db"))
+        self._tasks.append(asyncio.create_task(self._recheck(), name="api-live-recheck"))
+        if self.pool is not None:
+            self._tasks.append(asyncio.create_task(self._watch(), name="api-live-watch"))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await t
         for c in list(self.clients):
             await c.ws.close(code=1001, message=b"server shutdown")
         await self.mqtt.stop()
@@ -85,10 +132,83 @@ class LiveHub:
                 continue
             self.broadcast(rec.topic.site, out)
 
+    async def _listen(self) -> None:
+        """Rounds and visits written by alerting or another api instance."""
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.database_url, autocommit=True
+                ) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(LIVE_CHANNEL)))
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        try:
+                            data = json.loads(note.payload)
+                        except json.JSONDecodeError:
+                            continue
+                        if data.get("schema") != self.schema or "type" not in data:
+                            continue
+                        site = data.pop("site", None)
+                        data.pop("schema", None)
+                        if site:
+                            self.broadcast(site, data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("live listener lost; retrying", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def _watch(self) -> None:
+        """Is alerting alive? Every tablet hears about it at once when it is not."""
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    cur = await conn.execute(
+                        "SELECT at, now() FROM service_heartbeats WHERE service = 'alerting'"
+                    )
+                    row = await cur.fetchone()
+                ok = row is not None and (row[1] - row[0]).total_seconds() <= self.stale_s
+                self.alerting_at = row[0] if row else None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("alerting liveness unknown", error=str(exc))
+                ok = False
+            if ok != self.alerting_ok:
+                self.alerting_ok = ok
+                if not ok:
+                    logger.error("alerting is silent: tablets are warned")
+                for site in {c.site for c in self.clients}:
+                    self.broadcast(site, self.system_message())
+            await asyncio.sleep(min(5.0, self.stale_s / 3))
+
+    def system_message(self) -> dict:
+        return {
+            "type": "system",
+            "alerting_ok": self.alerting_ok,
+            "alerting_at": self.alerting_at.isoformat() if self.alerting_at else None,
+        }
+
+    async def _recheck(self) -> None:
+        while True:
+            await asyncio.sleep(self.recheck_s)
+            for c in list(self.clients):
+                if c.still_valid is None:
+                    continue
+                try:
+                    ok = await c.still_valid()
+                except Exception:
+                    continue
+                if not ok:
+                    self.clients.discard(c)
+                    await c.ws.close(code=4401, message=b"session ended")
+
     def broadcast(self, site: str, message: dict) -> None:
         text = json.dumps(message)
         for c in list(self.clients):
-            if c.site != site:
+            if not c.wants(site, message):
                 continue
             try:
                 c.queue.put_nowait(text)
@@ -99,21 +219,23 @@ class LiveHub:
             else:
                 SENT.labels(message["type"]).inc()
 
-    async def serve(self, ws: web.WebSocketResponse, site: str, first: dict) -> None:
-        """Send `first` (the snapshot), then live messages until the socket closes."""
-        client = Client(ws, site)
-        self.clients.add(client)  # before the snapshot is sent: nothing falls in between
+    async def serve(self, client: Client, first: Callable[[], Awaitable[dict]] | dict) -> None:
+        """Register, send the snapshot (`first`), then live messages until the socket closes."""
+        self.clients.add(client)  # before the snapshot is made: nothing falls in between
         CLIENTS.set(len(self.clients))
-        sender = asyncio.create_task(self._send(client, json.dumps(first)))
         try:
-            async for _ in ws:  # the client sends only pings; reading keeps the socket alive
-                pass
+            snapshot = first if isinstance(first, dict) else await first()
+            sender = asyncio.create_task(self._send(client, json.dumps(snapshot, default=str)))
+            try:
+                async for _ in client.ws:  # the client sends only pings; reading keeps it alive
+                    pass
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
         finally:
             self.clients.discard(client)
             CLIENTS.set(len(self.clients))
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
 
     async def _send(self, client: Client, first: str) -> None:
         with contextlib.suppress(ConnectionError):

@@ -1,19 +1,23 @@
-"""The night-staff tablet: rooms, alerts, live updates, acknowledge and resolve."""
+"""The night-staff tablet: board of rooms and alerts, live updates, acknowledge and resolve,
+silences, practice alerts, and the risk-preset catalogue for the admin UI."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from psycopg.rows import dict_row
 
-from nattillsyn.alerting import store
+from nattillsyn.alerting import roundstore, store
 from nattillsyn.protocol import AlertAction, TopicKind, encode
 
+from . import auth
 from .context import (
     HUB,
     MQTT,
     POOL,
+    SETTINGS,
     TOPICS,
     USER,
     audit,
@@ -21,19 +25,37 @@ from .context import (
     read_body,
     request_site,
 )
-from .models import Accepted, AlertActionRequest, RoomView, Snapshot
+from .live import Client
+from .models import (
+    Accepted,
+    AlertActionRequest,
+    PracticeAlertRequest,
+    PracticeStarted,
+    ResolveRequest,
+    RoomView,
+    Silence,
+    SilenceList,
+    SilenceRequest,
+    Snapshot,
+)
 from .problems import ProblemError
 from .routing import Routes
+from .tablets import audit_tablet, tablet_for
 
 routes = Routes("tablet")
 STAFF = ("night_staff", "unit_manager", "sysadmin")
+MANAGERS = ("unit_manager", "sysadmin")
+NIGHT = timedelta(hours=14)  # "tonight" on the board: rounds and visits of the last 14 h
+# Kinds only a manager may silence: a fall must never be muted by the person on duty alone.
+GUARDED_KINDS = {"possible_fall", "on_floor"}
 
 
-async def _rooms(request: web.Request, site: str) -> list[RoomView]:
+async def _rooms(request: web.Request, site: str, with_residents: bool) -> list[RoomView]:
     async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             """SELECT r.id, r.name, s.state, s.since, s.ts AS updated,
-                      d.availability, d.last_heartbeat
+                      d.availability, d.last_heartbeat, res.display_name,
+                      monitoring_active(r.site_id, r.id, now()) AS monitored
                FROM rooms r
                LEFT JOIN LATERAL (
                    SELECT state, since, ts FROM room_states
@@ -42,10 +64,14 @@ async def _rooms(request: web.Request, site: str) -> list[RoomView]:
                    SELECT availability, last_heartbeat FROM devices
                    WHERE site_id = r.site_id AND room_id = r.id
                    ORDER BY last_seen DESC NULLS LAST LIMIT 1) d ON true
+               LEFT JOIN residents res ON res.site_id = r.site_id AND res.room_id = r.id
+                    AND res.active
                WHERE r.site_id = %s ORDER BY r.id""",
             (site,),
         )
         rows = await cur.fetchall()
+    if not with_residents:
+        return [RoomView(id=r["id"], name=r["name"], state="unknown") for r in rows]
     return [
         RoomView(
             id=r["id"],
@@ -57,44 +83,153 @@ async def _rooms(request: web.Request, site: str) -> list[RoomView]:
             if r["availability"] in (None, "unknown")
             else r["availability"] == "online",
             last_heartbeat=r["last_heartbeat"],
+            resident=r["display_name"],
+            monitored=r["monitored"],
         )
         for r in rows
     ]
 
 
-async def _snapshot(request: web.Request, site: str) -> Snapshot:
-    rooms = await _rooms(request, site)
+async def _tonight(request: web.Request, site: str) -> tuple[list[dict], list[dict]]:
+    since = datetime.now(UTC) - NIGHT
+    async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cols = ", ".join(f"ro.{c.strip()}" for c in roundstore.ROUND_COLUMNS.split(","))
+        await cur.execute(
+            f"""SELECT {cols}, res.display_name AS resident FROM rounds ro
+                LEFT JOIN residents res ON res.id = ro.resident_id
+                WHERE ro.site = %s AND ro.scheduled_at > %s
+                ORDER BY ro.scheduled_at, ro.room""",
+            (site, since),
+        )
+        rounds = [roundstore._json(r) for r in await cur.fetchall()]
+        await cur.execute(
+            f"""SELECT {roundstore.VISIT_COLUMNS} FROM visits
+                WHERE site = %s AND (started_at > %s OR ended_at IS NULL)
+                ORDER BY started_at DESC LIMIT 200""",
+            (site, since),
+        )
+        visits = [roundstore._json(r) for r in await cur.fetchall()]
+    return rounds, visits
+
+
+async def _snapshot(
+    request: web.Request, site: str, after: int | None = None, locked: bool = False
+) -> Snapshot:
+    rooms = await _rooms(request, site, with_residents=not locked)
     async with request.app[POOL].connection() as conn:
+        cursor = await store.cursor(conn)
         alerts = await store.for_board(conn, site)
-    await audit(
-        request, "read", "board", site=site, detail={"rooms": len(rooms), "alerts": len(alerts)}
+        if after is not None:
+            # Replay: every alert that changed while the client was away, even if it was
+            # raised and resolved long enough ago to be off the board.
+            seen = {a.alert_id for a in alerts}
+            alerts += [
+                a for a in await store.changed_since(conn, site, after) if a.alert_id not in seen
+            ]
+    rounds, visits = ([], []) if locked else await _tonight(request, site)
+    detail = {"rooms": len(rooms), "alerts": len(alerts), "rounds": len(rounds), "after": after}
+    if locked:
+        tablet = await tablet_for(request)
+        if tablet is not None:
+            await audit_tablet(request, tablet, "read", "board (locked)", detail)
+    else:
+        await audit(request, "read", "board", site=site, detail=detail)
+    return Snapshot(
+        rooms=rooms,
+        alerts=alerts,
+        cursor=cursor,
+        rounds=rounds,
+        visits=visits,
+        locked=locked,
+        alerting_ok=request.app[HUB].alerting_ok,
     )
-    return Snapshot(rooms=rooms, alerts=alerts)
 
 
-@routes.get("/api/v1/board", roles=STAFF, response=Snapshot, query=("site",))
+@routes.get("/api/v1/board", roles=STAFF, response=Snapshot, query=("site", "after"))
 async def board(request: web.Request) -> web.Response:
-    """Rooms with their state and the open alerts (the same as the WebSocket's first message)."""
-    return json_response(await _snapshot(request, await request_site(request)))
+    """Rooms, alerts, tonight's rounds and visits (the same as the WebSocket's first message)."""
+    return json_response(await _snapshot(request, await request_site(request), _after(request)))
 
 
-@routes.get("/api/v1/ws", roles=STAFF, status=101, query=("site",))
+def _after(request: web.Request) -> int | None:
+    raw = request.query.get("after")
+    if raw is None or raw == "":
+        return None
+    try:
+        return min(max(0, int(raw)), 2**62)  # a bigint in the database
+    except ValueError:
+        raise ProblemError(400, "Bad Request", "after must be an integer") from None
+
+
+@routes.get("/api/v1/ws", roles=None, status=101, query=("site", "after"), problems=(400, 401, 403))
 async def live(request: web.Request) -> web.WebSocketResponse:
-    """WebSocket: a snapshot, then `alert` and `state` messages as they happen."""
-    site = await request_site(request)
-    ws = web.WebSocketResponse(heartbeat=20)
-    await ws.prepare(request)
-    snapshot = await _snapshot(request, site)
-    await request.app[HUB].serve(ws, site, snapshot.model_dump(mode="json"))
-    return ws
+    """WebSocket: a snapshot (with the alerts missed since `after`), then live messages.
+
+    Signed-in staff get rooms, alerts, rounds and visits; an enrolled tablet with nobody
+    signed in (lock screen) gets alerts only. Closed with 4401 when the session ends.
+    """
+    after = _after(request)
+    token = request.cookies.get(auth.COOKIE)
+    user = None
+    if token:
+        async with request.app[POOL].connection() as conn:
+            user = await auth.user_for(conn, token)
+    tablet = await tablet_for(request)
+    if user is not None and user.role in STAFF:
+        request[USER] = user
+        site = request.query.get("site") or (
+            tablet.site if tablet and user.may_see(tablet.site) else None
+        )
+        if site is None:
+            site = await request_site(request)
+        elif not user.may_see(site):
+            raise ProblemError(403, "Forbidden", "not a unit of yours")
+        pool = request.app[POOL]
+
+        async def still_valid() -> bool:
+            async with pool.connection() as conn:
+                return await auth.user_for(conn, token) is not None
+
+        client = Client(
+            web.WebSocketResponse(heartbeat=20),
+            site,
+            locked=False,
+            groups=frozenset(tablet.groups if tablet else ()),
+            sites=frozenset(user.sites),
+            still_valid=still_valid,
+        )
+    elif tablet is not None:
+        site = tablet.site
+
+        async def tablet_valid() -> bool:
+            return await tablet_for(request) is not None  # revoked: the stream ends
+
+        client = Client(
+            web.WebSocketResponse(heartbeat=20),
+            site,
+            locked=True,
+            groups=frozenset(tablet.groups),
+            sites=frozenset({site}),
+            still_valid=tablet_valid,
+        )
+    else:
+        raise ProblemError(401, "Unauthorized", "sign in first")
+    await client.ws.prepare(request)
+    locked = client.locked
+
+    async def first() -> dict:
+        snap = await _snapshot(request, site, after, locked=locked)
+        return snap.model_dump(mode="json", exclude_none=True)
+
+    await request.app[HUB].serve(client, first)
+    return client.ws
 
 
-async def _act(request: web.Request, action: str) -> web.Response:
+async def _act(request: web.Request, action: str, outcome: str | None) -> web.Response:
     try:
         alert_id = uuid.UUID(request.match_info["alert_id"])
     except ValueError:
         raise ProblemError(404, "Not Found", "no such alert") from None
-    body = await read_body(request, AlertActionRequest)
     async with request.app[POOL].connection() as conn:
         alert = await store.get(conn, alert_id)
     if alert is None or not request[USER].may_see(alert.site):
@@ -103,7 +238,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
         alert_id=alert_id,
         action=action,  # type: ignore[arg-type]
         by=request[USER].username,
-        outcome=body.outcome if action == "resolve" else None,
+        outcome=outcome,  # type: ignore[arg-type]
     )
     topic = request.app[TOPICS].room(alert.site, alert.room, TopicKind.alert_set)
     await request.app[MQTT].publish(topic, encode(msg), qos=1)
@@ -113,7 +248,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
         f"alert {action}",
         site=alert.site,
         room=alert.room,
-        detail={"alert_id": str(alert_id), "outcome": msg.outcome},
+        detail={"alert_id": str(alert_id), "outcome": outcome, "practice": alert.practice},
     )
     return json_response(Accepted(action_id=msg.id), status=202)
 
@@ -128,17 +263,149 @@ async def _act(request: web.Request, action: str) -> web.Response:
 )
 async def acknowledge(request: web.Request) -> web.Response:
     """Acknowledge an alert (kvittera): staff are on their way."""
-    return await _act(request, "acknowledge")
+    if request.can_read_body:
+        await read_body(request, AlertActionRequest)
+    return await _act(request, "acknowledge", None)
 
 
 @routes.post(
     "/api/v1/alerts/{alert_id}/resolve",
     roles=STAFF,
-    request=AlertActionRequest,
-    request_required=False,
+    request=ResolveRequest,
     response=Accepted,
     status=202,
 )
 async def resolve(request: web.Request) -> web.Response:
     """Resolve an alert with its outcome (needed help / false alarm / not needed)."""
-    return await _act(request, "resolve")
+    body = await read_body(request, ResolveRequest)
+    return await _act(request, "resolve", body.outcome)
+
+
+# -- silences --------------------------------------------------------------------------
+
+
+def _silence(row) -> Silence:
+    return Silence(
+        id=row[0],
+        site=row[1],
+        room=row[2],
+        kinds=list(row[3]),
+        starts_at=row[4],
+        ends_at=row[5],
+        reason=row[6],
+        created_by=row[7],
+    )
+
+
+SILENCE_COLS = "id, site, room, kinds, starts_at, ends_at, reason, created_by"
+
+
+@routes.post(
+    "/api/v1/silences",
+    roles=STAFF,
+    request=SilenceRequest,
+    response=Silence,
+    status=201,
+    query=("site",),
+)
+async def create_silence(request: web.Request) -> web.Response:
+    """Silence alerts of a room (or the unit) for a while, with a reason: recorded, not sounded."""
+    body = await read_body(request, SilenceRequest)
+    site = await request_site(request)
+    user: auth.User = request[USER]
+    guarded = not body.kinds or GUARDED_KINDS & set(body.kinds)
+    if guarded and user.role not in MANAGERS:
+        raise ProblemError(
+            403, "Forbidden", "only a unit manager may silence falls or every kind of alert"
+        )
+    if user.role not in MANAGERS and body.minutes > 120:
+        raise ProblemError(403, "Forbidden", "night staff may silence for at most 120 minutes")
+    now = datetime.now(UTC)
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
+        if await cur.fetchone() is None:
+            raise ProblemError(404, "Not Found", "no such unit")
+        cur = await conn.execute(
+            f"""INSERT INTO alert_silences (site, room, kinds, starts_at, ends_at, reason, created_by)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {SILENCE_COLS}""",
+            (site, body.room, body.kinds, now, now + timedelta(minutes=body.minutes), body.reason,
+             user.username),
+        )  # fmt: skip
+        row = await cur.fetchone()
+    await audit(request, "change", "silence", site=site, room=body.room, detail=body.model_dump())
+    return json_response(_silence(row), status=201)
+
+
+@routes.get("/api/v1/silences", roles=STAFF, response=SilenceList, query=("site",))
+async def list_silences(request: web.Request) -> web.Response:
+    """Active silences of a unit."""
+    site = await request_site(request)
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute(
+            f"""SELECT {SILENCE_COLS} FROM alert_silences
+                WHERE site = %s AND ends_at > now() AND ended_by IS NULL ORDER BY ends_at""",
+            (site,),
+        )
+        rows = await cur.fetchall()
+    # Reasons may say something about a resident ("vaken, tittar på tv"): a logged read.
+    await audit(request, "read", "silences", site=site, detail={"silences": len(rows)})
+    return json_response(SilenceList(silences=[_silence(r) for r in rows]))
+
+
+@routes.post("/api/v1/silences/{silence_id}/end", roles=STAFF, status=204)
+async def end_silence(request: web.Request) -> web.Response:
+    """End a silence early."""
+    user: auth.User = request[USER]
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute(
+            "SELECT site FROM alert_silences WHERE id::text = %s",
+            (request.match_info["silence_id"],),
+        )
+        row = await cur.fetchone()
+        if row is None or not user.may_see(row[0]):
+            raise ProblemError(404, "Not Found", "no such silence")
+        await conn.execute(
+            "UPDATE alert_silences SET ended_by = %s, ends_at = least(ends_at, now() + "
+            "interval '1 millisecond') WHERE id::text = %s",
+            (user.username, request.match_info["silence_id"]),
+        )
+    await audit(request, "change", "silence end", site=row[0])
+    return web.Response(status=204)
+
+
+# -- practice --------------------------------------------------------------------------
+
+
+@routes.post(
+    "/api/v1/practice/alerts",
+    roles=MANAGERS,
+    request=PracticeAlertRequest,
+    response=PracticeStarted,
+    status=202,
+    query=("site",),
+)
+async def practice_alert(request: web.Request) -> web.Response:
+    """Raise a practice alert (staff training): marked ÖVNING, never counted or paged out."""
+    body = await read_body(request, PracticeAlertRequest)
+    site = await request_site(request)
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute(
+            "SELECT 1 FROM rooms WHERE site_id = %s AND id = %s", (site, body.room)
+        )
+        if await cur.fetchone() is None:
+            raise ProblemError(422, "Invalid request body", "room: no such room in this unit")
+    alert_id = uuid.uuid4()
+    msg = AlertAction(
+        alert_id=alert_id,
+        action="raise_practice",
+        by=request[USER].username,
+        kind=body.kind,
+        priority=body.priority,  # type: ignore[arg-type]
+    )
+    topic = request.app[TOPICS].room(site, body.room, TopicKind.alert_set)
+    await request.app[MQTT].publish(topic, encode(msg), qos=1)
+    await audit(request, "change", "practice alert", site=site, room=body.room)
+    return json_response(PracticeStarted(alert_id=alert_id), status=202)
+
+
+__all__ = ["SETTINGS", "routes"]

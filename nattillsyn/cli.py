@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from nattillsyn import __version__, log
 from nattillsyn.settings import Settings, SettingsError, load
@@ -46,6 +47,22 @@ def _edge(s: Settings) -> list:
 
     _require(s, "mqtt_url")
     return [EdgeAgent(s)]
+
+
+def _edge_command(settings: Settings, args: argparse.Namespace) -> int:
+    if getattr(args, "edge_command", None) == "evaluate":
+        from nattillsyn.edge.evaluate import main as evaluate_main
+
+        return evaluate_main(
+            args.clips_dir,
+            args.zones,
+            as_json=args.json,
+            fps=args.fps or settings.edge.fps,
+            width=args.width or settings.edge.width,
+            workers=args.workers,
+            verbose=args.verbose,
+        )
+    return _run_services(_edge)(settings, args)
 
 
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
@@ -124,6 +141,17 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_simulation(settings, rooms=args.rooms, speed=args.speed))
 
 
+def _alerting_keys(settings: Settings, _args: argparse.Namespace) -> int:
+    from nattillsyn.alerting.notifiers import new_vapid_key, vapid_public_key
+
+    key = new_vapid_key()
+    print("# Web Push (VAPID) key for the tablets; keep the private key secret.")
+    print(f"# public key (browsers subscribe with it): {vapid_public_key(key)}")
+    print("# set it for alerting and the api, e.g. NATTILLSYN_ALERTING__VAPID_PRIVATE_KEY:")
+    print(key.strip())
+    return 0
+
+
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
     from nattillsyn.protocol.asyncapi import main as asyncapi_main
 
@@ -158,12 +186,33 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add(
+    edge = add(
         "edge",
         "Run the edge agent: analyse a camera or clips in a room, publish events and state "
         "over MQTT. Frames never leave the process.",
-        _run_services(_edge),
+        _edge_command,
     )
+    edgesub = edge.add_subparsers(dest="edge_command", metavar="EDGE_COMMAND")
+    ev = edgesub.add_parser(
+        "evaluate",
+        help="Score the edge analysis on labelled clips (labels.csv in the clip folder).",
+        description="Run the edge analysis on every clip of a folder and score it by the rules "
+        "of its MANIFEST: presence agreement per frame, falls detected, false fall events. "
+        "Prints a per-clip table; with --json a JSON summary as the last line.",
+    )
+    ev.add_argument("clips_dir", type=Path, help="folder of clips with labels.csv")
+    ev.add_argument(
+        "--zones",
+        type=Path,
+        metavar="DIR",
+        help="folder of room-configuration files <clip-stem>.json (default configuration "
+        "for clips without one)",
+    )
+    ev.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    ev.add_argument("--fps", type=float, help="analysed frames per second (default: settings)")
+    ev.add_argument("--width", type=int, help="analysis width (default: settings)")
+    ev.add_argument("--workers", type=int, default=2, help="clips analysed in parallel")
+    ev.add_argument("--verbose", action="store_true", help="print state timelines and events")
     add(
         "gateway",
         "Run the care-home gateway: bridge the site broker to the centre and keep alerting "
@@ -251,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("code", help="claim code shown when the device was provisioned")
     cl.add_argument("--api", required=True, help="api base URL, e.g. https://nattillsyn.example")
     cl.add_argument("--write", default="/etc/nattillsyn/edge.toml", help="settings file to write")
+    add(
+        "alerting-keys",
+        "Make a Web Push (VAPID) key pair so alerts reach tablets whose page is in the background.",
+        _alerting_keys,
+    )
 
     aa = add(
         "asyncapi",

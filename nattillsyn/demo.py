@@ -35,9 +35,12 @@ OTHER_UNIT_USERS = [
     ("natt2", "natt2-demo", "Nattpersonal Björkbacken (demo)", "night_staff"),
 ]
 ORGANISATION = ("demo-kommun", "Demo kommun, vård och omsorg")
+# Personal PINs for the shared-tablet sign-in (enroll the tablet first: sign in as chef,
+# Mer → Registrera den här surfplattan).
+DEMO_PINS = {"natt": "2580", "chef": "1470"}
 # Made-up names: the demo holds no real person's data.
 DEMO_RESIDENTS = ["Astrid L.", "Gunnar P.", "Maj-Britt S.", "Sven O.", "Elsa K.", "Bertil N."]
-DEMO_FALL_CONFIRM_S = 10.0
+DEMO_FALL_CONFIRM_S = 10.0  # shorter than the 30 s default so a fall shows within a minute
 _HASHES: dict[str, str] = {}
 
 
@@ -47,7 +50,7 @@ def _demo_hash(password: str) -> str:
 
     if password not in _HASHES:
         _HASHES[password] = hash_password(password)
-    return _HASHES[password]  # shorter than the 30 s default so a fall shows within a minute
+    return _HASHES[password]
 
 
 async def seed(settings: Settings, rooms: list[str]) -> None:
@@ -101,6 +104,12 @@ async def seed(settings: Settings, rooms: list[str]) -> None:
                 "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 (user_id, settings.site),
             )
+            if username in DEMO_PINS:
+                await conn.execute(
+                    """INSERT INTO staff_pins (user_id, pin_hash) VALUES (%s, %s)
+                       ON CONFLICT (user_id) DO NOTHING""",
+                    (user_id, _demo_hash(DEMO_PINS[username])),
+                )
         await seed_inclusions(conn)
         await conn.commit()
 
@@ -137,12 +146,17 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
         services += make_agents(settings, rooms, fall_confirm_s=DEMO_FALL_CONFIRM_S)
 
         def announce() -> None:
-            logins = "\n".join(f"    {u} / {p}   ({r})" for u, p, _, r in _all_logins())
+            logins = "\n".join(
+                f"    {u} / {p}   PIN {DEMO_PINS.get(u, '-')}   ({r})"
+                for u, p, _, r in _all_logins()
+            )
             print(
                 f"\nnattillsyn demo is running: {rooms} rooms replaying real clips.\n"
                 f"  Tablet page:  {api_service.url}\n"
                 f"  Admin page:   {api_service.url}admin\n"
                 f"  Demo logins:\n{logins}\n"
+                "  Shared tablet: sign in as chef, Mer → Registrera den här surfplattan; "
+                "staff then sign in by PIN.\n"
                 f"  Database:     {'private PostgreSQL' if pg else 'configured URL'}; "
                 f"broker: {'in-process amqtt' if broker else 'configured URL'}\n"
                 "  Ctrl-C stops everything.\n",

@@ -25,6 +25,7 @@ from .edge import EdgeSettings
 from .gateway import GatewaySettings
 from .ingest import IngestSettings
 from .logging import LogSettings
+from .tablet import TabletSettings
 
 __all__ = ["Settings", "SettingsError", "default_clips_dir", "load"]
 
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    tablet: TabletSettings = Field(default_factory=TabletSettings)
 
     @classmethod
     def settings_customise_sources(
