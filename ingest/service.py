@@ -226,7 +226,10 @@ class IngestService:
     async def start(self) -> None:
         await self.pool.open(wait=True)
         if self.worker == 0 and self.cfg.apply_policies:
-            await self._apply_policies()
+            try:
+                await self._apply_policies()
+            except psycopg.Error as exc:  # storing comes first; policies can wait
+                logger.error("could not apply storage policies", error=str(exc).strip())
         await self.mqtt.start()
         await self.mqtt.subscribe(*self._filters(), qos=1)
         metrics.serve(self.cfg.metrics_port + self.worker if self.cfg.metrics_port else 0)
