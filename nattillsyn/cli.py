@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from nattillsyn import __version__, log
+from nattillsyn import __version__, log, metrics
 from nattillsyn.settings import Settings, SettingsError, load
 
 DESCRIPTION = """\
@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nattillsyn: {exc}", file=sys.stderr)
         return 2
     log.configure(settings.log.level, settings.log.json_)
+    metrics.bind(settings.metrics_host)
     try:
         return args.fn(settings, args) or 0
     except SettingsError as exc:
