@@ -54,10 +54,16 @@ async def timescale_available(conn: psycopg.AsyncConnection) -> bool:
     Installed but not in `shared_preload_libraries` (a shared cluster that was
     not reconfigured), `CREATE EXTENSION` would end the session with FATAL:
     such a server is treated as plain PostgreSQL without trying."""
+    # Reading shared_preload_libraries needs pg_read_all_settings; other roles look for a
+    # setting only TimescaleDB's preloaded loader defines.
     cur = await conn.execute(
         """SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
-                  'timescaledb' = ANY (string_to_array(
-                      replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"""
+                  CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE')
+                       THEN 'timescaledb' = ANY (string_to_array(
+                           replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+                       ELSE current_setting('timescaledb.max_background_workers', true)
+                            IS NOT NULL
+                  END"""
     )
     installed, preloaded = await cur.fetchone()
     if installed and not preloaded:
