@@ -310,6 +310,9 @@ LEFT JOIN vis USING (site, night, resident_id)
 LEFT JOIN alr USING (site, night, resident_id)
 $$;
 
+-- Set-based on purpose: one scan of the units' room states, then window functions over
+-- states and checks in time order per room. A lookup per check would be planned once per
+-- check on a hypertable (no chunk exclusion) and cost ~100 ms each on TimescaleDB.
 CREATE FUNCTION eval_compute_checks(p_sites text[], p_from date, p_to date)
 RETURNS SETOF eval_checks LANGUAGE sql STABLE AS $$
 WITH u AS (SELECT * FROM eval_units(p_sites, p_from, p_to)),
@@ -323,17 +326,53 @@ c AS (
     SELECT 'digital', r.id, r.site, eval_night(r.scheduled_at, u.tz), r.resident_id, r.room,
            r.produced_at, r.produced_at
     FROM u JOIN rounds r ON r.site = u.site AND r.scheduled_at >= u.lo AND r.scheduled_at < u.hi
-    WHERE NOT r.practice AND r.decision = 'digital_ok')
+    WHERE NOT r.practice AND r.decision = 'digital_ok'),
+-- The room states around the range (checks near its edges look 12 h back and 2 h ahead).
+st AS (
+    SELECT s.site, s.room, s.ts, s.state, s.since
+    FROM u CROSS JOIN LATERAL (
+        SELECT site, room, ts, state, since FROM room_states
+        WHERE site = u.site AND ts > u.lo - interval '36 hours' AND ts <= u.hi + interval '26 hours') s),
+-- At rest: the last state reported at or before the check began (within 12 h).
+rest_events AS (
+    SELECT site, room, ts AS t, 0 AS ord, state, ts AS state_ts, NULL::uuid AS source_id,
+           NULL::text AS kind
+    FROM st
+    UNION ALL
+    SELECT site, room, began, 1, NULL, NULL, source_id, kind FROM c),
+rest_runs AS (
+    SELECT *, count(state_ts) OVER (PARTITION BY site, room ORDER BY t, ord
+                                    ROWS UNBOUNDED PRECEDING) AS run
+    FROM rest_events),
+rest AS (
+    SELECT kind, source_id,
+           first_value(state) OVER w AS state, first_value(state_ts) OVER w AS state_ts, t
+    FROM rest_runs
+    WINDOW w AS (PARTITION BY site, room, run ORDER BY t, ord)),
+-- Activity: the first onset (an active state's `since`) after the check, within 2 h.
+onsets AS (
+    SELECT DISTINCT site, room, since FROM st WHERE eval_active_state(state)),
+act_events AS (
+    SELECT site, room, since AS t, 1 AS ord, since AS onset, NULL::uuid AS source_id,
+           NULL::text AS kind
+    FROM onsets
+    UNION ALL
+    SELECT site, room, at, 0, NULL, source_id, kind FROM c),
+act AS (
+    SELECT kind, source_id, t,
+           -- looking forward; at equal times the check comes first, so onsets must be later
+           min(onset) OVER (PARTITION BY site, room ORDER BY t DESC, ord ASC
+                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_onset
+    FROM act_events)
 SELECT c.kind, c.source_id, c.site, c.night, c.resident_id, c.at,
-       (SELECT s.state IN ('in_bed', 'no_motion') FROM room_states s
-        WHERE s.site = c.site AND s.room = c.room
-          AND s.ts <= c.began AND s.ts > c.began - interval '12 hours'
-        ORDER BY s.ts DESC LIMIT 1),
-       (SELECT extract(epoch FROM min(s.since) - c.at)::double precision FROM room_states s
-        WHERE s.site = c.site AND s.room = c.room
-          AND s.ts > c.at AND s.ts <= c.at + interval '2 hours'
-          AND s.since > c.at AND eval_active_state(s.state))
-FROM c WHERE c.resident_id IS NOT NULL
+       CASE WHEN r.state_ts > c.began - interval '12 hours'
+            THEN r.state IN ('in_bed', 'no_motion') END,
+       CASE WHEN a.next_onset <= c.at + interval '2 hours'
+            THEN extract(epoch FROM a.next_onset - c.at)::double precision END
+FROM c
+JOIN rest r ON r.kind = c.kind AND r.source_id = c.source_id
+JOIN act a ON a.kind = c.kind AND a.source_id = c.source_id
+WHERE c.resident_id IS NOT NULL
 $$;
 
 CREATE FUNCTION eval_compute_alert_facts(p_sites text[], p_from date, p_to date)
