@@ -38,6 +38,14 @@ class MqttError(RuntimeError):
     pass
 
 
+class MqttUnrouted(MqttError):
+    """The broker took the message but no subscriber matched it (MQTT 5 reason 0x10)."""
+
+
+UNROUTED = 0x10
+UNROUTED_TEXT = "no matching subscribers"
+
+
 @dataclass(frozen=True)
 class MqttUrl:
     host: str
@@ -312,7 +320,8 @@ class MqttClient:
         self._outstanding_below = asyncio.Event()
         self._lock = threading.Lock()
         self._pending: dict[int, asyncio.Future[None]] = {}
-        self._early: set[int] = set()  # confirmed before anybody waited
+        self._early: dict[int, str | None] = {}  # answered before anybody waited: error
+        self._need_subscriber: set[int] = set()  # publishes that fail on 'no subscribers'
         self._ignore: set[int] = set()  # publish_nowait: nobody will wait
         self._subscriptions: dict[str, int] = {}
         self._on_connect: list[Callable[[], None]] = []
@@ -428,10 +437,16 @@ class MqttClient:
         qos: int = 1,
         retain: bool = False,
         timeout: float | None = 30.0,
+        require_subscriber: bool = False,
     ) -> None:
         """Publish; for QoS > 0 wait until the broker confirmed (PUBACK/PUBCOMP), and with
-        `retry_unrouted` until a subscriber took it."""
+        `retry_unrouted` until a subscriber took it. With `require_subscriber` (MQTT 5) a
+        PUBACK "no matching subscribers" raises MqttUnrouted: the caller keeps the message
+        (e.g. in its disk queue) and sends it again later."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if require_subscriber and qos:
+            with self._lock:
+                self._need_subscriber.add(info.mid)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         if qos == 0:
@@ -464,8 +479,12 @@ class MqttClient:
         """Track a QoS > 0 publish until confirmed; True if it already was."""
         with self._lock:
             if mid in self._early:
-                self._early.discard(mid)
-                return True
+                error = self._outcome(mid, self._early.pop(mid))
+                if error is None:
+                    return True
+                if waiter is not None:
+                    _set_exc(waiter, error)
+                return False
             if mid in self._early_unrouted:  # answered "no subscribers" already
                 self._early_unrouted.discard(mid)
                 self._unrouted += 1
@@ -536,7 +555,9 @@ class MqttClient:
         fut: asyncio.Future[None] = self._loop.create_future()
         with self._lock:
             if mid in self._early:
-                self._early.discard(mid)
+                error = self._outcome(mid, self._early.pop(mid))
+                if error is not None:
+                    raise error
                 return
             self._pending[mid] = fut
         await asyncio.wait_for(fut, timeout)
@@ -650,15 +671,25 @@ class MqttClient:
                 return
             fut = self._pending.pop(mid, None)
             if fut is None:
-                self._early.add(mid)
+                self._early[mid] = error
                 return
-        if error:
-            self._call(_set_exc, fut, MqttError(error))
+            exc = self._outcome(mid, error)
+        if exc is not None:
+            self._call(_set_exc, fut, exc)
         else:
             self._call(_set_result, fut)
 
+    def _outcome(self, mid: int, error: str | None) -> MqttError | None:
+        """The exception a confirmation means (called with the lock held)."""
+        needed = mid in self._need_subscriber
+        self._need_subscriber.discard(mid)
+        if error == UNROUTED_TEXT:
+            return MqttUnrouted(error) if needed else None
+        return MqttError(error) if error else None
+
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        if self._retry_unrouted and getattr(reason_code, "value", 0) == 0x10:
+        unrouted = getattr(reason_code, "value", 0) == UNROUTED
+        if self._retry_unrouted and unrouted:
             with self._lock:
                 data = self._retry_data.pop(mid, None)
                 if data is None:  # not registered yet: _register sees this
@@ -672,8 +703,11 @@ class MqttClient:
         if self._retry_data:
             with self._lock:
                 self._retry_data.pop(mid, None)
-        failed = getattr(reason_code, "is_failure", False)
-        self._resolve(mid, f"broker refused publish: {reason_code}" if failed else None)
+        if unrouted:  # an error only for publishes that asked for a subscriber
+            self._resolve(mid, UNROUTED_TEXT)
+        else:
+            failed = getattr(reason_code, "is_failure", False)
+            self._resolve(mid, f"broker refused publish: {reason_code}" if failed else None)
         limit = self._outstanding_limit
         # paho calls this before it forgets the message: the count still includes it.
         if limit is not None and len(client._out_messages) <= limit:

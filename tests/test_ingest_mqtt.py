@@ -13,7 +13,7 @@ from paho.mqtt import _packet
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from nattillsyn.mqtt import MqttClient, Received, _BufferedSocket
+from nattillsyn.mqtt import MqttClient, MqttUnrouted, Received, _BufferedSocket
 
 
 def _publish_packet(
@@ -186,6 +186,28 @@ async def test_unrouted_publish_is_sent_again_until_a_subscriber_takes_it(
         assert got == {b"kept", b"awaited"}
         await asyncio.wait_for(waiting, 10)
         await pub.wait_outstanding_below(1, timeout=5)
+    finally:
+        await pub.stop()
+        await sub.stop()
+
+
+async def test_require_subscriber_reports_unrouted_to_the_caller(
+    mqtt_url: str, topic_root: str
+) -> None:
+    """The edge keeps an event on disk until a subscriber took it: an unrouted PUBACK is an
+    error for that publish only; other publishes to the same topic stay plain successes."""
+    pub = MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
+    sub = MqttClient(mqtt_url, f"sub-{uuid.uuid4().hex[:8]}")
+    await pub.start()
+    await sub.start()
+    topic = f"{topic_root}/needs-reader"
+    try:
+        with pytest.raises(MqttUnrouted):
+            await pub.publish(topic, b"x", require_subscriber=True, timeout=10)
+        await pub.publish(topic, b"y", timeout=10)  # nobody asked: fine
+        await sub.subscribe(topic, qos=1)
+        await pub.publish(topic, b"z", require_subscriber=True, timeout=10)
+        assert (await sub.next_message(timeout=10)).payload == b"z"
     finally:
         await pub.stop()
         await sub.stop()
