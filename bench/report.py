@@ -85,6 +85,12 @@ async def run(url: str, args: argparse.Namespace) -> dict:
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
     try:
         await conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+        # Keep a year of raw rows for the comparison: storage's retention (heartbeats 30 days,
+        # states 90) would otherwise let TimescaleDB's jobs drop them during the run.
+        cur = await conn.execute("SELECT to_regproc('storage_set_policy') IS NOT NULL")
+        if (await cur.fetchone())[0]:
+            for table in ("events", "room_states", "heartbeats"):
+                await conn.execute("SELECT storage_set_policy(%s, NULL, NULL)", (table,))
         cur = await conn.execute(
             "SELECT count(*) > 0 FROM pg_extension WHERE extname = 'timescaledb'"
         )
