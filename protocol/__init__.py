@@ -9,6 +9,14 @@ from .base import SCHEMA_VERSION, DeviceMessage, Message, decode, encode
 from .commands import Command, CommandResponse
 from .device import Availability, ConfigState, DeviceConfig, Heartbeat, Zone, ZoneKind
 from .events import Event, EventPhase, EventType, RoomState, RoomStateName
+from .gateway import (
+    CentreStatus,
+    GatewayMode,
+    GatewayStatus,
+    GatewaySync,
+    GatewaySyncAck,
+    SiteSnapshot,
+)
 from .topics import Topic, TopicKind, Topics
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "AlertPriority",
     "AlertStatus",
     "Availability",
+    "CentreStatus",
     "Command",
     "CommandResponse",
     "ConfigState",
@@ -26,10 +35,15 @@ __all__ = [
     "Event",
     "EventPhase",
     "EventType",
+    "GatewayMode",
+    "GatewayStatus",
+    "GatewaySync",
+    "GatewaySyncAck",
     "Heartbeat",
     "Message",
     "RoomState",
     "RoomStateName",
+    "SiteSnapshot",
     "Topic",
     "TopicKind",
     "Topics",
