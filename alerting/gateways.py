@@ -78,17 +78,18 @@ class SiteWatch:
     def apply(self, msg: GatewayStatus, now: datetime) -> bool:
         """Fold one status in; True when the site was not known before (a new gateway)."""
         known = self.sites.get(msg.site)
+        if msg.state == "offline":
+            # A last will (seq 0) or a clean stop of the session we know (or a newer one).
+            if known is None or msg.session < known.status.session:
+                return False  # nothing known, or a stale will of an older session
+            known.offline_since = known.offline_since or now
+            return False
         if known is not None and (msg.session, msg.seq) < (
             known.status.session,
             known.status.seq,
         ):
             return False  # an older status (replayed or reordered)
         new = known is None
-        if msg.state == "offline":
-            if known is None:
-                return False  # nothing known: a stale will
-            known.status, known.offline_since = msg, known.offline_since or now
-            return False
         self.sites[msg.site] = SiteGateway(msg.gateway, now, msg)
         return new
 
@@ -267,8 +268,8 @@ async def import_sync(conn: AsyncConnection, msg: GatewaySync) -> ImportResult:
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                                %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                     (
-                        a.alert_id, a.site, a.room, a.device, a.kind, a.priority.value,
-                        a.status.value, a.title, a.started, a.acknowledged_at,
+                        a.alert_id, a.site, a.room, a.device, a.kind, str(a.priority),
+                        str(a.status), a.title, a.started, a.acknowledged_at,
                         a.acknowledged_by, a.resolved_at, a.resolved_by, a.outcome,
                         a.source_event, a.practice, sa.resident_id, sa.episode, a.occurrences,
                         a.started, a.escalation_step, a.targets, sa.last_notified_at,
@@ -298,7 +299,7 @@ async def import_sync(conn: AsyncConnection, msg: GatewaySync) -> ImportResult:
                            origin = %s, updated_at = now()
                        WHERE c.id = %s""",
                     (
-                        a.status.value, a.status.value, a.acknowledged_by, a.acknowledged_at,
+                        str(a.status), str(a.status), a.acknowledged_by, a.acknowledged_at,
                         a.resolved_by, a.resolved_at, a.outcome, a.occurrences,
                         a.escalation_step, a.targets, sa.last_notified_at, a.silenced, origin,
                         cid,

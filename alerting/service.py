@@ -730,25 +730,7 @@ class AlertingService:
             if a.room == SITE_ROOM and not a.practice and (a.site, a.kind) not in holding:
                 await self._resolve(oa, now, lifecycle.SYSTEM, None)
         for c in conds:
-            key = (c.site, SITE_ROOM)
-            handled = self.handled.setdefault(key, set())
-            if c.episode in handled:
-                continue
-            handled.add(c.episode)
-            if any(o.alert.kind == c.kind for o in self._open_in(key)):
-                continue  # one open alert per site and kind
-            name = await self._db(lambda conn, site=c.site: gateways.site_name(conn, site))
-            alert = Alert(
-                alert_id=rules.alert_id(c.site, SITE_ROOM, c.kind, c.episode),
-                site=c.site,
-                room=SITE_ROOM,
-                kind=c.kind,
-                priority=gateways.SITE_PRIORITY[c.kind],
-                status=AlertStatus.firing,
-                title=gateways.site_title(c.kind, name),
-                started=min(c.since, now),
-            )
-            await self._store_and_announce(alert, c.episode, None, now, require_monitoring=False)
+            await self.raise_site(c.site, c.kind, c.episode, c.since, now)
         for site in list(self.sites.sites):
             held = self.sites.suppressed(site, now)
             if site in self._held_sites and not held:
@@ -756,6 +738,38 @@ class AlertingService:
                 for key in {k for k in (*self.facts, *self.rooms) if k[0] == site}:
                     self.next_check[key] = now
             (self._held_sites.add if held else self._held_sites.discard)(site)
+
+    async def raise_site(
+        self, site: str, kind: str, episode: str, since: datetime, now: datetime
+    ) -> bool:
+        """A site-level alert (room `_site`): site offline, gateway storage nearly full.
+        One open alert per site and kind; the id follows the episode, as for rooms."""
+        key = (site, SITE_ROOM)
+        handled = self.handled.setdefault(key, set())
+        if episode in handled:
+            return False
+        handled.add(episode)
+        if any(o.alert.kind == kind for o in self._open_in(key)):
+            return False
+        name = await self._db(lambda conn: gateways.site_name(conn, site))
+        alert = Alert(
+            alert_id=rules.alert_id(site, SITE_ROOM, kind, episode),
+            site=site,
+            room=SITE_ROOM,
+            kind=kind,
+            priority=gateways.SITE_PRIORITY.get(kind, AlertPriority.medium),
+            status=AlertStatus.firing,
+            title=gateways.site_title(kind, name),
+            started=min(since, now),
+        )
+        raised = await self._store_and_announce(alert, episode, None, now, require_monitoring=False)
+        return bool(raised)
+
+    async def resolve_site(self, site: str, kind: str, now: datetime) -> None:
+        """The system resolves the open site-level alert of this kind (its cause is gone)."""
+        for oa in self._open_in((site, SITE_ROOM)):
+            if oa.alert.kind == kind and not oa.alert.practice:
+                await self._resolve(oa, now, lifecycle.SYSTEM, None)
 
     async def _beacon(self) -> None:
         """Tell each gateway the centre is alive and in charge (QoS 0: never queued, so a

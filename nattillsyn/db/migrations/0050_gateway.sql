@@ -17,3 +17,12 @@ CREATE UNIQUE INDEX audit_log_origin ON audit_log (origin, origin_seq)
 
 -- Which gateway raised or last changed an alert while it alerted for its site (NULL: the centre).
 ALTER TABLE alerts ADD COLUMN origin text;
+
+-- On a gateway: which snapshot of the site's configuration is applied (the replica).
+CREATE TABLE gateway_replica (
+    site   text NOT NULL,
+    key    text NOT NULL,
+    value  text NOT NULL,
+    at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, key)
+);
