@@ -618,7 +618,9 @@ async def run_site(a: argparse.Namespace) -> None:
         await watch.start()
         say({"ready": True})
         last_mode = gw.mode.value
+        peak = 0
         async for cmd in _with_ticks(commands()):
+            peak = max(peak, gw.spool.count)
             if cmd is None:  # tick: report mode changes as events
                 if gw.mode.value != last_mode:
                     last_mode = gw.mode.value
@@ -657,7 +659,11 @@ async def run_site(a: argparse.Namespace) -> None:
                 await rooms.stop()
                 say({"ok": True})
             elif c == "gateway":
+                import resource
+
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
                 say({"events": gw.events, "spool": gw.spool.count, "dropped": gw.spool.dropped,
+                     "max_rss_mb": rss, "spool_peak": peak,
                      "delivered": gw.bridge.delivered,
                      "banner": [s.get("gateway_mode") for s in (tablet.system if tablet else [])]})  # fmt: skip
             else:
@@ -900,6 +906,10 @@ async def scenario(a: argparse.Namespace) -> dict:
             res["central_alert_kinds"] = rep["alert_kinds"]
             gwinfo = await site.ask("gateway")
             res["gateway_events"] = gwinfo["events"]
+            # The site process: gateway (bridge, local ingest, alerting, api), rooms and tablet.
+            res["site_process_max_rss_mb"] = gwinfo["max_rss_mb"]
+            res["spool_dropped"] = gwinfo["dropped"]
+            res["spool_peak_messages"] = gwinfo["spool_peak"]
             res["tablet_banner"] = sorted({b for b in gwinfo["banner"] if b})
             # Duplicates sent to staff: each fall announced as new once, in one place.
             # Each announcement is one publication (a copy relayed by a bridge keeps its message

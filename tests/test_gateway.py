@@ -491,3 +491,84 @@ async def test_gateway_takes_over_and_hands_back(settings, site_schema, site_bro
 async def _all_there(stored, want: set[str]):
     ids = await stored()
     return ids if want <= set(ids) else None
+
+
+async def test_centre_raises_site_offline_to_the_on_call_role(settings) -> None:
+    centre = _fast(settings, site_offline_after_s=3.0).model_copy(
+        update={"alerting": settings.alerting.model_copy(update={"tick_s": 0.2,
+                                                                  "offline_after_s": 6.0})}
+    )  # fmt: skip
+    await seed(centre, ["rum-101"])
+    topics = Topics(settings.topic_root)
+    alerting = AlertingService(centre)
+    staff = Listener(settings.mqtt_url, topics, "centre-staff")
+    gwc = MqttClient(settings.mqtt_url, f"gw-{uuid.uuid4().hex[:6]}")
+    beacons: list[bytes] = []
+    try:
+        await alerting.start()
+        await staff.start()
+        await gwc.start()
+        await gwc.subscribe(topics.site("site-1", TopicKind.centre))
+        dev = Room(gwc, topics, "site-1", "rum-101")
+        await dev.heartbeat()
+        status = topics.site("site-1", TopicKind.gateway)
+        await gwc.publish(status, encode(_status(1).model_copy(update={"site": "site-1"})))
+        await poll(lambda: "site-1" in alerting.sites.sites)
+        beacons.append((await gwc.next_message(10)).payload)  # the centre speaks to it
+        # The gateway falls silent: "site offline" for the on-call role, not N room alerts.
+        off = await poll(lambda: [a for _, a in staff.alerts if a.kind == "site_offline"], 10)
+        a = off[0]
+        assert a.room == "_site" and a.priority == "high" and a.sound and a.notify == "new"
+        assert {"unit", "group:oncall", "notifier:webhook"} <= set(a.targets)
+        assert "Enhet offline" in a.title
+        await asyncio.sleep(4.0)  # past the room's offline_after_s: its gateway has the room
+        assert not [x for _, x in staff.alerts if x.kind == "device_offline"]
+        # Back (with the room's heartbeats drained from its spool): resolved by the system.
+        await dev.heartbeat()
+        await gwc.publish(status, encode(_status(2).model_copy(update={"site": "site-1"})))
+        done = await poll(
+            lambda: [x for x in staff.of(a.alert_id) if x.status == "resolved"], timeout=10
+        )
+        assert done[0].resolved_by == "system"
+        assert not [x for _, x in staff.alerts if x.kind == "device_offline"]
+    finally:
+        await staff.stop()
+        await gwc.stop()
+        await alerting.stop()
+
+
+async def test_spool_near_its_bound_raises_a_system_alert(
+    settings, site_schema, site_broker, tmp_path
+) -> None:
+    gw_settings = _fast(
+        settings,
+        upstream_url="mqtt://127.0.0.1:9",  # the centre is unreachable
+        state_dir=tmp_path,
+        spool_max_mb=0.01,
+        spool_warn_ratio=0.5,
+        takeover_after_s=1.0,
+        tablet_page=False,
+    ).model_copy(update={"mqtt_url": site_broker.url, "database_schema": site_schema})
+    topics = Topics(settings.topic_root)
+    gw = GatewayService(gw_settings)
+    site = Listener(site_broker.url, topics, "site-staff")
+    dev = MqttClient(site_broker.url, f"dev-{uuid.uuid4().hex[:6]}")
+    try:
+        await gw.start()
+        await site.start()
+        await dev.start()
+        room = Room(dev, topics, "site-1", "rum-101")
+        ev = await room.fall()
+        for _ in range(60):
+            await room.heartbeat()
+        warn = await poll(lambda: [a for _, a in site.alerts if a.kind == "gateway_storage"])
+        assert warn[0].sound and warn[0].room == "_site" and gw.mode is GatewayMode.fallback
+        assert gw.spool.dropped[0] > 0  # heartbeats went first…
+        assert gw.spool.dropped[3] == 0  # …the fall never
+        kept = [i.payload for i in gw.spool.peek(0, 1000)]
+        assert any(str(ev.id).encode() in p for p in kept)
+        assert gw.spool.bytes <= gw.spool.max_bytes
+    finally:
+        await site.stop()
+        await dev.stop()
+        await gw.stop()
