@@ -19,6 +19,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from nattillsyn.alerting import presets
+
 from .admin_common import (
     MANAGERS,
     AdminRoutes,
@@ -56,7 +58,6 @@ from .models import (
     ResidentSummary,
     ResidentUpdate,
     RiskPresetCatalog,
-    RiskPresetInfo,
     Schedule,
     TillsynTime,
     Withdrawal,
@@ -593,41 +594,22 @@ async def end_pause(request: web.Request) -> web.Response:
 
 
 def validate_profile(profile: AlertingProfile) -> AlertingProfile:
-    """Check the preset and overrides against alerting's models when they are installed."""
-    try:
-        from nattillsyn.alerting import presets  # type: ignore[attr-defined]
-    except ImportError:
-        return profile
-    names = getattr(presets, "PRESETS", None)
-    if isinstance(names, dict) and profile.risk_preset not in names:
+    """Check the preset and overrides against alerting's models."""
+    if profile.risk_preset not in presets.PRESETS:
         raise ProblemError(
-            422, "Invalid request body", f"risk_preset: one of {', '.join(sorted(names))}"
+            422, "Invalid request body", f"risk_preset: one of {', '.join(sorted(presets.PRESETS))}"
         )
-    model = getattr(presets, "RuleOverrides", None)
-    if model is not None:
-        checked = model.model_validate(profile.rule_overrides)
-        return profile.model_copy(
-            update={"rule_overrides": checked.model_dump(mode="json", exclude_none=True)}
-        )
-    return profile
+    checked = presets.RuleOverrides.model_validate(profile.rule_overrides)
+    return profile.model_copy(
+        update={"rule_overrides": checked.model_dump(mode="json", exclude_none=True)}
+    )
 
 
 def preset_catalog() -> RiskPresetCatalog:
-    """Alerting's presets when installed, else the one preset every install has."""
-    try:
-        from nattillsyn.alerting import presets  # type: ignore[attr-defined]
-
-        cat = presets.catalog()
-        return RiskPresetCatalog(
-            default=cat["default"],
-            presets=cat["presets"],
-            overrides_schema=cat.get("overrides_schema", {}),
-        )
-    except (ImportError, AttributeError, KeyError):
-        return RiskPresetCatalog(
-            default="standard",
-            presets=[RiskPresetInfo(name="standard", label_sv="Standard", label_en="Standard")],
-        )
+    cat = presets.catalog()
+    return RiskPresetCatalog(
+        default=cat["default"], presets=cat["presets"], overrides_schema=cat["overrides_schema"]
+    )
 
 
 @routes.get("/api/v1/risk-presets", roles=MANAGERS, response=RiskPresetCatalog)

@@ -44,12 +44,12 @@ def verify_password(stored: str | None, password: str) -> bool:
         return False
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def csrf_matches(stored_hash: str | None, sent: str | None) -> bool:
-    return bool(stored_hash and sent) and hmac.compare_digest(stored_hash, _token_hash(sent or ""))
+    return bool(stored_hash and sent) and hmac.compare_digest(stored_hash, token_hash(sent or ""))
 
 
 @dataclass(frozen=True)
@@ -130,16 +130,16 @@ async def start_session(
         """INSERT INTO user_sessions (token_hash, user_id, expires_at, csrf_hash, provider, client)
            VALUES (%s, %s, %s, %s, %s, %s)""",
         (
-            _token_hash(token),
+            token_hash(token),
             user_id,
             datetime.now(UTC) + timedelta(hours=hours),
-            _token_hash(csrf),
+            token_hash(csrf),
             provider,
             client[:100],
         ),
     )
     cur = await conn.execute(f"{_USER} WHERE u.id = %s GROUP BY u.id", (user_id,))
-    return NewSession(_user(await cur.fetchone(), _token_hash(csrf)), token, csrf)
+    return NewSession(_user(await cur.fetchone(), token_hash(csrf)), token, csrf)
 
 
 async def login(
@@ -165,14 +165,14 @@ async def user_for(conn: AsyncConnection, token: str) -> User | None:
            LEFT JOIN user_sites us ON us.user_id = u.id
            WHERE s.token_hash = %s AND s.expires_at > now() AND u.active
            GROUP BY u.id, s.csrf_hash""",
-        (_token_hash(token),),
+        (token_hash(token),),
     )
     row = await cur.fetchone()
     return _user(row, row[5]) if row else None
 
 
 async def logout(conn: AsyncConnection, token: str) -> None:
-    await conn.execute("DELETE FROM user_sessions WHERE token_hash = %s", (_token_hash(token),))
+    await conn.execute("DELETE FROM user_sessions WHERE token_hash = %s", (token_hash(token),))
 
 
 async def end_sessions(conn: AsyncConnection, user_id: str) -> None:

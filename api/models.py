@@ -10,10 +10,9 @@ from datetime import date as datetime_date
 from datetime import datetime, time
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from nattillsyn.protocol import Alert, RoomStateName
-from nattillsyn.protocol.device import Zone
+from nattillsyn.protocol import Alert, DeviceConfig, RoomStateName
 
 
 class Body(BaseModel):
@@ -407,13 +406,24 @@ class ChangeList(Body):
     changes: list[ChangeEntry]
 
 
-class DeviceSettings(Body):
-    """The parts of DeviceConfig an administrator sets (monitoring and version are managed)."""
-
-    fps: float | None = Field(None, gt=0, le=60)
-    fall_confirm_s: float | None = Field(None, ge=0, le=600)
-    heartbeat_s: float | None = Field(None, gt=0, le=3600)
-    zones: list[Zone] | None = Field(None, max_length=32)
+# The parts of DeviceConfig an administrator sets, derived from the contract so a new device
+# setting appears here by itself; monitoring, version, schedule and time zone are managed.
+MANAGED_DEVICE_FIELDS = frozenset(
+    {"v", "id", "ts", "version", "monitoring", "schedule", "timezone"}
+)
+DeviceSettings = create_model(
+    "DeviceSettings",
+    __base__=Body,
+    __doc__="The parts of DeviceConfig an administrator sets (the rest is managed).",
+    **{
+        name: (
+            (Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation) | None,
+            Field(None, description=f.description),
+        )
+        for name, f in DeviceConfig.model_fields.items()
+        if name not in MANAGED_DEVICE_FIELDS
+    },
+)
 
 
 class DeviceProvision(Body):
@@ -603,12 +613,6 @@ class PracticeAlertRequest(Body):
 
 class PracticeStarted(Body):
     alert_id: uuid.UUID = Field(description="Id the practice alert will have.")
-
-
-class PresetCatalog(Body):
-    model_config = ConfigDict(extra="allow")
-
-    default: str = Field(description="Preset of a new resident.")
 
 
 # -- shared tablets -----------------------------------------------------------------------

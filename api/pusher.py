@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 from prometheus_client import Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from nattillsyn import log
 from nattillsyn.mqtt import MqttClient
-from nattillsyn.protocol import DeviceConfig, TopicKind, Topics, encode
+from nattillsyn.protocol import DeviceConfig, MonitoringWindow, TopicKind, Topics, encode
 
 from .inclusion import Window, next_boundary
 
@@ -39,8 +39,11 @@ RECONCILE = Histogram(
 
 _DEVICES = """
     SELECT d.site_id, d.id, d.room_id, d.desired_monitoring, d.desired_version,
-           monitoring_active(d.site_id, d.room_id, now()) AS want
+           monitoring_active(d.site_id, d.room_id, now()) AS want,
+           s.timezone, r.monitor_from, r.monitor_to
     FROM devices d
+    JOIN sites s ON s.id = d.site_id
+    LEFT JOIN residents r ON r.site_id = d.site_id AND r.room_id = d.room_id AND r.active
     WHERE d.status <> 'retired' AND d.room_id IS NOT NULL AND d.provisioned_by IS NOT NULL"""
 
 _BUMP = """
@@ -61,13 +64,25 @@ _PAUSE_EDGES = """
     WHERE r.active AND r.monitoring_active AND p.ends_at > now()"""
 
 
-def device_config(version: int, monitoring: bool, settings: dict) -> DeviceConfig:
-    """The config a device obeys: stored settings (fps, zones, …) plus monitoring."""
+def device_config(
+    version: int,
+    monitoring: bool,
+    settings: dict,
+    timezone: str = "Europe/Stockholm",
+    window: tuple[time, time] | None = None,
+) -> DeviceConfig:
+    """The config a device obeys: stored settings (fps, zones, …) plus monitoring, and the
+    resident's nightly window so the device also stops on time while its link is down."""
+    managed = {"version": version, "monitoring": monitoring, "timezone": timezone}
+    if window is not None and window[0] != window[1]:  # equal: round the clock
+        managed["schedule"] = [
+            MonitoringWindow(start=window[0].strftime("%H:%M"), end=window[1].strftime("%H:%M"))
+        ]
     try:
-        return DeviceConfig(**{**settings, "version": version, "monitoring": monitoring})
+        return DeviceConfig(**{**settings, **managed})
     except ValidationError:
         logger.warning("stored device settings invalid; pushing defaults", settings=settings)
-        return DeviceConfig(version=version, monitoring=monitoring)
+        return DeviceConfig(**managed)
 
 
 class ConfigPusher:
@@ -121,7 +136,7 @@ class ConfigPusher:
                 pushed = []
                 async with self.pool.connection() as conn:
                     rows = await (await conn.execute(_DEVICES)).fetchall()
-                    for site, device, _room, have, _v, want in rows:
+                    for site, device, _room, have, _v, want, tz, m_from, m_to in rows:
                         forced = (site, device) in force
                         if have is want and not forced:
                             continue
@@ -134,7 +149,8 @@ class ConfigPusher:
                         if row is None:
                             continue  # another instance pushed it
                         version, settings, room = row
-                        cfg = device_config(version, want, settings or {})
+                        window = (m_from, m_to) if m_from is not None else None
+                        cfg = device_config(version, want, settings or {}, tz, window)
                         topic = self.topics.device(site, room, device, TopicKind.config_set)
                         try:
                             await self.mqtt.publish(topic, encode(cfg), qos=1, retain=True)

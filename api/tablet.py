@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from psycopg.rows import dict_row
 
-from nattillsyn.alerting import presets, roundstore, store
+from nattillsyn.alerting import roundstore, store
 from nattillsyn.protocol import AlertAction, TopicKind, encode
 
 from . import auth
@@ -31,7 +31,6 @@ from .models import (
     AlertActionRequest,
     PracticeAlertRequest,
     PracticeStarted,
-    PresetCatalog,
     ResolveRequest,
     RoomView,
     Silence,
@@ -407,12 +406,6 @@ async def practice_alert(request: web.Request) -> web.Response:
     await request.app[MQTT].publish(topic, encode(msg), qos=1)
     await audit(request, "change", "practice alert", site=site, room=body.room)
     return json_response(PracticeStarted(alert_id=alert_id), status=202)
-
-
-@routes.get("/api/v1/alerting/presets", response=PresetCatalog)
-async def preset_catalog(request: web.Request) -> web.Response:
-    """Risk presets and the JSON schema of per-resident rule overrides (for the admin UI)."""
-    return web.json_response(presets.catalog())
 
 
 __all__ = ["SETTINGS", "routes"]

@@ -10,7 +10,6 @@ Signing in on a tablet ends the previous staff member's session there (quick swi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -35,16 +34,12 @@ from .models import (
 )
 from .problems import ProblemError
 from .routing import Routes
-from .session import _me
+from .session import _me, set_session_cookies
 
 routes = Routes("tablets")
 TABLET_COOKIE = "nattillsyn_tablet"
 MANAGERS = ("unit_manager", "sysadmin")
 STAFF_ROLES = ("night_staff", "unit_manager", "sysadmin")
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ async def tablet_for(request: web.Request) -> Tablet | None:
             """UPDATE tablets SET last_seen_at = now()
                WHERE token_hash = %s AND revoked_at IS NULL
                RETURNING id, site_id, name, groups""",
-            (_hash(token),),
+            (auth.token_hash(token),),
         )
         row = await cur.fetchone()
     return Tablet(str(row[0]), row[1], row[2], tuple(row[3] or ())) if row else None
@@ -118,7 +113,7 @@ async def _create_tablet(
         cur = await conn.execute(
             """INSERT INTO tablets (site_id, name, token_hash, groups, enrolled_by)
                VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-            (site, name, _hash(token), groups, by),
+            (site, name, auth.token_hash(token), groups, by),
         )
         tid = (await cur.fetchone())[0]
     return Tablet(str(tid), site, name, tuple(groups)), token
@@ -207,7 +202,7 @@ async def enrollment_code(request: web.Request) -> web.Response:
             """INSERT INTO tablet_enrollment_codes (code_hash, site_id, name, groups, created_by,
                                                     expires_at)
                VALUES (%s, %s, %s, %s, %s, %s)""",
-            (_hash(code), site, body.name, body.groups, user.username, expires),
+            (auth.token_hash(code), site, body.name, body.groups, user.username, expires),
         )
     await audit(request, "change", "tablet enrollment code", site=site)
     return json_response(EnrollmentCode(code=code, expires_at=expires), status=201)
@@ -224,7 +219,7 @@ async def enroll_with_code(request: web.Request) -> web.Response:
             """UPDATE tablet_enrollment_codes SET used_at = now()
                WHERE code_hash = %s AND used_at IS NULL AND expires_at > now()
                RETURNING site_id, name, groups, created_by""",
-            (_hash(body.code.strip().upper()),),
+            (auth.token_hash(body.code.strip().upper()),),
         )
         row = await cur.fetchone()
     if row is None:
@@ -378,30 +373,19 @@ async def pin_signin(request: web.Request) -> web.Response:
         )
         if not ok:
             raise ProblemError(401, "Unauthorized", "wrong user or PIN")
-        token = secrets.token_urlsafe(32)
         async with conn.transaction():
             await _end_signins(conn, tablet.id, "switch")
-            await conn.execute(
-                "INSERT INTO user_sessions (token_hash, user_id, expires_at) VALUES (%s, %s, %s)",
-                (_hash(token), user_id, datetime.now(UTC) + timedelta(seconds=cfg.pin_session_s)),
+            session = await auth.start_session(
+                conn, user_id, cfg.pin_session_s / 3600, provider="pin", client=tablet.name
             )
             await conn.execute(
                 "INSERT INTO tablet_signins (token_hash, tablet_id, user_id) VALUES (%s, %s, %s)",
-                (_hash(token), tablet.id, user_id),
+                (auth.token_hash(session.token), tablet.id, user_id),
             )
-        user = await auth.user_for(conn, token)
-    assert user is not None
-    request[USER] = user
+    request[USER] = session.user
     await audit(request, "login", "tablet pin", site=tablet.site, detail={"tablet": tablet.name})
-    resp = json_response(_me(user))
-    resp.set_cookie(
-        auth.COOKIE,
-        token,
-        httponly=True,
-        samesite="Strict",
-        secure=request.app[SETTINGS].api.cookie_secure,
-        path="/",
-    )
+    resp = json_response(_me(session.user))
+    set_session_cookies(request, resp, session)
     return resp
 
 
@@ -430,7 +414,7 @@ async def activity(request: web.Request) -> web.Response:
             """UPDATE user_sessions SET expires_at = now() + make_interval(secs => %s)
                WHERE token_hash = %s AND token_hash IN (
                    SELECT token_hash FROM tablet_signins WHERE ended_at IS NULL)""",
-            (secs, _hash(token)),
+            (secs, auth.token_hash(token)),
         )
     return web.Response(status=204)
 

@@ -1,23 +1,41 @@
 """The edge agent: frames in (in a worker thread), contract messages out.
 
-Frames never leave the worker thread: it runs the detector and the room state
-machine and hands only their small outputs to the asyncio loop, which turns
-them into contract messages and publishes them with QoS 1.
+Frames never leave the worker thread: it runs the complete analysis
+(`pipeline.Analysis`) and hands only its small outputs to the asyncio loop,
+which turns them into contract messages.
+
+- **Events** are encoded once, written to the on-disk queue (`store.Store`) and
+  published from there in order, one at a time, each removed only after the
+  broker's PUBACK: nothing is lost or reordered across a broker outage, a
+  restart or a power cut (a redelivery keeps its message id, consumers dedupe).
+- **State, heartbeat, availability** are live: retained state is re-published on
+  every (re)connection, so nothing of them needs to be queued.
+- **Inclusion gate**: the camera is open and analysed only while the room
+  configuration says `monitoring` and the time is inside its schedule; otherwise
+  the source is closed and the state is `paused`.
+- **Configuration** (`…/config/set`, retained) is applied between two frames,
+  without a restart, and kept on disk for the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from prometheus_client import Counter, Gauge
 
 from nattillsyn import __version__, log, metrics
 from nattillsyn.ids import new_id
-from nattillsyn.mqtt import MqttClient, Received, Will
+from nattillsyn.mqtt import MqttClient, MqttError, Received, TlsFiles, Will
 from nattillsyn.protocol import (
     Availability,
     Command,
@@ -36,11 +54,21 @@ from nattillsyn.protocol import (
 )
 from nattillsyn.settings import Settings
 
-from .detector import MotionDetector
-from .room import EventOut, Output, RoomModel, RoomParams, StateChange
+from .evaluate import load_room_config
+from .pipeline import Analysis
+from .room import EventOut, Output, RoomParams, StateChange
+from .schedule import monitoring_allowed
 from .sources import FrameSource, open_source
+from .store import Store
 
 logger = log.get(__name__)
+
+FRAMES = Counter("nattillsyn_edge_frames_total", "Frames analysed.", ["device"])
+EVENTS = Counter("nattillsyn_edge_events_total", "Events produced.", ["device", "type"])
+QUEUE = Gauge("nattillsyn_edge_queue_events", "Events waiting on disk for the broker.", ["device"])
+MONITORING = Gauge("nattillsyn_edge_monitoring", "1 while the camera is analysed.", ["device"])
+
+GATE_CHECK_S = 15.0  # how often the schedule is re-checked
 
 
 class EdgeAgent:
@@ -53,13 +81,23 @@ class EdgeAgent:
         self.topics = Topics(settings.topic_root)
         self.site, self.room, self.device = settings.site, self.cfg.room, self.cfg.device
         self.session = time.time_ns() // 1_000_000
-        self._seq = 0
+        self._seq = 1  # 0 is the last will
         self._make_source = source or self._source_from_settings
         self._source: FrameSource | None = None
         self._started_at = time.monotonic()
-        self.monitoring = True
-        self.config_version = 0
-        self.params = RoomParams(fall_confirm_s=self.cfg.fall_confirm_s)
+        state_dir = self.cfg.state_dir or (
+            Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+            if os.environ.get("STATE_DIRECTORY")
+            else None
+        )
+        self.store = Store.for_device(
+            state_dir, f"edge-{self.site}-{self.room}-{self.device}", self.cfg.queue_max_events
+        )
+        if state_dir is None:
+            logger.warning("no state_dir: the event queue is in memory and lost on restart")
+        self.config: DeviceConfig | None = self._initial_config()
+        self.config_version = self.config.version if self.config else 0
+        self.monitoring = False
         will = Availability(
             site=self.site,
             room=self.room,
@@ -68,95 +106,249 @@ class EdgeAgent:
             seq=0,
             state="offline",
         )
+        files = (self.cfg.tls_ca_file, self.cfg.tls_cert_file, self.cfg.tls_key_file)
+        tls = TlsFiles(*(str(f) if f else None for f in files)) if any(files) else None
         self.mqtt = MqttClient(
-            settings.mqtt_url,
+            settings.mqtt_url or "mqtt://127.0.0.1:1883",
             f"edge-{self.site}-{self.device}-{self.session}",
             will=Will(self._topic(TopicKind.availability), encode(will)),
+            tls=tls,
         )
         self._outputs: asyncio.Queue[tuple[float, float, list[Output]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._thread: threading.Thread | None = None
         self._stop_analysis = threading.Event()
-        self._event_ids: dict[str, uuid.UUID] = {}
+        self._analysis: Analysis | None = None
+        self._pending_config: DeviceConfig | None = None
+        self._zone_map_requests: list[asyncio.Future[dict]] = []
+        self._lock = threading.Lock()
+        self._event_ids: dict[str, tuple[uuid.UUID, datetime]] = {}
         self._state = StateChange(RoomStateName.unknown, 0.0, 0.0)
         self._state_since = datetime.now(UTC)
         self._frames = 0
         self._fps = 0.0
         self._speed = self.cfg.replay_speed
+        self._queue_wakeup = asyncio.Event()
+        self._queue_idle = asyncio.Event()  # set while nothing waits on disk
+        self._beat_now = asyncio.Event()  # a heartbeat at once (after a connection, a config)
+        self._gate_lock = asyncio.Lock()
+        self._retry_s = 2.0
         self.published = 0
+        self.events_created = 0
+        self.events_published = 0
+
+    # -- configuration at start -----------------------------------------------------
+
+    def _initial_config(self) -> DeviceConfig | None:
+        """The last applied config (disk), else the room-configuration file, else none."""
+        cfg: DeviceConfig | None = None
+        if self.cfg.room_config is not None:
+            cfg = load_room_config(self.cfg.room_config)
+        saved = self.store.get("config")
+        if saved:
+            with contextlib.suppress(ValueError):
+                stored = DeviceConfig.model_validate_json(saved)
+                if cfg is None or stored.version >= cfg.version:
+                    cfg = stored
+        return cfg
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._seq = 1  # 0 is the last will
         self.mqtt.on_connect(self._announce)
-        await self.mqtt.start()
-        await self.mqtt.subscribe(
-            self._topic(TopicKind.config_set), self._topic(TopicKind.command), qos=1
-        )
         metrics.serve(self.cfg.metrics_port)
+        QUEUE.labels(self.device).set(len(self.store))
+        self._queue_wakeup.set()  # events left from before a restart go first
         self._tasks = [
+            asyncio.create_task(self._connect(), name="edge-connect"),
             asyncio.create_task(self._publish_outputs(), name="edge-publish"),
+            asyncio.create_task(self._drain_queue(), name="edge-queue"),
             asyncio.create_task(self._heartbeat(), name="edge-heartbeat"),
             asyncio.create_task(self._periodic_state(), name="edge-state"),
             asyncio.create_task(self._control(), name="edge-control"),
+            asyncio.create_task(self._gate_loop(), name="edge-gate"),
         ]
-        await self._start_analysis()
+        await self._gate()
+        # Wait a moment for the broker so the retained config applies before we start
+        # guessing; a device without network keeps analysing and queues its events.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.mqtt.connected.wait(), 5)
+
+    async def _connect(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.mqtt.start(timeout=15)
+                break
+            except MqttError as exc:
+                logger.warning("broker unreachable, retrying", error=str(exc), device=self.device)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+        await self.mqtt.subscribe(
+            self._topic(TopicKind.config_set), self._topic(TopicKind.command), qos=1
+        )
 
     async def stop(self) -> None:
-        self._stop_analysis.set()
-        if self._source is not None:
-            self._source.close()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 10)
+        await self._stop_thread()
+        # Flush what the analysis produced before it stopped (events go to disk).
+        while not self._outputs.empty():
+            await self._handle_outputs(*self._outputs.get_nowait())
+        await self._end_open_events()
+        # Give the queue a moment to flush while the broker is there; the rest waits on disk.
+        if self.mqtt.connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue_idle.wait(), 3.0)
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await asyncio.wait(self._tasks, timeout=5)
         # A clean stop says so: offline, retained (the will is only for crashes).
+        if self.mqtt.connected.is_set():
+            with contextlib.suppress(Exception):
+                await self._send(
+                    TopicKind.availability,
+                    Availability(**self._ids(), state="offline"),
+                    retain=True,
+                    timeout=5,
+                )
         with contextlib.suppress(Exception):
-            await self._send(
-                TopicKind.availability,
-                Availability(**self._ids(), state="offline"),
-                retain=True,
-                timeout=5,
-            )
-        await self.mqtt.stop()
+            await self.mqtt.stop()
+        self.store.close()
+
+    # -- inclusion gate ---------------------------------------------------------------
+
+    def _allowed(self) -> bool:
+        return monitoring_allowed(
+            self.config, datetime.now(UTC), default=self.cfg.monitor_without_config
+        )
+
+    async def _gate(self) -> None:
+        """Open or close the camera to match the configuration and the schedule."""
+        async with self._gate_lock:
+            want = self._allowed()
+            if want == self.monitoring:
+                return
+            self.monitoring = want
+            MONITORING.labels(self.device).set(1 if want else 0)
+            if want:
+                logger.info("monitoring on", device=self.device)
+                await self._start_analysis()
+            else:
+                logger.info("monitoring paused: camera closed", device=self.device)
+                await self._stop_thread()
+                while not self._outputs.empty():
+                    await self._handle_outputs(*self._outputs.get_nowait())
+                await self._end_open_events()
+            await self._publish_state()
+
+    async def _gate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GATE_CHECK_S)
+            await self._gate()
 
     # -- analysis (worker thread) ---------------------------------------------------
 
     async def _start_analysis(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            await asyncio.to_thread(self._thread.join, 10)  # a pause just asked it to stop
-        self._source = self._make_source()
+        await self._stop_thread()
+        try:
+            self._source = self._make_source()
+        except Exception as exc:
+            logger.error("camera failed", device=self.device, error=str(exc)[:300])
+            self._source_failed()
+            return
+        with self._lock:
+            self._pending_config = None
+        analysis = self._new_analysis()
+        # A fresh view: nothing known until the analysis (or the resumed state) says so.
+        self._state = StateChange(RoomStateName.unknown, 0.0, 0.0)
+        self._state_since = datetime.now(UTC)
+        self._resume(analysis)
+        self._analysis = analysis
         self._stop_analysis.clear()
         loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
-            target=self._analyse, args=(loop, self._source), name="edge-analysis", daemon=True
+            target=self._analyse,
+            args=(loop, self._source, analysis),
+            name="edge-analysis",
+            daemon=True,
         )
         self._thread.start()
+
+    def _new_analysis(self) -> Analysis:
+        return Analysis(
+            self.config,
+            width=self.cfg.width,
+            base_params=RoomParams(fall_confirm_s=self.cfg.fall_confirm_s),
+        )
+
+    def _resume(self, analysis: Analysis) -> None:
+        """After a restart or pause, resume the last state if it is recent enough."""
+        saved = self.store.get("state")
+        if not saved:
+            return
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            doc = json.loads(saved)
+            name, age = doc["state"], time.time() - float(doc["at"])
+            if 0 <= age <= self.cfg.resume_max_s:
+                analysis.restore(RoomStateName(name), 0.0)
+                logger.info("resumed room state", state=name, age_s=round(age))
+
+    async def _stop_thread(self) -> None:
+        self._stop_analysis.set()
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 15)
+            self._thread = None
+        self._analysis = None
+        with self._lock:
+            requests, self._zone_map_requests = self._zone_map_requests, []
+        for fut in requests:
+            if not fut.done():
+                fut.set_exception(RuntimeError("analysis stopped"))
 
     def _source_from_settings(self) -> FrameSource:
         return open_source(
             self.cfg.source,
-            fps=self.cfg.fps,
+            fps=self.config.fps if self.config else self.cfg.fps,
             width=self.cfg.width,
             replay_speed=self.cfg.replay_speed,
             loop=self.cfg.loop,
             hold_last_s=self.cfg.hold_last_s,
         )
 
-    def _analyse(self, loop: asyncio.AbstractEventLoop, source: FrameSource) -> None:
-        detector = MotionDetector()
-        model = RoomModel(self.params)
+    def _analyse(
+        self, loop: asyncio.AbstractEventLoop, source: FrameSource, analysis: Analysis
+    ) -> None:
         window_start, window_frames = time.monotonic(), 0
+        frames = FRAMES.labels(self.device)
+        clip: str | None = None
         try:
             for frame in source.frames():
                 if self._stop_analysis.is_set():
                     break
-                outputs = model.update(detector.process(frame.image, frame.t))
+                outputs: list[Output] = []
+                if frame.clip != clip:
+                    if clip is not None:
+                        # A replayed playlist moves to the next clip: a new view, not a
+                        # moved camera. Close what was open and start afresh.
+                        outputs += analysis.finish(frame.t)
+                        analysis = self._new_analysis()
+                        self._analysis = analysis
+                    clip = frame.clip
+                with self._lock:
+                    config, self._pending_config = self._pending_config, None
+                    requests, self._zone_map_requests = self._zone_map_requests, []
+                if config is not None:
+                    outputs += analysis.apply(config)
+                outputs += analysis.process(frame.image, frame.t)
+                t = frame.t
                 del frame  # the image goes no further than this thread
+                for fut in requests:
+                    answer = analysis.zone_map()
+                    loop.call_soon_threadsafe(_resolve, fut, answer)
+                frames.inc()
+                self._retry_s = 2.0  # frames flow again
                 window_frames += 1
                 now = time.monotonic()
                 if now - window_start >= 5:
@@ -164,13 +356,32 @@ class EdgeAgent:
                     window_start, window_frames = now, 0
                 self._frames += 1
                 if outputs:
-                    loop.call_soon_threadsafe(
-                        self._outputs.put_nowait, (model.last_t, time.monotonic(), outputs)
-                    )
-        except Exception:
-            logger.exception("frame analysis stopped", device=self.device)
+                    loop.call_soon_threadsafe(self._outputs.put_nowait, (t, now, outputs))
+        except Exception as exc:
+            logger.error("camera failed", device=self.device, error=str(exc)[:300])
+            if not self._stop_analysis.is_set():
+                outputs = analysis.finish(time.monotonic())
+                outputs.append(StateChange(RoomStateName.unknown, analysis.model.last_t, 0.0))
+                loop.call_soon_threadsafe(
+                    self._outputs.put_nowait, (analysis.model.last_t, time.monotonic(), outputs)
+                )
+                loop.call_soon_threadsafe(self._source_failed)
         finally:
             source.close()
+
+    def _source_failed(self) -> None:
+        """The camera stopped (unplugged, stream down): try again with a growing pause."""
+        delay = self._retry_s
+        self._retry_s = min(60.0, self._retry_s * 2)
+
+        async def retry() -> None:
+            await asyncio.sleep(delay)
+            async with self._gate_lock:
+                if self.monitoring and (self._thread is None or not self._thread.is_alive()):
+                    logger.info("reopening camera", device=self.device)
+                    await self._start_analysis()
+
+        self._tasks.append(asyncio.create_task(retry(), name="edge-camera-retry"))
 
     # -- publishing -------------------------------------------------------------------
 
@@ -187,15 +398,29 @@ class EdgeAgent:
             "seq": seq,
         }
 
-    async def _send(self, kind: TopicKind, msg, retain: bool = False, timeout=None) -> None:
+    async def _send(self, kind: TopicKind, msg, retain: bool = False, timeout=10.0) -> None:
         await self.mqtt.publish(
             self._topic(kind), encode(msg), qos=1, retain=retain, timeout=timeout
         )
         self.published += 1
 
+    async def _send_live(self, kind: TopicKind, msg, retain: bool = False) -> bool:
+        """Publish a live message (state, heartbeat, …); offline it is skipped, not queued."""
+        if not self.mqtt.connected.is_set():
+            return False
+        try:
+            await self._send(kind, msg, retain=retain)
+            return True
+        except (MqttError, TimeoutError) as exc:
+            logger.warning("publish failed", kind=kind.value, error=str(exc))
+            return False
+
     def _announce(self) -> None:
         msg = Availability(**self._ids(), state="online")
         self.mqtt.publish_nowait(self._topic(TopicKind.availability), encode(msg), retain=True)
+        self._tasks.append(asyncio.create_task(self._publish_state()))
+        self._beat_now.set()
+        self._queue_wakeup.set()
 
     def _wall(self, t: float, t_now: float, mono: float) -> datetime:
         """Source time `t` as wall time, given that `t_now` was seen at monotonic `mono`."""
@@ -205,19 +430,23 @@ class EdgeAgent:
 
     async def _publish_outputs(self) -> None:
         while True:
-            t_now, mono, outputs = await self._outputs.get()
-            for out in outputs:
-                if isinstance(out, StateChange):
-                    self._state = out
-                    self._state_since = self._wall(out.since, t_now, mono)
-                    await self._publish_state()
-                elif isinstance(out, EventOut):
-                    await self._publish_event(out, t_now, mono)
+            await self._handle_outputs(*await self._outputs.get())
 
-    async def _publish_event(self, out: EventOut, t_now: float, mono: float) -> None:
-        if out.phase is EventPhase.new:
-            self._event_ids[out.key] = new_id()
-        event_id = self._event_ids.get(out.key) or new_id()
+    async def _handle_outputs(self, t_now: float, mono: float, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, StateChange):
+                self._state = out
+                self._state_since = self._wall(out.since, t_now, mono)
+                saved = json.dumps({"state": out.state.value, "at": round(time.time())})
+                await asyncio.to_thread(self.store.set, "state", saved)
+                await self._publish_state()
+            elif isinstance(out, EventOut):
+                await self._queue_event(out, t_now, mono)
+
+    async def _queue_event(self, out: EventOut, t_now: float, mono: float) -> None:
+        if out.phase is EventPhase.new or out.key not in self._event_ids:
+            self._event_ids[out.key] = (new_id(), self._wall(out.start, t_now, mono))
+        event_id, start = self._event_ids[out.key]
         if out.phase is EventPhase.end:
             self._event_ids.pop(out.key, None)
         msg = Event(
@@ -225,43 +454,104 @@ class EdgeAgent:
             event_id=event_id,
             type=out.type,
             phase=out.phase,
-            start=self._wall(out.start, t_now, mono),
+            start=start,
             end=self._wall(out.t, t_now, mono) if out.phase is EventPhase.end else None,
             score=round(min(1.0, max(0.0, out.score)), 3),
             zone=out.zone,
-            box=out.box,
+            box=tuple(round(v, 3) for v in out.box) if out.box else None,
         )
-        await self._send(TopicKind.event, msg)
+        await self._enqueue(msg)
+        EVENTS.labels(self.device, out.type.value).inc()
         logger.info(
             "event", type=out.type.value, phase=out.phase.value, room=self.room, device=self.device
         )
 
+    async def _enqueue(self, msg: Event) -> None:
+        await asyncio.to_thread(
+            self.store.put, self._topic(TopicKind.event), encode(msg), msg.type.value
+        )
+        self.events_created += 1
+        self._queue_idle.clear()
+        QUEUE.labels(self.device).set(len(self.store))
+        self._queue_wakeup.set()
+
+    async def _end_open_events(self) -> None:
+        """Close events still open when the analysis stops (pause, shutdown)."""
+        now = datetime.now(UTC)
+        for key, (event_id, start) in list(self._event_ids.items()):
+            etype = key if key != "fall" else "possible_fall"
+            with contextlib.suppress(ValueError):
+                msg = Event(
+                    **self._ids(),
+                    event_id=event_id,
+                    type=etype,
+                    phase=EventPhase.end,
+                    start=start,
+                    end=now,
+                )
+                await self._enqueue(msg)
+        self._event_ids.clear()
+
+    async def _drain_queue(self) -> None:
+        """Publish queued events in order; each leaves the disk only after its PUBACK."""
+        while True:
+            await self._queue_wakeup.wait()
+            self._queue_wakeup.clear()
+            while True:
+                await self.mqtt.connected.wait()
+                items = await asyncio.to_thread(self.store.peek, 1)
+                if not items:
+                    self._queue_idle.set()
+                    break
+                item = items[0]
+                try:
+                    await self.mqtt.publish(item.topic, item.payload, qos=1, timeout=10)
+                except (MqttError, TimeoutError):
+                    await asyncio.sleep(0.5)  # same item again: order is kept
+                    continue
+                await asyncio.to_thread(self.store.remove, item.id)
+                self.published += 1
+                self.events_published += 1
+                QUEUE.labels(self.device).set(len(self.store))
+
     async def _publish_state(self) -> None:
-        state = self._state.state if self.monitoring else RoomStateName.paused
+        paused = not self.monitoring
         msg = RoomState(
             **self._ids(),
-            state=state,
-            since=self._state_since,
-            confidence=self._state.confidence if self.monitoring else 1.0,
+            state=RoomStateName.paused if paused else self._state.state,
+            since=self._state_since if not paused else datetime.now(UTC),
+            confidence=1.0 if paused else self._state.confidence,
+            motion=0.0 if paused else min(1.0, self._state.motion),
         )
-        await self._send(TopicKind.state, msg, retain=True)
+        await self._send_live(TopicKind.state, msg, retain=True)
 
     async def _heartbeat(self) -> None:
+        """Every `heartbeat_s`, and at once after each (re)connection."""
         while True:
+            await self.mqtt.connected.wait()
+            self._beat_now.clear()
             msg = Heartbeat(
                 **self._ids(),
                 uptime_s=round(time.monotonic() - self._started_at, 1),
-                fps=round(self._fps, 2),
+                fps=round(self._fps if self.monitoring else 0.0, 2),
                 agent_version=__version__,
                 config_version=self.config_version,
+                queue=len(self.store),
                 monitoring=self.monitoring,
             )
-            await self._send(TopicKind.heartbeat, msg)
-            await asyncio.sleep(self.cfg.heartbeat_s)
+            await self._send_live(TopicKind.heartbeat, msg)
+            interval = self.config.heartbeat_s if self.config else self.cfg.heartbeat_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), interval)
 
     async def _periodic_state(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.state_interval_s)
+            if self._analysis is not None:
+                cur = self._analysis.model.current()
+                self._state = StateChange(
+                    self._state.state, self._state.since, cur.confidence, cur.motion, cur.zone
+                )
             await self._publish_state()
 
     # -- control: config and commands ---------------------------------------------------
@@ -279,47 +569,71 @@ class EdgeAgent:
                 logger.warning("control message refused", topic=msg.topic, error=str(exc))
 
     async def _apply_config(self, msg: Received) -> None:
+        if not msg.payload:
+            return  # retained config cleared
         try:
             cfg = decode(DeviceConfig, msg.payload)
-        except ValueError as exc:
-            await self._send(
+            ZoneInfo(cfg.timezone)
+        except Exception as exc:
+            await self._send_live(
                 TopicKind.config_state,
                 ConfigState(**self._ids(), version=self.config_version, error=str(exc)[:500]),
                 retain=True,
             )
             return
-        self.params = RoomParams(fall_confirm_s=cfg.fall_confirm_s)
+        old = self.config
+        self.config = cfg
         self.config_version = cfg.version
-        if cfg.monitoring != self.monitoring:
-            self.monitoring = cfg.monitoring
-            if cfg.monitoring:
-                await self._start_analysis()
-            else:
-                # Paused or consent withdrawn: stop looking at once.
-                self._stop_analysis.set()
-                if self._source is not None:
-                    self._source.close()
-                    self._source = None
-            await self._publish_state()
-        await self._send(
+        await asyncio.to_thread(self.store.set, "config", cfg.model_dump_json())
+        if old is not None and old.fps != cfg.fps and self.monitoring:
+            await self._start_analysis()  # a new frame rate needs a new source
+        else:
+            with self._lock:
+                self._pending_config = cfg  # picked up between two frames
+        await self._gate()
+        await self._send_live(
             TopicKind.config_state, ConfigState(**self._ids(), version=cfg.version), retain=True
         )
+        self._beat_now.set()
+        logger.info("config applied", version=cfg.version, monitoring=self.monitoring)
+
+    async def _zone_map(self) -> dict:
+        if not self.monitoring or self._analysis is None:
+            raise RuntimeError("monitoring is paused: the camera is closed")
+        fut: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._zone_map_requests.append(fut)
+        return await asyncio.wait_for(fut, 10)
 
     async def _command(self, cmd: Command) -> None:
-        ok, result = True, {}
-        if cmd.command == "ping":
-            result = {"uptime_s": round(time.monotonic() - self._started_at, 1)}
-        elif cmd.command == "publish_state":
-            await self._publish_state()
-        else:
-            ok = False
-        await self._send(
+        ok, result, error = True, {}, None
+        try:
+            if cmd.command == "ping":
+                result = {"uptime_s": round(time.monotonic() - self._started_at, 1)}
+            elif cmd.command == "publish_state":
+                await self._publish_state()
+            elif cmd.command == "restart":
+                if self.monitoring:
+                    await self._start_analysis()
+                result = {"monitoring": self.monitoring}
+            elif cmd.command == "zone_map":
+                result = await self._zone_map()
+            else:
+                ok, error = False, f"command {cmd.command!r} not supported"
+        except (RuntimeError, TimeoutError) as exc:
+            ok, error = False, str(exc) or "timed out"
+        await self._send_live(
             TopicKind.command_response,
             CommandResponse(
                 **self._ids(),
                 correlation_id=cmd.correlation_id,
                 ok=ok,
-                result=result,
-                error=None if ok else f"command {cmd.command!r} not supported",
+                result=result if ok else {},
+                error=error,
             ),
         )
+
+
+def _resolve(fut: asyncio.Future, value: object) -> None:
+    if not fut.done():
+        fut.set_result(value)

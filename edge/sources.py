@@ -1,13 +1,20 @@
-"""Frame sources: camera, RTSP, video file, or a playlist of clips replayed.
+"""Frame sources: camera (V4L2/USB), RTSP/HTTP stream, video file, or a directory of clips.
 
 Every source yields `Frame`s: small grayscale images with a source time in
 seconds. Frames live only in memory; nothing here writes or encodes an image.
-Frames the analysis does not need are skipped with `grab()` (no decode) where
-the backend allows, so decode cost stays out of the hot path.
+
+Decoding stays out of the analysis thread: a reader thread pulls the stream
+(`grab()` on every frame, so an RTSP buffer never lags), decodes and downscales
+only the frames the analysis will use (`retrieve()` at the configured rate) and
+hands them over through a small bounded queue. Cameras are asked for a small
+stream at a low rate so there is little to decode on a Pi.
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -16,6 +23,8 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,28 +61,47 @@ def _open(spec: str | Path) -> cv2.VideoCapture:
     return cap
 
 
-def _read_file(path: Path, fps: float, width: int) -> Iterator[tuple[float, np.ndarray]]:
-    """Frames of one file at about `fps`, with their time in the file."""
-    cap = _open(path)
-    try:
-        native = cap.get(cv2.CAP_PROP_FPS) or fps
-        step = 1.0 / fps
-        next_t = 0.0
-        index = 0
-        while True:
-            t = index / native
-            index += 1
-            if t + 1e-6 < next_t:
-                if not cap.grab():  # skipped frame: demux only, no decode
+class ClipReader:
+    """Frames of one video file at about `fps`, with their time in the file.
+
+    Frames between the ones kept are only grabbed (demuxed, no colour conversion
+    or scaling). After iterating, `native_fps` and `native_frames` describe the file.
+    """
+
+    def __init__(self, path: Path, fps: float, width: int) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self.width = width
+        self.native_fps = 0.0
+        self.native_frames = 0
+
+    def frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        cap = _open(self.path)
+        try:
+            native = cap.get(cv2.CAP_PROP_FPS) or self.fps
+            self.native_fps = native
+            step = 1.0 / self.fps
+            next_t = 0.0
+            index = 0
+            while True:
+                t = index / native
+                if t + 1e-6 < next_t:
+                    if not cap.grab():  # skipped frame: no conversion, no scaling
+                        return
+                    index += 1
+                    self.native_frames = index
+                    continue
+                ok, image = cap.read()
+                if not ok:
                     return
-                continue
-            ok, image = cap.read()
-            if not ok:
-                return
-            next_t += step
-            yield t, to_analysis(image, width)
-    finally:
-        cap.release()
+                index += 1
+                self.native_frames = index
+                next_t += step
+                while next_t <= t:
+                    next_t += step
+                yield t, to_analysis(image, self.width)
+        finally:
+            cap.release()
 
 
 class Pacer:
@@ -82,6 +110,7 @@ class Pacer:
     def __init__(self, speed: float) -> None:
         self.speed = speed
         self._t0: float | None = None
+        self._stop = threading.Event()
 
     def wait(self, t: float) -> None:
         if self.speed <= 0:
@@ -91,7 +120,80 @@ class Pacer:
             self._t0 = now - t / self.speed
         delay = self._t0 + t / self.speed - now
         if delay > 0:
-            time.sleep(delay)
+            self._stop.wait(delay)
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+
+_END = object()
+
+
+class _Prefetch:
+    """Runs a frame generator in a reader thread; the consumer gets frames from a small queue."""
+
+    def __init__(
+        self, gen: Iterator[Frame], depth: int = 2, name: str = "edge-reader", latest: bool = False
+    ) -> None:
+        """`latest`: never wait for the consumer, replace the oldest waiting frame instead."""
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._latest = latest
+        self._closed = threading.Event()
+        self._gen = gen
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._gen:
+                if self._latest:
+                    while True:
+                        try:
+                            self._q.put_nowait(item)
+                            break
+                        except queue.Full:
+                            with contextlib.suppress(queue.Empty):
+                                self._q.get_nowait()
+                    continue
+                while not self._closed.is_set():
+                    try:
+                        self._q.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if self._closed.is_set():
+                    return
+            self._put_end(_END)
+        except Exception as exc:  # handed to the consumer, raised there
+            self._put_end(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                self._gen.close()  # type: ignore[attr-defined]
+
+    def _put_end(self, item: object) -> None:
+        while not self._closed.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            try:
+                item = self._q.get(timeout=0.2)
+            except queue.Empty:
+                if self._closed.is_set():
+                    return
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._closed.set()
 
 
 class PlaylistSource:
@@ -119,71 +221,116 @@ class PlaylistSource:
         self.loop = loop
         self.hold_last_s = hold_last_s
         self._pacer = Pacer(replay_speed)
-        self._closed = False
+        self._closed = threading.Event()
+        self._reader: _Prefetch | None = None
 
-    def frames(self) -> Iterator[Frame]:
+    def _decode(self) -> Iterator[Frame]:
         offset = 0.0
         step = 1.0 / self.fps
-        while not self._closed:
+        while not self._closed.is_set():
             for path in self.files:
                 last: np.ndarray | None = None
                 t_end = 0.0
-                for t, image in _read_file(path, self.fps, self.width):
-                    if self._closed:
+                for t, image in ClipReader(path, self.fps, self.width).frames():
+                    if self._closed.is_set():
                         return
-                    self._pacer.wait(offset + t)
                     yield Frame(offset + t, image, path.name)
                     last, t_end = image, t
                 if last is None:
                     continue
                 held = step
-                while held <= self.hold_last_s and not self._closed:
-                    self._pacer.wait(offset + t_end + held)
+                while held <= self.hold_last_s + 1e-9 and not self._closed.is_set():
                     yield Frame(offset + t_end + held, last, path.name)
                     held += step
                 offset += t_end + held
             if not self.loop:
                 return
 
+    def frames(self) -> Iterator[Frame]:
+        self._reader = _Prefetch(self._decode())
+        try:
+            for frame in self._reader:
+                if self._closed.is_set():
+                    return
+                self._pacer.wait(frame.t)
+                if self._closed.is_set():
+                    return
+                yield frame
+        finally:
+            self._reader.close()
+
     def close(self) -> None:
-        self._closed = True
+        self._closed.set()
+        self._pacer.cancel()
+        if self._reader is not None:
+            self._reader.close()
 
 
 class CaptureSource:
-    """A live camera (index or /dev/videoN) or an RTSP/HTTP stream, at about `fps`."""
+    """A live camera (index or /dev/videoN) or an RTSP/HTTP stream, at about `fps`.
 
-    def __init__(self, spec: str, *, fps: float = 5.0, width: int = 160) -> None:
+    The reader thread grabs every frame the device delivers (so the stream never
+    lags behind) and decodes, converts and downscales only one every 1/fps seconds.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        fps: float = 5.0,
+        width: int = 160,
+        capture_size: tuple[int, int] = (320, 240),
+    ) -> None:
         self.spec = spec
         self.fps = fps
         self.width = width
-        self._cap: cv2.VideoCapture | None = None
-        self._closed = False
+        self.capture_size = capture_size
+        self._closed = threading.Event()
+        self._reader: _Prefetch | None = None
+
+    def _decode(self) -> Iterator[Frame]:
+        cap = _open(self.spec)
+        try:
+            if not self.spec.lower().startswith(("rtsp:", "rtsps:", "http:", "https:")):
+                # Ask the driver for a small, slow stream: less to decode on a Pi.
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.capture_size[0])
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.capture_size[1])
+                cap.set(cv2.CAP_PROP_FPS, max(self.fps, 5.0))
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            t0 = time.monotonic()
+            step = 1.0 / self.fps
+            next_t = 0.0
+            while not self._closed.is_set():
+                if not cap.grab():
+                    raise OSError(f"frame source {self.spec!r} stopped delivering frames")
+                t = time.monotonic() - t0
+                if t + 1e-3 < next_t:
+                    continue  # dropped without decoding
+                ok, image = cap.retrieve()
+                if not ok:
+                    continue
+                next_t = max(next_t + step, t)
+                yield Frame(t, to_analysis(image, self.width))
+        finally:
+            cap.release()
 
     def frames(self) -> Iterator[Frame]:
-        self._cap = _open(self.spec)
-        # Ask the driver for a small stream: less to decode on a Pi.
-        self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, 320)
-        self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, 240)
-        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        t0 = time.monotonic()
-        step = 1.0 / self.fps
-        next_t = 0.0
-        while not self._closed:
-            if not self._cap.grab():
-                raise OSError(f"frame source {self.spec!r} stopped delivering frames")
-            t = time.monotonic() - t0
-            if t + 1e-3 < next_t:
-                continue  # drop without decoding
-            ok, image = self._cap.retrieve()
-            if not ok:
-                continue
-            next_t = max(next_t + step, t)
-            yield Frame(t, to_analysis(image, self.width))
+        # depth 1: the analysis always gets the newest frame, never a backlog
+        self._reader = _Prefetch(self._decode(), depth=1, name="edge-capture", latest=True)
+        try:
+            yield from self._reader
+        finally:
+            self._reader.close()
 
     def close(self) -> None:
-        self._closed = True
-        if self._cap is not None:
-            self._cap.release()
+        self._closed.set()
+        if self._reader is not None:
+            self._reader.close()
+
+
+def clip_files(folder: Path) -> list[Path]:
+    """Video files of a folder, in name order."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
 def open_source(
@@ -197,23 +344,18 @@ def open_source(
 ) -> FrameSource:
     """A source from the settings' string: directory, file, camera index/device or URL."""
     path = Path(spec)
+    kw = {
+        "fps": fps,
+        "width": width,
+        "replay_speed": replay_speed,
+        "loop": loop,
+        "hold_last_s": hold_last_s,
+    }
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".mp4", ".avi", ".mkv"})
-        return PlaylistSource(
-            files,
-            fps=fps,
-            width=width,
-            replay_speed=replay_speed,
-            loop=loop,
-            hold_last_s=hold_last_s,
-        )
-    if path.is_file():
-        return PlaylistSource(
-            [path],
-            fps=fps,
-            width=width,
-            replay_speed=replay_speed,
-            loop=loop,
-            hold_last_s=hold_last_s,
-        )
+        files = clip_files(path)
+        if not files:
+            raise OSError(f"no video files in {path}")
+        return PlaylistSource(files, **kw)
+    if path.is_file() and not spec.startswith("/dev/"):
+        return PlaylistSource([path], **kw)
     return CaptureSource(spec, fps=fps, width=width)

@@ -10,8 +10,9 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from nattillsyn import __version__, log
+from nattillsyn import __version__, log, metrics
 from nattillsyn.settings import Settings, SettingsError, load
 
 DESCRIPTION = """\
@@ -46,6 +47,22 @@ def _edge(s: Settings) -> list:
 
     _require(s, "mqtt_url")
     return [EdgeAgent(s)]
+
+
+def _edge_command(settings: Settings, args: argparse.Namespace) -> int:
+    if getattr(args, "edge_command", None) == "evaluate":
+        from nattillsyn.edge.evaluate import main as evaluate_main
+
+        return evaluate_main(
+            args.clips_dir,
+            args.zones,
+            as_json=args.json,
+            fps=args.fps or settings.edge.fps,
+            width=args.width or settings.edge.width,
+            workers=args.workers,
+            verbose=args.verbose,
+        )
+    return _run_services(_edge)(settings, args)
 
 
 def _ingest(s: Settings) -> list:
@@ -143,12 +160,33 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add(
+    edge = add(
         "edge",
         "Run the edge agent: analyse a camera or clips in a room, publish events and state "
         "over MQTT. Frames never leave the process.",
-        _run_services(_edge),
+        _edge_command,
     )
+    edgesub = edge.add_subparsers(dest="edge_command", metavar="EDGE_COMMAND")
+    ev = edgesub.add_parser(
+        "evaluate",
+        help="Score the edge analysis on labelled clips (labels.csv in the clip folder).",
+        description="Run the edge analysis on every clip of a folder and score it by the rules "
+        "of its MANIFEST: presence agreement per frame, falls detected, false fall events. "
+        "Prints a per-clip table; with --json a JSON summary as the last line.",
+    )
+    ev.add_argument("clips_dir", type=Path, help="folder of clips with labels.csv")
+    ev.add_argument(
+        "--zones",
+        type=Path,
+        metavar="DIR",
+        help="folder of room-configuration files <clip-stem>.json (default configuration "
+        "for clips without one)",
+    )
+    ev.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    ev.add_argument("--fps", type=float, help="analysed frames per second (default: settings)")
+    ev.add_argument("--width", type=int, help="analysis width (default: settings)")
+    ev.add_argument("--workers", type=int, default=2, help="clips analysed in parallel")
+    ev.add_argument("--verbose", action="store_true", help="print state timelines and events")
     add(
         "gateway",
         "Run the care-home gateway: bridge the site broker to the centre and keep alerting "
@@ -248,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nattillsyn: {exc}", file=sys.stderr)
         return 2
     log.configure(settings.log.level, settings.log.json_)
+    metrics.bind(settings.metrics_host)
     try:
         return args.fn(settings, args) or 0
     except SettingsError as exc:

@@ -68,6 +68,17 @@ class Received:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """Files for `mqtts://`: the CA that signed the broker's certificate and, for
+    per-device credentials, the client's own certificate and key (None: system CAs,
+    no client certificate)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Will:
     topic: str
     payload: bytes
@@ -89,6 +100,7 @@ class MqttClient:
         manual_ack: bool = False,
         receive_maximum: int | None = None,
         max_inflight: int = 100,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.url = MqttUrl.parse(url)
         self.client_id = client_id
@@ -123,7 +135,15 @@ class MqttClient:
         if self.url.username:
             self._client.username_pw_set(self.url.username, self.url.password)
         if self.url.tls:
-            self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            files = tls or TlsFiles()
+            self._client.tls_set(
+                ca_certs=files.ca_file,
+                certfile=files.cert_file,
+                keyfile=files.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        elif tls is not None and (tls.cert_file or tls.ca_file):
+            raise ValueError("TLS files given but the MQTT URL is not mqtts://")
         if will:
             self._client.will_set(will.topic, will.payload, will.qos, will.retain)
         self._connect_props: Properties | None = None

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from nattillsyn import log
+from nattillsyn.systemd import Notifier
 
 logger = log.get(__name__)
 
@@ -31,6 +32,9 @@ async def run_until_signalled(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started: list[Service] = []
+    notifier = Notifier()  # systemd Type=notify + WatchdogSec; a no-op elsewhere
+    # Fed from the start: systemd may arm the watchdog before READY.
+    watchdog = asyncio.create_task(notifier.watchdog_loop(), name="sd-watchdog")
     try:
         for svc in services:
             await svc.start()
@@ -38,8 +42,11 @@ async def run_until_signalled(
             logger.info("service started", service=svc.name)
         if on_started is not None:
             on_started()
+        notifier.ready("running " + ", ".join(s.name for s in started))
         await stop.wait()
     finally:
+        notifier.stopping()
+        watchdog.cancel()
         for svc in reversed(started):
             try:
                 await asyncio.wait_for(svc.stop(), 15)

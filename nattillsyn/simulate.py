@@ -52,6 +52,8 @@ def room_settings(
             "fall_confirm_s": fall_confirm_s,
             # Hold each clip's last frame as the scoring rule does: a fallen person stays down.
             "hold_last_s": fall_confirm_s + 10.0,
+            # Simulated rooms have no administrator to send a config with consent.
+            "monitor_without_config": True,
         }
     )
     return settings.model_copy(update={"edge": edge})

@@ -7,7 +7,15 @@ this file is generated from these models (`nattillsyn asyncapi --write`).
 from .alerts import Alert, AlertAction, AlertPriority, AlertStatus
 from .base import SCHEMA_VERSION, DeviceMessage, Message, decode, encode
 from .commands import Command, CommandResponse
-from .device import Availability, ConfigState, DeviceConfig, Heartbeat, Zone, ZoneKind
+from .device import (
+    Availability,
+    ConfigState,
+    DeviceConfig,
+    Heartbeat,
+    MonitoringWindow,
+    Zone,
+    ZoneKind,
+)
 from .events import Event, EventPhase, EventType, RoomState, RoomStateName
 from .gateway import (
     CentreStatus,
@@ -41,6 +49,7 @@ __all__ = [
     "GatewaySyncAck",
     "Heartbeat",
     "Message",
+    "MonitoringWindow",
     "RoomState",
     "RoomStateName",
     "SiteSnapshot",

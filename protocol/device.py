@@ -48,8 +48,26 @@ class Zone(BaseModel):
     )
 
 
+class MonitoringWindow(BaseModel):
+    """A daily time window (device local time) in which monitoring may run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: str = Field(
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="Start, HH:MM local time."
+    )
+    end: str = Field(
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="End, HH:MM local time; before start means the next day (22:00-07:00).",
+    )
+
+
 class DeviceConfig(Message):
-    """Retained on `…/config/set`; the device applies it and reports `…/config/state`."""
+    """Retained on `…/config/set`; the device applies it and reports `…/config/state`.
+
+    The same document is the room-configuration file (`<room>.json`) of a stand-alone
+    device and of `nattillsyn edge evaluate --zones DIR`.
+    """
 
     version: int = Field(ge=1, description="Config version, grows with each change.")
     monitoring: bool = Field(True, description="Analysis enabled (false: paused or no consent).")
@@ -59,6 +77,24 @@ class DeviceConfig(Message):
     )
     heartbeat_s: float = Field(15.0, gt=0, le=3600, description="Heartbeat interval (s).")
     zones: list[Zone] = Field(default_factory=list, max_length=32, description="Zones of the room.")
+    no_motion_s: float = Field(
+        900.0,
+        ge=10,
+        le=86400,
+        description="Present without any motion this long gives state no_motion (s).",
+    )
+    no_motion_in_bed: bool = Field(
+        False, description="Whether a still person in bed also becomes no_motion (else: asleep)."
+    )
+    schedule: list[MonitoringWindow] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Daily windows in which monitoring may run, enforced on the device even "
+        "when offline; empty: whenever `monitoring` is true.",
+    )
+    timezone: str = Field(
+        "Europe/Stockholm", max_length=64, description="IANA time zone of the schedule."
+    )
 
 
 class ConfigState(DeviceMessage):

@@ -41,7 +41,6 @@ NOT_RESIDENT_DATA = {
     ("get", "/api/v1/me"),
     ("get", "/api/v1/ws"),
     ("get", "/api/v1/tablets"),
-    ("get", "/api/v1/alerting/presets"),
     ("get", "/api/v1/evaluation/units"),
 }
 ROLES = ("night_staff", "unit_manager", "evaluator", "sysadmin")

@@ -86,6 +86,13 @@ async def test_inclusion_workflow_drives_monitoring_and_device_config(settings, 
                 assert detail["device"]["id"] == "cam-x"
                 cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
                 assert (cfg.monitoring, cfg.version) == (True, 2)
+                # The resident's window goes along, so the device stops on time even offline.
+                res = detail["schedule"]
+                window = (res["monitor_from"][:5], res["monitor_to"][:5])
+                assert cfg.timezone == "Europe/Stockholm"
+                assert [(w.start, w.end) for w in cfg.schedule] == (
+                    [] if window[0] == window[1] else [window]
+                )
 
                 # A pause for tonight stops monitoring; ending it resumes.
                 d = await c.ok("POST", f"/api/v1/residents/{rid}/pauses", {}, status=201)

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         description="Folder of the shared labelled clips (demo and tests); default: "
         "../shared/data/clips beside the checkout, else the nearest shared/data/clips above it.",
     )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address every service's Prometheus endpoint listens on; 0.0.0.0 in a "
+        "container so Prometheus can scrape it over the container network.",
+        min_length=1,
+        max_length=255,
+    )
     log: LogSettings = Field(default_factory=LogSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

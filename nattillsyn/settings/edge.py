@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from .base import Section
@@ -42,8 +44,46 @@ class EdgeSettings(Section):
     )
     fall_confirm_s: float = Field(
         30.0,
-        description="Stillness after a fall-like motion before a possible fall is raised (s).",
+        description="Stillness after a fall-like motion before a possible fall is raised (s); "
+        "the room configuration's value wins once one is applied.",
         ge=0,
         le=600,
     )
     metrics_port: int = Field(0, description="Prometheus port; 0 = off.", ge=0, le=65535)
+    room_config: Path | None = Field(
+        None,
+        description="Room-configuration file (a DeviceConfig JSON document: zones, thresholds, "
+        "schedule) used until the server's retained config arrives.",
+    )
+    monitor_without_config: bool = Field(
+        False,
+        description="Analyse before any room configuration (with its monitoring flag) is known. "
+        "Off in production: no recorded consent, no monitoring. The demo turns it on.",
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="Folder for the on-disk event queue and the last applied configuration "
+        "(survive restarts and power loss). Unset: $STATE_DIRECTORY (systemd) if set, else "
+        "an in-memory queue that is lost on restart (a warning is logged).",
+    )
+    queue_max_events: int = Field(
+        20000,
+        description="Events kept at most while the broker is unreachable; when full, the oldest "
+        "motion events go first, then the oldest of any type.",
+        ge=100,
+        le=1_000_000,
+    )
+    resume_max_s: float = Field(
+        900.0,
+        description="After a restart within this time the last room state is resumed (a person "
+        "asleep does not move); later the agent starts from unknown (s).",
+        ge=0,
+        le=86400,
+    )
+    tls_ca_file: Path | None = Field(
+        None, description="CA certificate for an mqtts:// broker (unset: system CAs)."
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="This device's client certificate (per-device credentials)."
+    )
+    tls_key_file: Path | None = Field(None, description="This device's client private key.")
