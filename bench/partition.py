@@ -993,7 +993,7 @@ def main() -> int:
     p.add_argument("--warmup-s", type=float, default=5.0)
     p.add_argument("--tail-s", type=float, default=5.0, help="traffic after the handback")
     p.add_argument("--takeover-after-s", type=float, default=20.0)
-    p.add_argument("--handback-after-s", type=float, default=5.0)
+    p.add_argument("--handback-after-s", type=float, default=10.0)
     p.add_argument("--site-offline-after-s", type=float, default=30.0)
     p.add_argument("--cut", choices=["link", "drop"], default="link",
                    help="ip link set … down (default) or an nftables drop")  # fmt: skip

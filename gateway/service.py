@@ -30,7 +30,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge, Histogram
 
 from nattillsyn import __version__, log, metrics
-from nattillsyn.mqtt import MqttClient, MqttError, Received, Will
+from nattillsyn.mqtt import MqttClient, MqttError, Received, TlsFiles, Will
 from nattillsyn.protocol import (
     Alert,
     AlertPriority,
@@ -118,6 +118,10 @@ class GatewayService:
             manual_ack=True,
             receive_maximum=1000,
         )
+        files = tuple(
+            str(f) if f else None
+            for f in (cfg.upstream_ca_file, cfg.upstream_cert_file, cfg.upstream_key_file)
+        )
         self.upstream = MqttClient(
             cfg.upstream_url,
             cid,
@@ -127,6 +131,7 @@ class GatewayService:
             receive_maximum=1000,
             max_inflight=max(100, cfg.inflight),
             will=Will(self.status_topic, encode(will)),
+            tls=TlsFiles(*files) if any(files) else None,
         )
         self.bridge = Bridge(
             self.topics,

@@ -572,3 +572,81 @@ async def test_spool_near_its_bound_raises_a_system_alert(
         await site.stop()
         await dev.stop()
         await gw.stop()
+
+
+@pytest.fixture
+def tls_centre(tmp_path):
+    """A central broker over TLS that wants the gateway's certificate (CN = its user)."""
+    import os
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    from test_edge_tls import MOSQUITTO, OPENSSL, make_pki
+
+    from nattillsyn.embedded import free_port, wait_port
+
+    if OPENSSL is None or not Path(MOSQUITTO).exists():
+        pytest.skip("openssl and mosquitto are needed for the TLS test")
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    make_pki(pki, ["gw-site-1", "watcher"])
+    port = free_port()
+    root = f"t{uuid.uuid4().hex[:10]}/nattillsyn"
+    (pki / "acl").write_text(
+        f"user gw-site-1\ntopic readwrite {root}/site-1/#\n\nuser watcher\ntopic readwrite {root}/#\n"
+    )
+    conf = pki / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+        f"cafile {pki}/ca.crt\ncertfile {pki}/server.crt\nkeyfile {pki}/server.key\n"
+        "require_certificate true\nuse_identity_as_username true\n"
+        f"acl_file {pki}/acl\npersistence false\n" + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        wait_port("127.0.0.1", port, 10, proc)
+        yield f"mqtts://127.0.0.1:{port}", pki, root
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+async def test_bridge_over_tls_with_the_gateways_certificate(
+    tmp_path, site_broker, tls_centre
+) -> None:
+    from nattillsyn.mqtt import TlsFiles
+
+    url, pki, root = tls_centre
+    topics = Topics(root)
+    s = Settings(mqtt_url=site_broker.url, topic_root=root, site="site-1")
+    s = s.model_copy(update={"gateway": s.gateway.model_copy(update={
+        "upstream_url": url, "upstream_ca_file": pki / "ca.crt",
+        "upstream_cert_file": pki / "gw-site-1.crt", "upstream_key_file": pki / "gw-site-1.key",
+        "local_alerting": False, "heartbeat_s": 0.5, "state_dir": tmp_path / "state"})})  # fmt: skip
+    watcher = MqttClient(url, "watcher", tls=TlsFiles(
+        str(pki / "ca.crt"), str(pki / "watcher.crt"), str(pki / "watcher.key")))  # fmt: skip
+    gw = GatewayService(s)
+    dev = MqttClient(site_broker.url, f"dev-{uuid.uuid4().hex[:6]}")
+    try:
+        await watcher.start()
+        await watcher.subscribe(f"{root}/#")
+        await gw.start()
+        await dev.start()
+        room = Room(dev, topics, "site-1", "rum-101")
+        await room.heartbeat()
+        got: dict[str, bytes] = {}
+
+        async def both():
+            while not {"heartbeat", "gateway"} <= set(got):
+                m = await watcher.next_message(10)
+                got.setdefault(topics.parse(m.topic).kind.value, m.payload)
+
+        await asyncio.wait_for(both(), 20)
+        assert decode(Heartbeat, got["heartbeat"]).id == room.ids[0]  # the same message
+        assert decode(GatewayStatus, got["gateway"]).mode is GatewayMode.normal
+    finally:
+        await dev.stop()
+        await gw.stop()
+        await watcher.stop()

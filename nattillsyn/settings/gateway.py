@@ -19,6 +19,13 @@ class GatewaySettings(Section):
         description="Central broker URL the site bridges to (mqtts://user:pass@host:8883).",
         max_length=500,
     )
+    upstream_ca_file: Path | None = Field(
+        None, description="CA certificate of the central broker (unset: system CAs)."
+    )
+    upstream_cert_file: Path | None = Field(
+        None, description="The gateway's client certificate (mutual TLS, optional)."
+    )
+    upstream_key_file: Path | None = Field(None, description="The gateway's client private key.")
     id: str = Field(
         "gateway",
         description="This gateway's id within its site.",
