@@ -836,19 +836,22 @@ async def scenario(a: argparse.Namespace) -> dict:
             topo.cut(a.cut)
             t_cut = time.time()
             res["cut_at"] = datetime.fromtimestamp(t_cut, UTC).isoformat()
-            await asyncio.sleep(2.0)
-            early = await site.ask("fall", room="rum-102")
-            early_ref = await ref.ask("fall", room="rum-102")
+            early = early_ref = None
+            if a.early_fall_s >= 0:
+                await asyncio.sleep(a.early_fall_s)
+                early = await site.ask("fall", room="rum-102")
+                early_ref = await ref.ask("fall", room="rum-102")
             fb = await _until(lambda: _mode_event(site, "fallback"), a.takeover_after_s + 30)
             if fb is None:
                 fails.append("the gateway never took over")
             else:
                 res["takeover_s"] = round(fb["at"] - t_cut, 2)
                 res["takeover_reason"] = fb["reason"]
-            got = await _until(lambda: _seen(site, early["alert_id"], "tablet"), 30)
-            res["early_fall_to_site_tablet_s"] = (
-                round(got["tablet"] - early["sent"], 2) if got else None
-            )
+            if early is not None:
+                got = await _until(lambda: _seen(site, early["alert_id"], "tablet"), 30)
+                res["early_fall_to_site_tablet_s"] = (
+                    round(got["tablet"] - early["sent"], 2) if got else None
+                )
             # 3. A fall while the gateway alerts on site: within 1 s on the tablet.
             await asyncio.sleep(min(5.0, a.outage_s / 10))
             fall = await site.ask("fall", room="rum-103")
@@ -864,7 +867,8 @@ async def scenario(a: argparse.Namespace) -> dict:
             await asyncio.sleep(2.0)
             ack = await site.ask("ack", alert_id=fall["alert_id"])
             res["ack_on_site_http"] = ack["status"]
-            await site.ask("ack", alert_id=early["alert_id"])
+            if early is not None:
+                await site.ask("ack", alert_id=early["alert_id"])
             rest = a.outage_s - (time.time() - t_cut)
             if rest > 0:
                 await asyncio.sleep(rest)
@@ -882,15 +886,18 @@ async def scenario(a: argparse.Namespace) -> dict:
             res["reference_fall_to_site_s"] = (
                 round(ref_got["mqtt"] - fall_ref["sent"], 1) if ref_got else None
             )
-            ref_early = await _until(lambda: _seen(ref, early_ref["alert_id"], "mqtt"), 30)
-            res["reference_early_fall_to_site_s"] = (
-                round(ref_early["mqtt"] - early_ref["sent"], 1) if ref_early else None
-            )
+            if early_ref is not None:
+                ref_early = await _until(lambda: _seen(ref, early_ref["alert_id"], "mqtt"), 30)
+                res["reference_early_fall_to_site_s"] = (
+                    round(ref_early["mqtt"] - early_ref["sent"], 1) if ref_early else None
+                )
             await asyncio.sleep(a.tail_s)
             await site.ask("pause_rooms")
             await ref.ask("pause_rooms")
             ids = {SITE: (await site.ask("ids"))["path"], REF_SITE: (await ref.ask("ids"))["path"]}
-            alerts = [pre["alert_id"], early["alert_id"], fall["alert_id"]]
+            falls = [("link_up", pre), ("early", early), ("outage", fall)]
+            falls = [(n, f) for n, f in falls if f is not None]
+            alerts = [f["alert_id"] for _, f in falls]
 
             async def complete():
                 rep = await centre.ask("report", ids=ids, alerts=alerts, timeout=120)
@@ -908,6 +915,22 @@ async def scenario(a: argparse.Namespace) -> dict:
             res["gateway_events"] = gwinfo["events"]
             # The site process: gateway (bridge, local ingest, alerting, api), rooms and tablet.
             res["site_process_max_rss_mb"] = gwinfo["max_rss_mb"]
+            # The handover, step by step: reconnect, the centre's first beacon, the wait for
+            # a stable link (handback_after_s), then upload and drain.
+            ev = [
+                e for e in gwinfo["events"] if datetime.fromisoformat(e["at"]).timestamp() >= t_back
+            ]
+            link = next((e for e in ev if e["event"] == "link_up"), None)
+            hb = next((e for e in ev if e["event"] == "handback"), None)
+            norm = next((e for e in ev if e["event"] == "normal"), None)
+            if link and hb and norm and hb.get("centre_heard_at"):
+                ts = lambda x: datetime.fromisoformat(x).timestamp()  # noqa: E731
+                res["handover_steps_s"] = {
+                    "reconnect": round(ts(link["at"]) - t_back, 2),
+                    "first_beacon": round(ts(hb["centre_heard_at"]) - ts(link["at"]), 2),
+                    "stable_link_wait": round(ts(hb["at"]) - ts(hb["centre_heard_at"]), 2),
+                    "upload_and_drain": round(ts(norm["at"]) - ts(hb["at"]), 2),
+                }
             res["spool_dropped"] = gwinfo["dropped"]
             res["spool_peak_messages"] = gwinfo["spool_peak"]
             res["tablet_banner"] = sorted({b for b in gwinfo["banner"] if b})
@@ -916,7 +939,7 @@ async def scenario(a: argparse.Namespace) -> dict:
             # id): distinct ids announcing the fall as new, at the centre and on site.
             staff = {}
             dup = 0
-            for name, info in (("link_up", pre), ("early", early), ("outage", fall)):
+            for name, info in falls:
                 seen = await site.ask("seen", alert_id=info["alert_id"])
                 central = rep["alerts"][info["alert_id"]]
                 told = set(central["centre_new"]) | set(seen["mqtt_new"]) | set(seen["tablet_new"])
@@ -991,6 +1014,9 @@ def main() -> int:
                    "besides heartbeats (default 8)")  # fmt: skip
     p.add_argument("--heartbeat-s", type=float, default=5.0, help="room heartbeat (default 5 s)")
     p.add_argument("--warmup-s", type=float, default=5.0)
+    p.add_argument("--early-fall-s", type=float, default=2.0,
+                   help="a fall this long into the outage, before the gateway can know the "
+                   "centre is gone (default 2; negative: none)")  # fmt: skip
     p.add_argument("--tail-s", type=float, default=5.0, help="traffic after the handback")
     p.add_argument("--takeover-after-s", type=float, default=20.0)
     p.add_argument("--handback-after-s", type=float, default=10.0)

@@ -266,6 +266,7 @@ class GatewayService:
 
     def _upstream_connected(self) -> None:
         LINK.set(1)
+        self._record("link_up")
         asyncio.get_running_loop().create_task(self._send_status())
 
     # -- what the centre says ------------------------------------------------------------------
@@ -389,7 +390,8 @@ class GatewayService:
         elif mode is GatewayMode.handback:
             self._handback_began = time.monotonic()
             self._handback = asyncio.create_task(self._hand_back(), name="gw-handback")
-            self._record("handback")
+            since = self.machine.contact_since
+            self._record("handback", centre_heard_at=since.isoformat() if since else None)
         else:
             self._handed_over = False
             self._handback = None

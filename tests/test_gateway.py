@@ -650,3 +650,39 @@ async def test_bridge_over_tls_with_the_gateways_certificate(
         await dev.stop()
         await gw.stop()
         await watcher.stop()
+
+
+async def test_replica_follows_the_centre(settings, site_schema, site_broker, tmp_path) -> None:
+    """A pause made at the centre reaches the gateway's database in the next snapshot
+    (published at once on the care-model change), so the gateway never alerts for it."""
+    centre = _fast(settings)
+    await seed(centre, ["rum-101"])
+    gw_settings = _fast(
+        settings, upstream_url=settings.mqtt_url, state_dir=tmp_path, tablet_page=False
+    ).model_copy(update={"mqtt_url": site_broker.url, "database_schema": site_schema})
+    alerting = AlertingService(centre)
+    gw = GatewayService(gw_settings)
+    q = "SELECT monitoring_active('site-1', 'rum-101', now())"
+    try:
+        await alerting.start()
+        await gw.start()
+        await poll(lambda: gw.snapshot_digest is not None)
+        first = gw.snapshot_digest
+        async with gw.pool.connection() as conn:
+            assert await (await conn.execute(q)).fetchone() == (True,)
+        async with alerting.pool.connection() as conn:
+            await conn.execute(
+                """INSERT INTO monitoring_pauses (resident_id, starts_at, ends_at, reason)
+                   SELECT id, now() - interval '1 minute', now() + interval '8 hours', 'hemma'
+                   FROM residents WHERE room_id = 'rum-101'"""
+            )
+        await poll(lambda: gw.snapshot_digest != first, timeout=15)
+
+        async def paused():
+            async with gw.pool.connection() as conn:
+                return await (await conn.execute(q)).fetchone() == (False,)
+
+        await poll(paused)
+    finally:
+        await gw.stop()
+        await alerting.stop()

@@ -42,6 +42,7 @@ async def test_partition_short_outage(namespaces) -> None:
         rate=6.0,
         heartbeat_s=5.0,
         warmup_s=3.0,
+        early_fall_s=2.0,
         tail_s=2.0,
         takeover_after_s=10.0,
         handback_after_s=3.0,
