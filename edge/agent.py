@@ -35,7 +35,7 @@ from prometheus_client import Counter, Gauge
 
 from nattillsyn import __version__, log, metrics
 from nattillsyn.ids import new_id
-from nattillsyn.mqtt import MqttClient, MqttError, Received, TlsFiles, Will
+from nattillsyn.mqtt import MqttClient, MqttError, MqttUnrouted, Received, TlsFiles, Will
 from nattillsyn.protocol import (
     Availability,
     Command,
@@ -494,6 +494,7 @@ class EdgeAgent:
 
     async def _drain_queue(self) -> None:
         """Publish queued events in order; each leaves the disk only after its PUBACK."""
+        unrouted = 0
         while True:
             await self._queue_wakeup.wait()
             self._queue_wakeup.clear()
@@ -505,10 +506,19 @@ class EdgeAgent:
                     break
                 item = items[0]
                 try:
-                    await self.mqtt.publish(item.topic, item.payload, qos=1, timeout=10)
+                    # Kept until a subscriber (ingest) took it: after a broker restart
+                    # Mosquitto has forgotten shared subscriptions until workers resubscribe.
+                    await self.mqtt.publish(
+                        item.topic, item.payload, qos=1, timeout=10, require_subscriber=True
+                    )
+                except MqttUnrouted:
+                    unrouted = min(unrouted + 1, 5)
+                    await asyncio.sleep(0.25 * 2**unrouted)  # same item again: order is kept
+                    continue
                 except (MqttError, TimeoutError):
                     await asyncio.sleep(0.5)  # same item again: order is kept
                     continue
+                unrouted = 0
                 await asyncio.to_thread(self.store.remove, item.id)
                 self.published += 1
                 self.events_published += 1

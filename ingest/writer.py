@@ -1,11 +1,14 @@
 """Writes one batch in one transaction: COPY into staging, then insert-if-new.
 
-Idempotent on the source message id, so broker redeliveries and edge replays
-never duplicate a row. Rows are ordered per device by source time.
+Idempotent on the source message id, so broker redeliveries and edge replays never
+duplicate a row. Rows go in ordered per device by source time; the `devices` row of
+each device is merged with guards on (session, seq), so the order in which batches
+from several workers commit never lets an older message overwrite newer state.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +19,6 @@ from psycopg.types.json import Jsonb
 from nattillsyn.protocol import Availability, ConfigState, Event, Heartbeat, RoomState
 from nattillsyn.protocol.validate import DeadLetter, Record
 
-# table -> (columns, row builder); `payload` is the whole message as JSON.
 EVENT_COLS = (
     "ts",
     "id",
@@ -46,9 +48,26 @@ STATE_COLS = (
     "payload",
 )
 HEARTBEAT_COLS = ("ts", "id", "site", "room", "device", "session", "seq", "payload")
+TABLES = (("events", EVENT_COLS), ("room_states", STATE_COLS), ("heartbeats", HEARTBEAT_COLS))
+# Binary COPY: no text formatting here, no parsing of uuids and timestamps in the server.
+_HEAD = ["timestamptz", "uuid", "text", "text", "text", "int8", "int8"]
+COPY_TYPES = {
+    "events": [*_HEAD, "uuid", "text", "text", "float4", "text", "jsonb"],
+    "room_states": [*_HEAD, "text", "timestamptz", "float4", "jsonb"],
+    "heartbeats": [*_HEAD, "jsonb"],
+}
 
 
-def _event_row(m: Event) -> tuple:
+def _as_is(text: str) -> str:
+    return text
+
+
+def _json(raw: bytes) -> Jsonb:
+    """The payload as sent (already validated JSON), without parsing it again."""
+    return Jsonb(raw.decode(), dumps=_as_is)
+
+
+def _event_row(m: Event, payload: Jsonb) -> tuple:
     return (
         m.ts,
         m.id,
@@ -62,11 +81,11 @@ def _event_row(m: Event) -> tuple:
         m.phase.value,
         m.score,
         m.zone,
-        Jsonb(m.model_dump(mode="json", exclude_none=True)),
+        payload,
     )
 
 
-def _state_row(m: RoomState) -> tuple:
+def _state_row(m: RoomState, payload: Jsonb) -> tuple:
     return (
         m.ts,
         m.id,
@@ -78,24 +97,15 @@ def _state_row(m: RoomState) -> tuple:
         m.state.value,
         m.since,
         m.confidence,
-        Jsonb(m.model_dump(mode="json", exclude_none=True)),
+        payload,
     )
 
 
-def _heartbeat_row(m: Heartbeat) -> tuple:
-    return (
-        m.ts,
-        m.id,
-        m.site,
-        m.room,
-        m.device,
-        m.session,
-        m.seq,
-        Jsonb(m.model_dump(mode="json", exclude_none=True)),
-    )
+def _heartbeat_row(m: Heartbeat, payload: Jsonb) -> tuple:
+    return (m.ts, m.id, m.site, m.room, m.device, m.session, m.seq, payload)
 
 
-@dataclass
+@dataclass(slots=True)
 class DeviceSeen:
     """What one batch tells about one device; merged into `devices`."""
 
@@ -106,25 +116,108 @@ class DeviceSeen:
     session: int
     last_seq: int
     last_heartbeat: datetime | None = None
+    health: str | None = None
     agent_version: str | None = None
     config_version: int | None = None
     availability: str | None = None
+    availability_session: int | None = None
+    availability_at: datetime | None = None
 
     def merge(self, rec: Record) -> None:
         m = rec.msg
         if (m.session, m.seq) > (self.session, self.last_seq):
             self.session, self.last_seq, self.room = m.session, m.seq, m.room
-        self.last_seen = max(self.last_seen, m.ts)
-        if isinstance(m, Heartbeat) and (
-            self.last_heartbeat is None or m.ts >= self.last_heartbeat
-        ):
-            self.last_heartbeat, self.agent_version = m.ts, m.agent_version
-            self.config_version = m.config_version
-        if isinstance(m, Availability):
-            # Arrival order, not source time: a last will carries the time it was registered.
-            self.availability = m.state
-        if isinstance(m, ConfigState) and m.error is None:
+        if m.ts > self.last_seen:
+            self.last_seen = m.ts
+        if isinstance(m, Heartbeat):
+            if self.last_heartbeat is None or m.ts >= self.last_heartbeat:
+                self.last_heartbeat, self.agent_version = m.ts, m.agent_version
+                self.config_version = m.config_version
+                self.health = rec.raw.decode()
+        elif isinstance(m, Availability):
+            # Within a session, arrival order: the last will (seq 0) is published by the
+            # broker after the device's later messages. A newer session always wins.
+            if self.availability_session is None or m.session >= self.availability_session:
+                self.availability = m.state
+                self.availability_session = m.session
+                self.availability_at = m.ts
+        elif isinstance(m, ConfigState) and m.error is None:
             self.config_version = m.version
+
+    def row(self) -> tuple:
+        return (
+            self.site,
+            self.device,
+            self.room,
+            self.session,
+            self.last_seq,
+            self.last_seen,
+            self.last_heartbeat,
+            self.health,
+            self.agent_version,
+            self.config_version,
+            self.availability,
+            self.availability_session,
+            self.availability_at,
+        )
+
+
+DEVICE_COLS = (
+    "site_id",
+    "id",
+    "room_id",
+    "session",
+    "last_seq",
+    "last_seen",
+    "last_heartbeat",
+    "health",
+    "agent_version",
+    "config_version",
+    "availability",
+    "availability_session",
+    "availability_at",
+)
+STAGE_DEVICES = """
+CREATE TEMP TABLE IF NOT EXISTS stage_devices (
+    site_id text, id text, room_id text, session bigint, last_seq bigint, last_seen timestamptz,
+    last_heartbeat timestamptz, health text, agent_version text, config_version int,
+    availability text, availability_session bigint, availability_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+UPSERT_DEVICES = """
+INSERT INTO devices AS d (site_id, id, room_id, session, last_seq, last_seen, last_heartbeat,
+                          health, agent_version, config_version, availability,
+                          availability_session, availability_at)
+SELECT site_id, id, room_id, session, last_seq, last_seen, last_heartbeat, health::jsonb,
+       agent_version, coalesce(config_version, 0), coalesce(availability, 'unknown'),
+       availability_session, availability_at
+FROM stage_devices u
+ORDER BY site_id, id  -- one lock order for every worker: no deadlocks between batches
+ON CONFLICT (site_id, id) DO UPDATE SET
+    room_id = CASE WHEN (EXCLUDED.session, EXCLUDED.last_seq)
+                        >= (coalesce(d.session, -1), coalesce(d.last_seq, -1))
+                   THEN EXCLUDED.room_id ELSE d.room_id END,
+    last_seq = CASE WHEN EXCLUDED.session > coalesce(d.session, -1) THEN EXCLUDED.last_seq
+                    WHEN EXCLUDED.session = d.session THEN greatest(d.last_seq, EXCLUDED.last_seq)
+                    ELSE d.last_seq END,
+    session = greatest(d.session, EXCLUDED.session),
+    last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+    health = CASE WHEN EXCLUDED.last_heartbeat >= coalesce(d.last_heartbeat, '-infinity')
+                  THEN EXCLUDED.health ELSE d.health END,
+    agent_version = CASE WHEN EXCLUDED.last_heartbeat >= coalesce(d.last_heartbeat, '-infinity')
+                         THEN EXCLUDED.agent_version ELSE d.agent_version END,
+    last_heartbeat = greatest(d.last_heartbeat, EXCLUDED.last_heartbeat),
+    -- Config versions only grow.
+    config_version = greatest(d.config_version, EXCLUDED.config_version),
+    -- availability_session is set exactly when the batch carried an availability message.
+    availability = CASE WHEN EXCLUDED.availability_session
+                             >= coalesce(d.availability_session, -1)
+                        THEN EXCLUDED.availability ELSE d.availability END,
+    availability_at = CASE WHEN EXCLUDED.availability_session
+                                >= coalesce(d.availability_session, -1)
+                           THEN EXCLUDED.availability_at ELSE d.availability_at END,
+    availability_session = greatest(d.availability_session, EXCLUDED.availability_session)
+"""
 
 
 @dataclass
@@ -134,6 +227,22 @@ class BatchResult:
     dead_letters: int = 0
 
 
+# Connections that already have their staging tables (temporary, per session).
+_staged: weakref.WeakSet[AsyncConnection] = weakref.WeakSet()
+
+
+async def _ensure_staging(conn: AsyncConnection) -> None:
+    if conn in _staged:
+        return
+    for table, _cols in TABLES:
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table} INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+    await conn.execute(STAGE_DEVICES)
+    _staged.add(conn)
+
+
 async def _copy_insert(
     conn: AsyncConnection, table: str, cols: Sequence[str], rows: list[tuple]
 ) -> int:
@@ -141,24 +250,20 @@ async def _copy_insert(
         return 0
     stage = f"stage_{table}"
     col_list = ", ".join(cols)
-    await conn.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
     async with conn.cursor() as cur:
-        async with cur.copy(f"COPY {stage} ({col_list}) FROM STDIN") as copy:
+        async with cur.copy(f"COPY {stage} ({col_list}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(COPY_TYPES[table])
             for row in rows:
                 await copy.write_row(row)
         await cur.execute(
-            f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {stage} ORDER BY device, ts "
-            "ON CONFLICT DO NOTHING"
+            f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {stage} "
+            "ORDER BY device, ts ON CONFLICT DO NOTHING"
         )
         return cur.rowcount
 
 
-async def write_batch(
-    conn: AsyncConnection, records: list[Record], dead: list[DeadLetter]
-) -> BatchResult:
-    """Write a batch inside one transaction (the caller acknowledges after it returns)."""
+def build_rows(records: list[Record]) -> tuple[dict[str, list[tuple]], list[DeviceSeen]]:
+    """Rows per table and the per-device summary of a batch (pure)."""
     events: list[tuple] = []
     states: list[tuple] = []
     beats: list[tuple] = []
@@ -166,62 +271,43 @@ async def write_batch(
     for rec in records:
         m = rec.msg
         if isinstance(m, Event):
-            events.append(_event_row(m))
+            events.append(_event_row(m, _json(rec.raw)))
         elif isinstance(m, RoomState):
-            states.append(_state_row(m))
+            states.append(_state_row(m, _json(rec.raw)))
         elif isinstance(m, Heartbeat):
-            beats.append(_heartbeat_row(m))
+            beats.append(_heartbeat_row(m, _json(rec.raw)))
         if rec.topic.device is not None:
             key = (m.site, m.device)  # type: ignore[attr-defined]
-            if key not in seen:
-                seen[key] = DeviceSeen(m.site, m.device, m.room, m.ts, m.session, m.seq)  # type: ignore[attr-defined]
-            seen[key].merge(rec)
+            d = seen.get(key)
+            if d is None:
+                d = seen[key] = DeviceSeen(m.site, m.device, m.room, m.ts, m.session, m.seq)  # type: ignore[attr-defined]
+            d.merge(rec)
+    rows = {"events": events, "room_states": states, "heartbeats": beats}
+    return rows, sorted(seen.values(), key=lambda d: (d.site, d.device))
 
+
+async def write_batch(
+    conn: AsyncConnection, records: list[Record], dead: list[DeadLetter]
+) -> BatchResult:
+    """Write a batch inside one durable transaction (the caller acknowledges after it)."""
+    rows, devices = build_rows(records)
     result = BatchResult()
+    await _ensure_staging(conn)
     async with conn.transaction():
-        for table, cols, rows in (
-            ("events", EVENT_COLS, events),
-            ("room_states", STATE_COLS, states),
-            ("heartbeats", HEARTBEAT_COLS, beats),
-        ):
-            n = await _copy_insert(conn, table, cols, rows)
+        # Acknowledged means stored: the commit must be flushed, whatever the server default.
+        await conn.execute("SET LOCAL synchronous_commit TO on")
+        for table, cols in TABLES:
+            batch = rows[table]
+            n = await _copy_insert(conn, table, cols, batch)
             result.inserted[table] = n
-            result.duplicates += len(rows) - n
-        for d in seen.values():
-            await conn.execute(
-                """
-                INSERT INTO devices AS d (site_id, id, room_id, session, last_seq, last_seen, last_heartbeat,
-                                          agent_version, config_version, availability)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, 0), coalesce(%s, 'unknown'))
-                ON CONFLICT (site_id, id) DO UPDATE SET
-                    room_id = CASE WHEN (EXCLUDED.session, EXCLUDED.last_seq) >= (coalesce(d.session, -1),
-                                         coalesce(d.last_seq, -1)) THEN EXCLUDED.room_id ELSE d.room_id END,
-                    session = greatest(d.session, EXCLUDED.session),
-                    last_seq = CASE WHEN EXCLUDED.session > coalesce(d.session, -1) THEN EXCLUDED.last_seq
-                                    WHEN EXCLUDED.session = d.session THEN greatest(d.last_seq, EXCLUDED.last_seq)
-                                    ELSE d.last_seq END,
-                    last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
-                    last_heartbeat = greatest(d.last_heartbeat, EXCLUDED.last_heartbeat),
-                    agent_version = coalesce(%s, d.agent_version),
-                    config_version = coalesce(%s, d.config_version),
-                    availability = coalesce(%s, d.availability)
-                """,
-                (
-                    d.site,
-                    d.device,
-                    d.room,
-                    d.session,
-                    d.last_seq,
-                    d.last_seen,
-                    d.last_heartbeat,
-                    d.agent_version,
-                    d.config_version,
-                    d.availability,
-                    d.agent_version,
-                    d.config_version,
-                    d.availability,
-                ),
-            )
+            result.duplicates += len(batch) - n
+        if devices:
+            async with conn.cursor() as cur:
+                cols = ", ".join(DEVICE_COLS)
+                async with cur.copy(f"COPY stage_devices ({cols}) FROM STDIN") as copy:
+                    for d in devices:
+                        await copy.write_row(d.row())
+                await cur.execute(UPSERT_DEVICES)
         if dead:
             async with (
                 conn.cursor() as cur,

@@ -65,11 +65,13 @@ def _edge_command(settings: Settings, args: argparse.Namespace) -> int:
     return _run_services(_edge)(settings, args)
 
 
-def _ingest(s: Settings) -> list:
-    from nattillsyn.ingest.service import IngestService
+def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from nattillsyn.ingest.service import services
+    from nattillsyn.service import run_until_signalled
 
-    _require(s, "mqtt_url", "database_url")
-    return [IngestService(s)]
+    _require(settings, "mqtt_url", "database_url")
+    asyncio.run(run_until_signalled(services(settings, args.worker, args.config)))
+    return 0
 
 
 def _alerting(s: Settings) -> list:
@@ -99,6 +101,30 @@ def _db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     _require(settings, "database_url")
     applied = asyncio.run(migrate(settings.database_url, settings.database_schema))
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def _db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg
+
+    from nattillsyn.db.storage import maintain
+
+    _require(settings, "database_url")
+
+    async def run() -> dict:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True
+        ) as conn:
+            await conn.execute(
+                psycopg.sql.SQL("SET search_path TO {}, public").format(
+                    psycopg.sql.Identifier(settings.database_schema)
+                )
+            )
+            return await maintain(conn)
+
+    print(json.dumps(asyncio.run(run())))
     return 0
 
 
@@ -193,11 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
         "locally when the link is down.",
         _run_services(_gateway),
     )
-    add(
+    ing = add(
         "ingest",
         "Run the ingest service: store every MQTT message in TimescaleDB/PostgreSQL exactly "
-        "once, invalid ones in the dead-letter table.",
-        _run_services(_ingest),
+        "once, invalid ones in the dead-letter table. With ingest.workers > 1 it supervises "
+        "that many worker processes (MQTT 5 shared subscription).",
+        _ingest,
+    )
+    ing.add_argument(
+        "--worker",
+        type=int,
+        metavar="N",
+        help="run only worker N in this process (what the supervisor starts)",
     )
     add(
         "alerting",
@@ -217,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply pending SQL migrations in order; each is recorded once.",
     )
     m.set_defaults(fn=_db_migrate)
+    mt = dbsub.add_parser(
+        "maintain",
+        help="Run storage maintenance once (retention, summary refreshes); ingest does it "
+        "on a schedule.",
+        description="Delete telemetry past its retention and refresh the summaries that are "
+        "due (TimescaleDB runs its own jobs for hypertables); prints what was done as JSON.",
+    )
+    mt.set_defaults(fn=_db_maintain)
 
     sim = add(
         "simulate",

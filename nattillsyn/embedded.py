@@ -78,11 +78,18 @@ def timescale_installed(pg_bin: Path) -> bool:
 class PrivatePostgres:
     """A throw-away PostgreSQL cluster (trust auth, loopback only).
 
-    TimescaleDB is preloaded when it is installed, so migrations take the
-    production path; otherwise the plain-PostgreSQL fallback.
+    TimescaleDB is preloaded when it is installed (and `timescale` is true), so
+    migrations take the production path; otherwise the plain-PostgreSQL fallback.
+    Durability settings are off (throw-away data); `settings` adds or overrides
+    server settings.
     """
 
-    def __init__(self, base_dir: Path | None = None, timescale: bool = True) -> None:
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        timescale: bool = True,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.bin = find_pg_bin()
         if self.bin is None:
             raise RuntimeError(
@@ -95,6 +102,7 @@ class PrivatePostgres:
         self.proc: subprocess.Popen | None = None
         self._user = self._run_as()
         self.timescale = timescale and timescale_installed(self.bin)
+        self.extra_settings = dict(settings or {})
 
     @staticmethod
     def _run_as() -> str | None:
@@ -141,7 +149,32 @@ class PrivatePostgres:
             capture_output=True,
             **self._popen_kwargs(),
         )
-        logfile = open(self._tmp / "postgres.log", "wb")  # noqa: SIM115 - kept open for the server's life
+        self._launch(timeout)
+        logger.info("private postgres started", port=self.port, timescale=self.timescale)
+        return self.url
+
+    def _server_args(self) -> list[str]:
+        settings = {
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+        }
+        if self.timescale:
+            settings |= {
+                "shared_preload_libraries": "timescaledb",
+                "timescaledb.telemetry_level": "off",
+                "max_worker_processes": "24",
+                "timescaledb.max_background_workers": "16",
+            }
+        settings |= self.extra_settings
+        args = []
+        for key, value in settings.items():
+            args += ["-c", f"{key}={value}"]
+        return args
+
+    def _launch(self, timeout: float) -> None:
+        logfile = open(self._tmp / "postgres.log", "ab")  # noqa: SIM115 - kept open for the server's life
         self.proc = subprocess.Popen(
             [
                 str(self.bin / "postgres"),
@@ -153,14 +186,7 @@ class PrivatePostgres:
                 "127.0.0.1",
                 "-k",
                 str(self._tmp),
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=200",
+                *self._server_args(),
             ],
             stdout=logfile,
             stderr=subprocess.STDOUT,
@@ -169,8 +195,17 @@ class PrivatePostgres:
         logfile.close()
         wait_port("127.0.0.1", self.port, timeout, self.proc)
         self._wait_ready(timeout)
-        logger.info("private postgres started", port=self.port, timescale=self.timescale)
-        return self.url
+
+    def restart(self, timeout: float = 30.0, *, mode: str = "fast") -> None:
+        """Stop the server (`fast`: SIGINT, `immediate`: SIGQUIT, like a crash) and start
+        it again on the same port and data."""
+        self._shutdown(signal.SIGQUIT if mode == "immediate" else signal.SIGINT)
+        self._launch(timeout)
+        logger.info("private postgres restarted", port=self.port, mode=mode)
+
+    def log(self) -> str:
+        path = self._tmp / "postgres.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def _wait_ready(self, timeout: float) -> None:
         import psycopg
@@ -185,20 +220,85 @@ class PrivatePostgres:
                     raise
                 time.sleep(0.1)
 
-    def stop(self) -> None:
+    def _shutdown(self, sig: int) -> None:
         if self.proc and self.proc.poll() is None:
-            # SIGINT: PostgreSQL's fast shutdown.
-            os.killpg(self.proc.pid, signal.SIGINT)
+            os.killpg(self.proc.pid, sig)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+    def stop(self) -> None:
+        self._shutdown(signal.SIGINT)  # PostgreSQL's fast shutdown
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+PROJECT_MOSQUITTO_CONF = (
+    Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
+)
+
+# What PrivateMosquitto replaces in the template: where it listens, where it keeps
+# files, who may connect. Everything else (queue and in-flight limits, persistence,
+# session expiry) is the project's configuration as shipped.
+_REWRITTEN = (
+    "listener",
+    "port",
+    "bind_address",
+    "socket_domain",
+    "password_file",
+    "acl_file",
+    "allow_anonymous",
+    "persistence_location",
+    "persistence_file",
+    "log_dest",
+    "pid_file",
+    "user",
+    "certfile",
+    "keyfile",
+    "cafile",
+    "capath",
+    "require_certificate",
+    "use_identity_as_username",
+)
+
+
+def mosquitto_config(template: str, *, port: int, data_dir: Path, extra: str = "") -> str:
+    """The template with listener, paths and authentication rewritten for a private broker;
+    `extra` lines (a test's own password or ACL file) come last and decide authentication."""
+    kept = []
+    for line in template.splitlines():
+        word = line.strip().split(maxsplit=1)[0] if line.strip() else ""
+        if word in _REWRITTEN:
+            kept.append(f"# (private broker) {line}")
+        else:
+            kept.append(line)
+    own_auth = any(
+        line.strip().split(maxsplit=1)[:1] == ["allow_anonymous"] for line in extra.splitlines()
+    )
+    kept += [
+        "",
+        "# -- rewritten by nattillsyn.embedded.PrivateMosquitto --",
+        *([] if own_auth else ["allow_anonymous true"]),
+        f"persistence_location {data_dir}/",
+        f"log_dest file {data_dir}/mosquitto.log",
+        f"listener {port} 127.0.0.1",
+    ]
+    if os.geteuid() == 0:
+        kept.append("user root")
+    if extra:
+        kept += ["", "# -- extra_conf --", extra.rstrip("\n")]
+    return "\n".join(kept) + "\n"
+
+
 class PrivateMosquitto:
-    """A throw-away Mosquitto broker on a free loopback port."""
+    """A throw-away Mosquitto broker on a free loopback port, configured from the
+    project's `deploy/mosquitto/mosquitto.conf` (only listener, paths and
+    authentication are rewritten), so tests and benchmarks meet production limits.
+
+    `restart()` stops it gracefully (it saves its persistent sessions and queued
+    messages) and starts it again on the same port and data.
+    """
 
     def __init__(self, config_template: Path | None = None, extra_conf: str = "") -> None:
         """`extra_conf`: more mosquitto.conf lines (e.g. password_file, acl_file,
@@ -211,6 +311,7 @@ class PrivateMosquitto:
                 "no mosquitto binary found: install Debian's 'mosquitto' or set NATTILLSYN_MQTT_URL"
             )
         self.exe = exe
+        self.template = config_template or PROJECT_MOSQUITTO_CONF
         self._tmp = Path(tempfile.mkdtemp(prefix="nattillsyn-mqtt-"))
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -219,6 +320,10 @@ class PrivateMosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self._tmp / "mosquitto.conf"
 
     @property
     def dir(self) -> Path:
@@ -230,19 +335,19 @@ class PrivateMosquitto:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGHUP)
 
-    def start(self, timeout: float = 10.0) -> str:
-        conf = self._tmp / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 100000\nmax_inflight_messages 100\n"
+    def _write_config(self) -> None:
+        # An installed wheel has no deploy/: the same limits, inline.
+        exists = self.template.exists()
+        template = self.template.read_text() if exists else _FALLBACK_MOSQUITTO_CONF
+        extra = self.extra_conf.replace("{dir}", str(self._tmp))
+        self.config_path.write_text(
+            mosquitto_config(template, port=self.port, data_dir=self._tmp, extra=extra)
         )
-        if os.geteuid() == 0:
-            conf.write_text(conf.read_text() + "user root\n")
-        if self.extra_conf:
-            extra = self.extra_conf.replace("{dir}", str(self._tmp))
-            conf.write_text(conf.read_text() + extra.rstrip("\n") + "\n")
+
+    def start(self, timeout: float = 10.0) -> str:
+        self._write_config()
         self.proc = subprocess.Popen(
-            [self.exe, "-c", str(conf)],
+            [self.exe, "-c", str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -250,14 +355,43 @@ class PrivateMosquitto:
         wait_port("127.0.0.1", self.port, timeout, self.proc)
         return self.url
 
-    def stop(self) -> None:
+    def _terminate(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, sig)
             try:
-                self.proc.wait(10)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM: Mosquitto writes its persistence file) and start again."""
+        self._terminate(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while port_open("127.0.0.1", self.port, 0.1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.start(timeout)
+
+    def log(self) -> str:
+        path = self._tmp / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        self._terminate(signal.SIGTERM)
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+_FALLBACK_MOSQUITTO_CONF = """\
+per_listener_settings false
+persistence true
+autosave_interval 60
+max_queued_messages 1000000
+max_queued_bytes 0
+max_inflight_messages 1000
+max_packet_size 1048576
+persistent_client_expiration 7d
+set_tcp_nodelay true
+"""
 
 
 class InProcessBroker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -108,6 +109,247 @@ async def test_ingest_stores_once_and_dead_letters(settings, pool) -> None:
             assert dev == ("0.1.0", 61, 1, "r1")
             ids = {r[0] for r in await (await conn.execute("SELECT id FROM events")).fetchall()}
             assert ids == {e.id for e in events}
+    finally:
+        await pub.stop()
+        await svc.stop()
+
+
+# -- the dead-letter path: a corpus of malformed messages ----------------------------------
+
+GOOD_EVENT = {
+    "v": 1,
+    "id": "0193a0b0-0000-7000-8000-000000000001",
+    "ts": "2026-11-24T22:15:00Z",
+    "site": "site-1",
+    "room": "r1",
+    "device": "d1",
+    "session": 1,
+    "seq": 1,
+    "event_id": "0193a0b0-0000-7000-8000-0000000000e1",
+    "type": "motion",
+    "phase": "new",
+    "start": "2026-11-24T22:15:00Z",
+    "score": 0.5,
+}
+
+
+def _ev(**changes) -> bytes:
+    body = {k: v for k, v in GOOD_EVENT.items() if changes.get(k, ...) is not None}
+    body.update({k: v for k, v in changes.items() if v is not None})
+    return json.dumps(body).encode()
+
+
+def _without(key: str) -> bytes:
+    return json.dumps({k: v for k, v in GOOD_EVENT.items() if k != key}).encode()
+
+
+# (name, device in the topic or None for the good one, payload, expected reason label, text)
+CORPUS = [
+    ("truncated JSON", None, b'{"v":1,"id":', "invalid_json", "invalid JSON"),
+    ("trailing garbage", None, _ev() + b"}", "invalid_json", "invalid JSON"),
+    ("empty payload", None, b"", "invalid_json", "invalid JSON"),
+    ("binary junk", None, bytes(range(256)), "invalid_json", "invalid JSON"),
+    ("invalid UTF-8", None, b'{"v":1,"site":"\xff\xfe"}', "invalid_json", "invalid JSON"),
+    ("single quotes", None, b"{'v': 1}", "invalid_json", "invalid JSON"),
+    ("NaN score", None, _ev().replace(b'"score": 0.5', b'"score": NaN'), None, ""),
+    ("array", None, b"[1, 2, 3]", "not_an_object", "not a JSON object"),
+    ("string", None, b'"hello"', "not_an_object", "not a JSON object"),
+    ("null", None, b"null", "not_an_object", "not a JSON object"),
+    ("version 2", None, _ev(v=2), "schema_version", "unknown schema version: 2"),
+    ("version as text", None, _ev(v="1"), "schema_version", "unknown schema version"),
+    ("version missing", None, _without("v"), "schema_version", "unknown schema version: None"),
+    ("version 0", None, _ev(v=0), "schema_version", "unknown schema version: 0"),
+    ("seq as text", None, _ev(seq="x"), "invalid_payload", "seq"),
+    ("negative seq", None, _ev(seq=-1), "invalid_payload", "seq"),
+    ("score above 1", None, _ev(score=1.5), "invalid_payload", "score"),
+    ("id not a uuid", None, _ev(id="not-a-uuid"), "invalid_payload", "id"),
+    ("naive timestamp", None, _ev(ts="2026-11-24T22:15:00"), "invalid_payload", "ts"),
+    ("ts not a date", None, _ev(ts="yesterday"), "invalid_payload", "ts"),
+    ("unknown event type", None, _ev(type="explosion"), "invalid_payload", "type"),
+    ("unknown phase", None, _ev(phase="middle"), "invalid_payload", "phase"),
+    ("missing event_id", None, _without("event_id"), "invalid_payload", "event_id"),
+    ("unknown field", None, _ev(camera_frame="AAAA"), "invalid_payload", "camera_frame"),
+    ("box of three", None, _ev(box=[0.1, 0.2, 0.3]), "invalid_payload", "box"),
+    ("site with slash", None, _ev(site="site/1"), "invalid_payload", "site"),
+    ("object as zone", None, _ev(zone={"a": 1}), "invalid_payload", "zone"),
+    ("oversize", None, _ev(zone="z" * 64) + b" " * 70_000, "too_large", "payload too large"),
+    ("other device", "d2", _ev(), "sender_mismatch", "sender mismatch"),
+    ("other room", "r2/d1", _ev(), "sender_mismatch", "sender mismatch"),
+    ("NUL in a string", None, _ev(zone="a\u0000b"), "unstorable", "\\u0000"),
+    (
+        "lone surrogate",
+        None,
+        _ev().replace(b'"score"', b'"zone": "\\ud800", "score"'),
+        "invalid_payload",
+        "zone",
+    ),
+    ("seq beyond bigint", None, _ev(seq=2**70), "unstorable", "64 bits"),
+    ("UTF-16", None, _ev().decode().encode("utf-16"), "unstorable", "UTF-8"),
+    ("UTF-32", None, _ev().decode().encode("utf-32-le"), "unstorable", "UTF-8"),
+    ("UTF-8 BOM", None, b"\xef\xbb\xbf" + _ev(), "unstorable", "BOM"),
+]
+
+
+def test_corpus_decisions_are_total() -> None:
+    """Every malformed message yields a dead letter with its reason; nothing raises."""
+    from nattillsyn.ingest.service import decode_for_storage, reason_label
+
+    topics = Topics("nattillsyn")
+    for name, where, payload, label, text in CORPUS:
+        device_room = ("r1", "d1") if where is None else (*where.split("/"),)
+        room, device = device_room if len(device_room) == 2 else ("r1", device_room[0])
+        topic = topics.device("site-1", room, device, TopicKind.event)
+        out = decode_for_storage(topics, topic, payload, 65536)
+        if label is None:  # NaN is not JSON in our contract's sense: still a dead letter
+            assert isinstance(out, DeadLetter), name
+            continue
+        assert isinstance(out, DeadLetter), (name, out)
+        assert reason_label(out.reason) == label, (name, out.reason)
+        assert text in out.reason, (name, out.reason)
+    good = decode_for_storage(
+        topics, topics.device("site-1", "r1", "d1", TopicKind.event), _ev(), 65536
+    )
+    assert isinstance(good, Record)
+
+
+async def test_corpus_is_dead_lettered_and_consumer_keeps_going(settings, pool) -> None:
+    from prometheus_client import REGISTRY
+
+    from nattillsyn.ingest.service import DEAD
+
+    def dead_count() -> float:
+        return sum(
+            s.value
+            for m in REGISTRY.collect()
+            if m.name == "nattillsyn_ingest_dead_letters"
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
+
+    before = dead_count()
+    topics = Topics(settings.topic_root)
+    svc = IngestService(settings)
+    await svc.start()
+    pub = MqttClient(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
+    await pub.start()
+    try:
+        good = []
+        for i, (_name, where, payload, _label, _text) in enumerate(CORPUS):
+            room, device = ("r1", "d1")
+            if where is not None:
+                room, device = where.split("/") if "/" in where else ("r1", where)
+            await pub.publish(topics.device("site-1", room, device, TopicKind.event), payload)
+            # A valid message after each bad one: the consumer must still be storing.
+            e = _event(100 + i)
+            good.append(e)
+            await pub.publish(topics.device("site-1", "r1", "d1", TopicKind.event), encode(e))
+        await _poll(pool, "SELECT count(*) FROM dead_letters", len(CORPUS), timeout=20)
+        await _poll(pool, "SELECT count(*) FROM events", len(good), timeout=20)
+        async with pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT topic, reason, size, payload FROM dead_letters ORDER BY id"
+                )
+            ).fetchall()
+        for (name, _where, payload, _label, text), (topic, reason, size, kept) in zip(
+            CORPUS, rows, strict=True
+        ):
+            assert text in reason, (name, reason)
+            assert size == len(payload), name
+            assert bytes(kept) == payload[:16384], name  # raw bytes, size-capped
+            assert topic.startswith(settings.topic_root), name
+        assert dead_count() - before == len(CORPUS)
+        assert DEAD.labels("too_large")._value.get() >= 1
+    finally:
+        await pub.stop()
+        await svc.stop()
+
+
+async def test_database_refusal_is_isolated_to_the_one_message(settings, pool) -> None:
+    """A message valid by the contract that the database refuses (here a CHECK constraint
+    added for the test) goes to the dead letters alone; the rest of its batch is stored."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "ALTER TABLE events ADD CONSTRAINT refuse_me CHECK (zone IS DISTINCT FROM 'refuse-me')"
+        )
+    topics = Topics(settings.topic_root)
+    svc = IngestService(settings)
+    await svc.start()
+    pub = MqttClient(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
+    await pub.start()
+    try:
+        t = topics.device("site-1", "r1", "d1", TopicKind.event)
+        events = [_event(i) for i in range(40)]
+        for i, e in enumerate(events):
+            pub.publish_nowait(t, encode(e))
+            if i == 20:
+                pub.publish_nowait(t, _ev(zone="refuse-me"))
+        await pub.wait_outstanding_below(1, timeout=10)
+        await _poll(pool, "SELECT count(*) FROM events", 40, timeout=20)
+        await _poll(pool, "SELECT count(*) FROM dead_letters", 1, timeout=20)
+        async with pool.connection() as conn:
+            reason = (await (await conn.execute("SELECT reason FROM dead_letters")).fetchone())[0]
+        assert reason.startswith("database rejected") and "refuse_me" in reason, reason
+    finally:
+        await pub.stop()
+        await svc.stop()
+
+
+async def test_device_state_follows_source_order_not_arrival(settings, pool) -> None:
+    """Late or replayed messages never roll the device row back; a newer session's
+    availability wins over an older session's last will."""
+    topics = Topics(settings.topic_root)
+    svc = IngestService(settings)
+    await svc.start()
+    pub = MqttClient(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
+    await pub.start()
+
+    def hb(session: int, seq: int, version: str, ts: datetime) -> bytes:
+        return encode(
+            Heartbeat(
+                site="site-1",
+                room="r1",
+                device="d1",
+                session=session,
+                seq=seq,
+                ts=ts,
+                uptime_s=1,
+                fps=5,
+                agent_version=version,
+            )
+        )
+
+    def av(session: int, seq: int, state: str) -> bytes:
+        return encode(
+            Availability(
+                site="site-1", room="r1", device="d1", session=session, seq=seq, state=state
+            )
+        )
+
+    try:
+        now = datetime.now(UTC)
+        hb_t = topics.device("site-1", "r1", "d1", TopicKind.heartbeat)
+        av_t = topics.device("site-1", "r1", "d1", TopicKind.availability)
+        await pub.publish(av_t, av(2, 1, "online"))
+        await pub.publish(hb_t, hb(2, 5, "0.2.0", now))
+        await _poll(pool, "SELECT agent_version FROM devices WHERE id = 'd1'", "0.2.0")
+        # An old session's heartbeat and last will arrive late (edge queue replay).
+        await pub.publish(hb_t, hb(1, 900, "0.1.0", now.replace(year=now.year - 1)))
+        await pub.publish(av_t, av(1, 0, "offline"))
+        marker = _event(0)
+        await pub.publish(topics.device("site-1", "r1", "d1", TopicKind.event), encode(marker))
+        await _poll(pool, "SELECT count(*) FROM events", 1)
+        async with pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT agent_version, session, last_seq, availability, availability_session, "
+                    "health->>'agent_version' FROM devices WHERE id = 'd1'"
+                )
+            ).fetchone()
+        assert row == ("0.2.0", 2, 5, "online", 2, "0.2.0")
+        # Its own session's last will does take it offline (arrival order within a session).
+        await pub.publish(av_t, av(2, 0, "offline"))
+        await _poll(pool, "SELECT availability FROM devices WHERE id = 'd1'", "offline")
     finally:
         await pub.stop()
         await svc.stop()

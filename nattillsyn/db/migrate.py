@@ -49,7 +49,31 @@ def available() -> list[Migration]:
 
 
 async def timescale_available(conn: psycopg.AsyncConnection) -> bool:
-    cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    """TimescaleDB is installed on the server *and* preloaded, so it can be created.
+
+    Installed but not in `shared_preload_libraries` (a shared cluster that was
+    not reconfigured), `CREATE EXTENSION` would end the session with FATAL:
+    such a server is treated as plain PostgreSQL without trying."""
+    # Reading shared_preload_libraries needs pg_read_all_settings; other roles look for a
+    # setting only TimescaleDB's preloaded loader defines.
+    cur = await conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+                  CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE')
+                       THEN 'timescaledb' = ANY (string_to_array(
+                           replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+                       ELSE current_setting('timescaledb.max_background_workers', true)
+                            IS NOT NULL
+                  END"""
+    )
+    installed, preloaded = await cur.fetchone()
+    if installed and not preloaded:
+        logger.info("timescaledb installed but not preloaded; using plain PostgreSQL")
+    return bool(installed and preloaded)
+
+
+async def timescale_enabled(conn: psycopg.AsyncConnection) -> bool:
+    """Whether the extension is created in this database (migrations branch on it)."""
+    cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
     return await cur.fetchone() is not None
 
 
@@ -61,7 +85,7 @@ async def migrate(conninfo: str, schema: str = "public", *, timescale: bool = Tr
             "SELECT pg_advisory_lock(hashtext('nattillsyn.migrate.' || %s))", (schema,)
         )
         try:
-            if timescale and await timescale_available(conn):
+            if timescale and not await timescale_enabled(conn) and await timescale_available(conn):
                 try:
                     await conn.execute(
                         "CREATE EXTENSION IF NOT EXISTS timescaledb WITH SCHEMA public"

@@ -1,6 +1,6 @@
 """Settings of the ingest service."""
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Section
 
@@ -8,12 +8,81 @@ from .base import Section
 class IngestSettings(Section):
     batch_size: int = Field(1000, description="Rows per COPY batch at most.", ge=1, le=100_000)
     batch_ms: int = Field(
-        50, description="Longest wait before a partial batch is written (ms).", ge=1, le=10_000
+        20,
+        description="Longest time a message waits for its batch to fill before the batch is "
+        "written (ms); under load batches fill to batch_size first.",
+        ge=1,
+        le=10_000,
+    )
+    workers: int = Field(
+        1,
+        description="Worker processes sharing the load through an MQTT 5 shared subscription "
+        "(1 with an MQTT 3.1.1 broker). Each has its own persistent session: keep the number "
+        "stable, a worker removed for good leaves its queued messages behind until its "
+        "session expires.",
+        ge=1,
+        le=64,
+    )
+    receive_maximum: int = Field(
+        2000,
+        description="Messages the broker may have delivered to one worker and not yet had "
+        "acknowledged (bounded in-flight; acknowledgement follows the commit). At least "
+        "batch_size, ideally twice that so the next batch fills while one is written.",
+        ge=1,
+        le=65_535,
+    )
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        description="How long the broker keeps a stopped worker's session and queued messages (s).",
+        ge=60,
+        le=365 * 24 * 3600,
     )
     client_id: str = Field(
-        "nattillsyn-ingest", description="MQTT client id (persistent session).", min_length=1
+        "nattillsyn-ingest",
+        description="MQTT client id prefix; workers add -<topic root>-w<n> (persistent sessions).",
+        min_length=1,
+        max_length=64,
     )
     max_payload: int = Field(
         65536, description="Largest accepted payload (bytes).", ge=256, le=1 << 24
     )
-    metrics_port: int = Field(0, description="Prometheus port; 0 = off.", ge=0, le=65535)
+    metrics_port: int = Field(
+        0, description="Prometheus port; worker n uses this + n; 0 = off.", ge=0, le=65535
+    )
+    maintenance_s: float = Field(
+        60.0,
+        description="Interval of storage maintenance (retention and summary refreshes on "
+        "plain PostgreSQL, dead-letter retention on both); 0 = off.",
+        ge=0,
+        le=86_400,
+    )
+    apply_policies: bool = Field(
+        True, description="Set the retention/compression policies below at start."
+    )
+    retention_events_days: int = Field(
+        90, description="Keep raw events this many days (0 = for ever).", ge=0, le=36_500
+    )
+    retention_room_states_days: int = Field(
+        90, description="Keep raw room states this many days (0 = for ever).", ge=0, le=36_500
+    )
+    retention_heartbeats_days: int = Field(
+        30, description="Keep raw heartbeats this many days (0 = for ever).", ge=0, le=36_500
+    )
+    retention_dead_letters_days: int = Field(
+        30, description="Keep dead letters this many days (0 = for ever).", ge=0, le=36_500
+    )
+    compress_after_days: int = Field(
+        7,
+        description="Compress telemetry chunks older than this many days (TimescaleDB; 0 = never).",
+        ge=0,
+        le=36_500,
+    )
+
+    @model_validator(mode="after")
+    def _inflight_holds_a_batch(self) -> "IngestSettings":
+        if self.receive_maximum < self.batch_size:
+            raise ValueError(
+                f"receive_maximum ({self.receive_maximum}) must be at least batch_size "
+                f"({self.batch_size}): the broker would never deliver a full batch"
+            )
+        return self
