@@ -202,7 +202,14 @@ class Bridge:
             # Publish the window, then wait for every PUBACK; a broken link leaves the rest
             # on disk (paho sends the unconfirmed ones again in the resumed session).
             waits = [
-                self.upstream.publish(i.topic, i.payload, qos=1, retain=i.retain, timeout=None)
+                self.upstream.publish(
+                    i.topic,
+                    i.payload,
+                    qos=1,
+                    retain=i.retain,
+                    timeout=None,
+                    require_subscriber=self._stored_centrally(i.topic),
+                )
                 for i in items
             ]
             results = await asyncio.gather(*waits, return_exceptions=True)
@@ -213,8 +220,15 @@ class Bridge:
             FORWARDED.labels("up").inc(len(done))
             self._update_metrics()
             if failed:
-                logger.warning("centre refused or lost messages; retrying", error=str(failed[0]))
+                # Kept on disk and sent again (MqttUnrouted: nobody at the centre took it yet).
+                logger.warning("centre did not take messages; retrying", error=str(failed[0]))
                 await asyncio.sleep(1.0)
+
+    def _stored_centrally(self, topic: str) -> bool:
+        """The centre's ingest stores this kind: a PUBACK "no matching subscribers" (ingest
+        not subscribed yet, e.g. just after a central broker restart) is not delivery."""
+        parsed = self.topics.parse(topic)
+        return parsed is not None and parsed.kind is not TopicKind.command_response
 
     # -- down: centre → site broker -------------------------------------------------------------
 
