@@ -10,6 +10,7 @@ reads the clock: the service passes `now`, so tests step time freely.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -88,6 +89,16 @@ TITLES: dict[RuleKind, str] = {
 }
 
 
+# Alert ids are derived from what raised them, so the centre and a care-home gateway that
+# evaluate the same messages name the same alert the same way (a handover without doubles).
+ALERT_NAMESPACE = uuid.UUID("8d7c1f52-5b0e-4a51-9f0a-6e2b1c3d4a70")
+
+
+def alert_id(site: str, room: str, kind: RuleKind | str, episode: str) -> uuid.UUID:
+    """The id of the alert an episode raises (UUIDv5 of site, room, kind and episode)."""
+    return uuid.uuid5(ALERT_NAMESPACE, f"{site}/{room}/{kind}/{episode}")
+
+
 def title(kind: RuleKind | str, room_name: str) -> str:
     try:
         return TITLES[RuleKind(kind)].format(room=room_name)
@@ -144,7 +155,9 @@ class RoomFacts:
     sessions: dict[str, int] = field(default_factory=dict)  # device → agent session
     queue: int = 0
     queue_since: datetime | None = None
-    offline_since: datetime | None = None  # last will / clean offline seen
+    offline_since: datetime | None = None  # last will / clean offline seen (arrival)
+    offline_ts: datetime | None = None  # its source time (names the episode)
+    alive_ts: datetime | None = None  # source time of what last proved it alive (ditto)
 
     def apply(self, msg: Message, received: datetime | None = None) -> bool:
         """Fold one message in; False if it was older than what is known (ignored).
@@ -179,9 +192,10 @@ class RoomFacts:
             if self.heartbeat_ts is not None and msg.ts < self.heartbeat_ts:
                 return False
             self.heartbeat_ts = msg.ts
+            self.alive_ts = max(self.alive_ts or msg.ts, msg.ts)
             self.last_heartbeat = received or msg.ts
             self.device = msg.device
-            self.offline_since = None
+            self.offline_since = self.offline_ts = None
             if msg.queue >= 0:
                 if msg.queue and self.queue_since is None:
                     self.queue_since = msg.ts
@@ -194,8 +208,10 @@ class RoomFacts:
             if msg.state == "offline":
                 if self.heartbeat_ts is None or msg.ts >= self.heartbeat_ts:
                     self.offline_since = self.offline_since or at
+                    self.offline_ts = self.offline_ts or msg.ts
             else:
-                self.offline_since = None
+                self.offline_since = self.offline_ts = None
+                self.alive_ts = max(self.alive_ts or msg.ts, msg.ts)
                 self.last_heartbeat = max(self.last_heartbeat or at, at)
             return True
         return False
@@ -227,7 +243,10 @@ class Condition:
 
 
 def conditions(facts: RoomFacts, now: datetime, timing: SystemTiming) -> list[Condition]:
-    """What holds in the room now, whether or not it is monitored."""
+    """What holds in the room now, whether or not it is monitored.
+
+    Episodes are named by source times (not arrival times), so every process that sees the
+    same messages names them alike (`alert_id`)."""
     out: list[Condition] = []
     offline = facts.offline(now, timing.offline_after_s)
     if facts.offline_since is not None:
@@ -235,7 +254,7 @@ def conditions(facts: RoomFacts, now: datetime, timing: SystemTiming) -> list[Co
             Condition(
                 RuleKind.device_offline,
                 facts.offline_since,
-                f"offline:{facts.offline_since.isoformat()}",
+                f"offline:{(facts.offline_ts or facts.offline_since).isoformat()}",
                 facts.device,
                 0.0,
             )
@@ -247,7 +266,7 @@ def conditions(facts: RoomFacts, now: datetime, timing: SystemTiming) -> list[Co
                 Condition(
                     RuleKind.device_offline,
                     seen,
-                    f"silent:{seen.isoformat()}",
+                    f"silent:{(facts.alive_ts or seen).isoformat()}",
                     facts.device,
                     timing.offline_after_s,
                 )
@@ -366,6 +385,7 @@ def cleared(
 
 
 __all__ = [
+    "ALERT_NAMESPACE",
     "AUTO_RESOLVE_SYSTEM",
     "AUTO_RESOLVE_UNACKED",
     "INHIBITS",
@@ -375,6 +395,7 @@ __all__ = [
     "Due",
     "RoomFacts",
     "SystemTiming",
+    "alert_id",
     "cleared",
     "conditions",
     "evaluate",

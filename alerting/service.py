@@ -7,6 +7,13 @@ evaluated (`rules.evaluate`) against the resident's preset and overrides, only w
 an alert is stored). Alert state lives in the database; every change is published as an
 Alert on `<root>/<site>/<room>/alert`. Staff actions arrive as AlertAction on
 `…/alert/set`. Repeats, escalation and re-sounding follow `escalation.due`.
+
+Alert ids are derived from the episode that raised them (`rules.alert_id`), so a care-home
+gateway running this same service on its site's messages names its alerts alike. There it
+runs in **standby** (`standby = True`): it stores and follows every alert but announces
+nothing until the gateway takes over (`takeover`). At the centre it watches the gateways
+(`gateways.SiteWatch`, setting `gateway.watch_sites`): "site offline" to the on-call role, a
+site's rooms left to its gateway while it alerts, uploads merged, site snapshots published.
 """
 
 from __future__ import annotations
@@ -29,7 +36,6 @@ from psycopg_pool import PoolTimeout
 
 from nattillsyn import log, metrics
 from nattillsyn.db.pool import make_pool
-from nattillsyn.ids import new_id
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import (
     Alert,
@@ -37,19 +43,24 @@ from nattillsyn.protocol import (
     AlertPriority,
     AlertStatus,
     Availability,
+    CentreStatus,
     Event,
     EventPhase,
     EventType,
+    GatewayStatus,
+    GatewaySync,
+    GatewaySyncAck,
     Heartbeat,
     RoomState,
     TopicKind,
     Topics,
     encode,
 )
+from nattillsyn.protocol.topics import SITE_ROOM
 from nattillsyn.protocol.validate import Record, decode_message
 from nattillsyn.settings import Settings
 
-from . import care, escalation, lifecycle, roundstore, rules, store
+from . import care, escalation, gateways, lifecycle, roundstore, rules, store
 from .notifiers import LogNotifier, Notifier, PushSubscription, WebhookNotifier, WebPushNotifier
 from .presets import RuleKind
 
@@ -57,6 +68,7 @@ logger = log.get(__name__)
 T = TypeVar("T")
 Key = tuple[str, str]
 ALIVE_S = 5.0  # liveness row written this often
+MAX_PAYLOAD = 1 << 20  # gateway uploads come in batches of up to ~1 MB
 
 RAISED = Counter("nattillsyn_alerting_alerts_total", "Alerts raised", ["kind", "priority"])
 GROUPED = Counter("nattillsyn_alerting_grouped_total", "Causes absorbed by an open alert", ["kind"])
@@ -126,6 +138,18 @@ class AlertingService:
         self._tasks: list[asyncio.Task] = []
         self._pending: set[asyncio.Task] = set()
         self._listener: psycopg.AsyncConnection | None = None
+        # On a gateway: store and follow, announce nothing (`on_held` sees what would go out).
+        self.standby = False
+        self.on_held: Callable[[Alert], None] | None = None
+        gw = settings.gateway
+        self.sites = gateways.SiteWatch(gw.site_offline_after_s) if gw.watch_sites else None
+        self.site_policy = escalation.Policy(
+            self.cfg.repeat_s,
+            self.cfg.resound_s,
+            (escalation.Step(0, ("unit", *gw.site_offline_targets)),),
+        )
+        self._snapshots: dict[str, tuple[str, float]] = {}  # site → (digest, published at)
+        self._held_sites: set[str] = set()  # sites whose rooms their gateway has now
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -143,13 +167,19 @@ class AlertingService:
             f = self._facts(key)
             f.last_heartbeat, f.device = hb, device
         await self.mqtt.start()
-        await self.mqtt.subscribe(
+        filters = [
             self.topics.subscription(TopicKind.event),
             self.topics.subscription(TopicKind.state),
             self.topics.subscription(TopicKind.heartbeat),
             self.topics.subscription(TopicKind.availability),
             self.topics.subscription(TopicKind.alert_set),
-        )
+        ]
+        if self.sites is not None:
+            filters += [
+                self.topics.subscription(TopicKind.gateway),
+                self.topics.subscription(TopicKind.gateway_sync),
+            ]
+        await self.mqtt.subscribe(*filters)
         metrics.serve(self.cfg.metrics_port)
         self._tasks = [
             asyncio.create_task(self._consume(), name="alerting-consume"),
@@ -198,7 +228,7 @@ class AlertingService:
 
     async def _consume(self) -> None:
         async for msg in self.mqtt.messages():
-            out = decode_message(self.topics, msg.topic, msg.payload, 65536)
+            out = decode_message(self.topics, msg.topic, msg.payload, MAX_PAYLOAD)
             if not isinstance(out, Record):
                 REJECTED.inc()
                 logger.warning("ignored invalid message", topic=msg.topic, reason=out.reason)
@@ -223,6 +253,8 @@ class AlertingService:
 
     async def tick(self, now: datetime) -> None:
         """Delays, system conditions, auto-resolve, then repeats/escalation/re-sound."""
+        if self.sites is not None:
+            await self._check_sites(now)
         due = [k for k, t in self.next_check.items() if t <= now]
         for n, key in enumerate(due):
             await self._evaluate(key, now)
@@ -235,11 +267,16 @@ class AlertingService:
 
     async def _care_loop(self) -> None:
         while True:
+            wait = self.cfg.care_refresh_s
+            if self.sites is not None:
+                wait = min(wait, self.settings.gateway.snapshot_interval_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._refresh.wait(), self.cfg.care_refresh_s)
+                await asyncio.wait_for(self._refresh.wait(), wait)
             self._refresh.clear()
             try:
                 await self._reload_care()
+                if self.sites is not None:
+                    await self._publish_snapshots()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -281,6 +318,8 @@ class AlertingService:
                                at = EXCLUDED.at""",
                         (instance,),
                     )
+                if self.sites is not None:
+                    await self._beacon()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -352,6 +391,12 @@ class AlertingService:
 
     async def _handle(self, rec: Record) -> None:
         msg = rec.msg
+        if isinstance(msg, GatewayStatus):
+            await self._gateway_status(msg)
+            return
+        if isinstance(msg, GatewaySync):
+            await self._import(msg)
+            return
         if isinstance(msg, AlertAction):
             if msg.action == "raise_practice":
                 await self._practice(msg, rec.topic.site, rec.topic.room)
@@ -370,7 +415,15 @@ class AlertingService:
             trigger = None
         await self._evaluate(key, datetime.now(UTC), trigger)
 
+    def suppressed(self, site: str, now: datetime) -> bool:
+        """The site's gateway alerts for its rooms (or is out of reach): the centre holds back."""
+        return self.sites is not None and self.sites.suppressed(site, now)
+
     async def _evaluate(self, key: Key, now: datetime, trigger_ts: datetime | None = None) -> None:
+        if self.suppressed(key[0], now):
+            # Facts keep folding; the rooms are evaluated again when the site is handed back.
+            self.next_check[key] = now + timedelta(seconds=60)
+            return
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             facts = self.facts.get(key)
@@ -438,7 +491,7 @@ class AlertingService:
         name = rc.name if rc else room
         muted = care.silenced(self.silences, site, room, due.kind.value, now)
         alert = Alert(
-            alert_id=new_id(),
+            alert_id=rules.alert_id(site, room, due.kind, due.episode),
             site=site,
             room=room,
             device=due.device,
@@ -462,12 +515,13 @@ class AlertingService:
     ) -> bool | None:
         """True: raised; False: already raised (redelivery); None: the room is not monitored."""
         tracking = self._tracking(OpenAlert(alert, episode, None), now)
-        note = escalation.due(tracking, self.policy, now)
+        policy = self._policy(alert)
+        note = escalation.due(tracking, policy, now)
         if note is not None:
             alert = alert.model_copy(
                 update={
                     "escalation_step": note.step,
-                    "targets": escalation.targets_reached(self.policy, note.step, alert.practice),
+                    "targets": escalation.targets_reached(policy, note.step, alert.practice),
                 }
             )
 
@@ -523,9 +577,14 @@ class AlertingService:
             visit_open=(a.site, a.room) in self.visits,
         )
 
+    def _policy(self, alert: Alert) -> escalation.Policy:
+        return self.site_policy if alert.kind == gateways.SITE_OFFLINE else self.policy
+
     async def _schedule(self, oa: OpenAlert, now: datetime) -> None:
         if str(oa.alert.alert_id) not in self.open:
             return
+        if oa.alert.room != SITE_ROOM and self.suppressed(oa.alert.site, now):
+            return  # the gateway repeats and escalates on site; "site offline" covers it here
         if (
             not oa.alert.silenced
             and not oa.alert.practice
@@ -536,13 +595,14 @@ class AlertingService:
             at = oa.last_notified_at or now
             oa.alert = await self._db(lambda c: store.notified(c, muted, at, "silenced"))
             await self._publish(lifecycle.republished(oa.alert))
-        note = escalation.due(self._tracking(oa, now), self.policy, now)
+        policy = self._policy(oa.alert)
+        note = escalation.due(self._tracking(oa, now), policy, now)
         if note is None:
             return
         alert = oa.alert.model_copy(
             update={
                 "escalation_step": note.step,
-                "targets": escalation.targets_reached(self.policy, note.step, oa.alert.practice),
+                "targets": escalation.targets_reached(policy, note.step, oa.alert.practice),
             }
         )
         history = f"escalation step {note.step}" if note.reason == "escalate" else None
@@ -554,6 +614,8 @@ class AlertingService:
 
     async def _page(self, alert: Alert, new_targets: tuple[str, ...], sound: bool) -> None:
         """External notifiers for targets reached now; web push for the tablets on each sound."""
+        if self.standby:
+            return
         for target in new_targets:
             if not target.startswith("notifier:") or alert.practice:
                 continue
@@ -647,9 +709,153 @@ class AlertingService:
         self._drop_open(new)
         await self._publish(new)
 
+    # -- care-home gateways (centre) ---------------------------------------------------
+
+    async def _gateway_status(self, msg: GatewayStatus) -> None:
+        if self.sites is None:
+            return
+        now = datetime.now(UTC)
+        if self.sites.apply(msg, now):
+            logger.info("gateway heard", site=msg.site, gateway=msg.gateway, mode=msg.mode.value)
+            self._refresh.set()  # its snapshot goes out with the next reload
+        await self._check_sites(now)
+
+    async def _check_sites(self, now: datetime) -> None:
+        """Site offline / gateway storage alerts; rooms of a handed-back site evaluated at once."""
+        assert self.sites is not None
+        conds = self.sites.conditions(now)
+        holding = {(c.site, c.kind) for c in conds}
+        for oa in list(self.open.values()):
+            a = oa.alert
+            if a.room == SITE_ROOM and not a.practice and (a.site, a.kind) not in holding:
+                await self._resolve(oa, now, lifecycle.SYSTEM, None)
+        for c in conds:
+            await self.raise_site(c.site, c.kind, c.episode, c.since, now)
+        for site in list(self.sites.sites):
+            held = self.sites.suppressed(site, now)
+            if site in self._held_sites and not held:
+                logger.info("site handed back by its gateway", site=site)
+                for key in {k for k in (*self.facts, *self.rooms) if k[0] == site}:
+                    self.next_check[key] = now
+            (self._held_sites.add if held else self._held_sites.discard)(site)
+
+    async def raise_site(
+        self, site: str, kind: str, episode: str, since: datetime, now: datetime
+    ) -> bool:
+        """A site-level alert (room `_site`): site offline, gateway storage nearly full.
+        One open alert per site and kind; the id follows the episode, as for rooms."""
+        key = (site, SITE_ROOM)
+        handled = self.handled.setdefault(key, set())
+        if episode in handled:
+            return False
+        handled.add(episode)
+        if any(o.alert.kind == kind for o in self._open_in(key)):
+            return False
+        name = await self._db(lambda conn: gateways.site_name(conn, site))
+        alert = Alert(
+            alert_id=rules.alert_id(site, SITE_ROOM, kind, episode),
+            site=site,
+            room=SITE_ROOM,
+            kind=kind,
+            priority=gateways.SITE_PRIORITY.get(kind, AlertPriority.medium),
+            status=AlertStatus.firing,
+            title=gateways.site_title(kind, name),
+            started=min(since, now),
+        )
+        raised = await self._store_and_announce(alert, episode, None, now, require_monitoring=False)
+        return bool(raised)
+
+    async def resolve_site(self, site: str, kind: str, now: datetime) -> None:
+        """The system resolves the open site-level alert of this kind (its cause is gone)."""
+        for oa in self._open_in((site, SITE_ROOM)):
+            if oa.alert.kind == kind and not oa.alert.practice:
+                await self._resolve(oa, now, lifecycle.SYSTEM, None)
+
+    async def _beacon(self) -> None:
+        """Tell each gateway the centre is alive and in charge (QoS 0: never queued, so a
+        stale one cannot arrive after an outage)."""
+        assert self.sites is not None
+        now = datetime.now(UTC)
+        for site in list(self.sites.sites):
+            msg = CentreStatus(site=site, interval_s=ALIVE_S, suppressed=self.suppressed(site, now))
+            self.mqtt.publish_nowait(self.topics.site(site, TopicKind.centre), encode(msg), qos=0)
+
+    async def _publish_snapshots(self) -> None:
+        assert self.sites is not None
+        every = self.settings.gateway.snapshot_interval_s
+        for site in list(self.sites.sites):
+            snap = await self._db(lambda conn, s=site: gateways.build_snapshot(conn, s))
+            if snap is None:
+                continue
+            last = self._snapshots.get(site)
+            if last and last[0] == snap.digest and time.monotonic() - last[1] < every:
+                continue
+            topic = self.topics.site(site, TopicKind.gateway_config)
+            await self.mqtt.publish(topic, encode(snap), qos=1, retain=True, timeout=None)
+            self._snapshots[site] = (snap.digest, time.monotonic())
+
+    async def _import(self, msg: GatewaySync) -> None:
+        """Merge an upload, take over the schedules of what is still open, answer."""
+        if self.sites is None:
+            return
+        try:
+            result = await self._db(lambda conn: gateways.import_sync(conn, msg))
+        except Exception as exc:
+            logger.exception("gateway upload refused", site=msg.site, gateway=msg.gateway)
+            ack = GatewaySyncAck(
+                site=msg.site, correlation_id=msg.correlation_id, ok=False, error=str(exc)[:500]
+            )
+        else:
+            for aid in dict.fromkeys(result.alerts):
+                stored = await self._db(lambda conn, a=aid: store.get_stored(conn, a))
+                if stored is None:
+                    continue
+                alert = stored.alert
+                if stored.episode:
+                    self.handled.setdefault((alert.site, alert.room), set()).add(stored.episode)
+                if alert.status is AlertStatus.resolved:
+                    self._drop_open(alert)
+                else:
+                    self._add_open(OpenAlert(alert, stored.episode, stored.last_notified_at))
+                await self._publish(lifecycle.republished(alert))  # its state, never a sound
+            logger.info(
+                "gateway upload merged", site=msg.site, gateway=msg.gateway, stored=result.stored
+            )
+            ack = GatewaySyncAck(
+                site=msg.site, correlation_id=msg.correlation_id, ok=True, stored=result.stored
+            )
+        topic = self.topics.site(msg.site, TopicKind.gateway_sync_ack)
+        await self.mqtt.publish(topic, encode(ack), qos=1, timeout=None)
+
+    # -- standby on a gateway --------------------------------------------------------------
+
+    async def takeover(self, announce: set[uuid.UUID]) -> int:
+        """Stop holding back: announce the open alerts in `announce` as new (they were never
+        published by the centre) and republish the others silently. Returns how many sounded."""
+        self.standby = False
+        n = 0
+        for oa in list(self.open.values()):
+            a = oa.alert
+            if a.alert_id in announce and a.status is AlertStatus.firing:
+                sound = not a.silenced and a.priority is not AlertPriority.info
+                await self._publish(lifecycle.republished(a, sound=sound, notify="new"))
+                await self._page(a, tuple(a.targets), sound)
+                n += 1
+            else:
+                await self._publish(lifecycle.republished(a))
+        return n
+
+    def hand_back(self) -> None:
+        """Back to standby: the centre announces again."""
+        self.standby = True
+
     # -- I/O helpers -----------------------------------------------------------------
 
     async def _publish(self, alert: Alert) -> None:
+        if self.standby:
+            if self.on_held is not None:
+                self.on_held(alert)
+            return
         topic = self.topics.room(alert.site, alert.room, TopicKind.alert)
         await self.mqtt.publish(topic, encode(alert), qos=1, timeout=None)
 

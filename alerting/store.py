@@ -178,6 +178,14 @@ async def get(conn: AsyncConnection, alert_id: uuid.UUID) -> Alert | None:
     return _to_alert(row) if row else None
 
 
+async def get_stored(conn: AsyncConnection, alert_id: uuid.UUID) -> Stored | None:
+    """An alert with what alerting needs to continue its schedule (episode, last notified)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {COLUMNS} FROM alerts a WHERE a.id = %s", (alert_id,))
+        row = await cur.fetchone()
+    return _stored(row) if row else None
+
+
 async def open_alerts(conn: AsyncConnection) -> list[Stored]:
     """Every unresolved alert, oldest first (alerting resumes their schedules from these)."""
     async with conn.cursor(row_factory=dict_row) as cur:

@@ -17,6 +17,14 @@ from .device import (
     ZoneKind,
 )
 from .events import Event, EventPhase, EventType, RoomState, RoomStateName
+from .gateway import (
+    CentreStatus,
+    GatewayMode,
+    GatewayStatus,
+    GatewaySync,
+    GatewaySyncAck,
+    SiteSnapshot,
+)
 from .topics import Topic, TopicKind, Topics
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "AlertPriority",
     "AlertStatus",
     "Availability",
+    "CentreStatus",
     "Command",
     "CommandResponse",
     "ConfigState",
@@ -34,11 +43,16 @@ __all__ = [
     "Event",
     "EventPhase",
     "EventType",
+    "GatewayMode",
+    "GatewayStatus",
+    "GatewaySync",
+    "GatewaySyncAck",
     "Heartbeat",
     "Message",
     "MonitoringWindow",
     "RoomState",
     "RoomStateName",
+    "SiteSnapshot",
     "Topic",
     "TopicKind",
     "Topics",

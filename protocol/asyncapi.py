@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 from nattillsyn import __version__
 
 from .base import SCHEMA_VERSION
-from .topics import ROOM_KINDS, SPEC, TopicKind
+from .topics import ROOM_KINDS, SITE_KINDS, SITE_ROOM, SPEC, TopicKind
 
 PATH = Path(__file__).with_name("asyncapi.yaml")
 REF = "#/components/schemas/{model}"
@@ -42,16 +42,17 @@ def document() -> dict:
             "payload": {"$ref": REF.format(model=name)},
         }
         room_level = kind in ROOM_KINDS
-        address = (
-            "nattillsyn/{site}/{room}/" + kind.value
-            if room_level
-            else "nattillsyn/{site}/{room}/{device}/" + kind.value
-        )
         params = {
             "site": {"description": "Site (care home) id."},
             "room": {"description": "Room id."},
         }
-        if not room_level:
+        if kind in SITE_KINDS:
+            address = f"nattillsyn/{{site}}/{SITE_ROOM}/" + kind.value
+            del params["room"]
+        elif room_level:
+            address = "nattillsyn/{site}/{room}/" + kind.value
+        else:
+            address = "nattillsyn/{site}/{room}/{device}/" + kind.value
             params["device"] = {"description": "Device id (not `alert`, which is reserved)."}
         channels[cid] = {
             "address": address,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from .base import SCHEMA_VERSION, DeviceMessage, Message
-from .topics import Topic, Topics
+from .topics import SITE_KINDS, Topic, Topics
 
 MAX_DEAD_LETTER_BYTES = 16384  # raw payload kept in the dead-letter table at most
 
@@ -70,5 +70,11 @@ def decode_message(
             f"sender mismatch: payload says {msg.site}/{msg.room}/{msg.device}, "
             f"topic says {parsed.site}/{parsed.room}/{parsed.device}",
             payload,
+        )
+    site = getattr(msg, "site", None)
+    site = getattr(site, "id", site)  # a site snapshot carries the site's row
+    if parsed.kind in SITE_KINDS and site != parsed.site:
+        return DeadLetter(
+            topic, f"sender mismatch: payload says site {site}, topic says {parsed.site}", payload
         )
     return Record(parsed, msg, topic, payload)

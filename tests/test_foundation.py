@@ -11,6 +11,7 @@ from nattillsyn.cli import build_parser
 from nattillsyn.db.migrate import migrate
 from nattillsyn.protocol import TopicKind, Topics
 from nattillsyn.protocol.asyncapi import PATH, render
+from nattillsyn.protocol.topics import SITE_KINDS
 from nattillsyn.settings import SettingsError, load
 
 SUBCOMMANDS = ("edge", "gateway", "ingest", "alerting", "api", "db", "simulate", "demo")
@@ -48,6 +49,8 @@ def test_topics_round_trip() -> None:
     for kind in TopicKind:
         if kind in (TopicKind.alert, TopicKind.alert_set):
             topic = t.room("s1", "r1", kind)
+        elif kind in SITE_KINDS:
+            topic = t.site("s1", kind)
         else:
             topic = t.device("s1", "r1", "d1", kind)
         parsed = t.parse(topic)

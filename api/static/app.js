@@ -220,9 +220,12 @@
     let msg = null;
     if (state.lostAt && Date.now() - state.lostAt > 30000) msg = t("warn_connection");
     else if (state.alertingOk === false && state.lostAt === null) msg = t("warn_alerting");
+    // On a care-home gateway's page: it alerts on site (informs, never chimes by itself).
+    const mode = state.gatewayMode;
+    const info = !msg && (mode === "fallback" || mode === "handback") ? t("gateway_" + mode) : null;
     const el = $("system-warning");
-    el.hidden = !msg; el.textContent = msg || "";
-    document.body.dataset.warning = !!msg;
+    el.hidden = !(msg || info); el.textContent = msg || info || "";
+    document.body.dataset.warning = !!(msg || info);
     if (msg && Date.now() - warnedAt > 60000) {
       warnedAt = Date.now();
       chime({ alert_id: "system", priority: "high" }, "system");
@@ -243,6 +246,7 @@
 
   function handle(msg) {
     if (msg.type === "system") {
+      if (msg.gateway_mode !== undefined) state.gatewayMode = msg.gateway_mode;
       state.alertingOk = msg.alerting_ok; checkSystem(); return;
     }
     if (msg.type === "snapshot") {

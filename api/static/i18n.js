@@ -31,6 +31,8 @@ window.I18N = {
     r_round: "rond", r_alert: "larm", r_planned: "planerat", r_unplanned: "oplanerat",
     warn_connection: "Ingen anslutning: larm når inte den här surfplattan. Gör fysisk tillsyn.",
     warn_alerting: "Larmtjänsten svarar inte: larm kan utebli. Gör fysisk tillsyn och ring IT-jouren.",
+    gateway_fallback: "Reservläge: centralen nås inte. Larmen kommer från enhetens gateway och visas bara här.",
+    gateway_handback: "Reservläge avslutas: enhetens gateway lämnar tillbaka larmen till centralen.",
     states: {
       unknown: "Okänt", empty: "Tomt", in_bed: "I sängen", out_of_bed: "Ur sängen",
       in_chair: "I stolen", in_bathroom: "I badrummet", on_floor: "På golvet",
@@ -69,6 +71,8 @@ window.I18N = {
     r_round: "round", r_alert: "alert", r_planned: "planned", r_unplanned: "unplanned",
     warn_connection: "No connection: alerts do not reach this tablet. Check rooms physically.",
     warn_alerting: "The alerting service is silent: alerts may be missed. Check rooms physically and call IT on duty.",
+    gateway_fallback: "Fallback mode: the central service is out of reach. Alerts come from this unit's gateway and show only here.",
+    gateway_handback: "Leaving fallback mode: the unit's gateway hands alerts back to the central service.",
     states: {
       unknown: "Unknown", empty: "Empty", in_bed: "In bed", out_of_bed: "Out of bed",
       in_chair: "In chair", in_bathroom: "In bathroom", on_floor: "On the floor",
