@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
+from pathlib import Path
 
 from nattillsyn import log
 from nattillsyn.settings import Settings
@@ -144,6 +147,8 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
 
     pg: PrivatePostgres | None = None
     broker: InProcessBroker | None = None
+    history: asyncio.Task | None = None
+    state: Path | None = None
     try:
         updates: dict = {}
         if settings.database_url is None:
@@ -159,7 +164,15 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
         await seed(settings, room_ids(rooms))
         await seed_admin(settings)
         await seed_devices(settings, room_ids(rooms), {"fall_confirm_s": DEMO_FALL_CONFIRM_S})
-        await seed_history(settings)
+        # Months of history for the report take a minute: made while the rooms already run.
+        # In a thread with its own loop: generating is CPU work that must not stall alerting.
+        history = asyncio.create_task(
+            asyncio.to_thread(asyncio.run, seed_history(settings)), name="demo-history"
+        )
+        state = Path(tempfile.mkdtemp(prefix="nattillsyn-demo-"))  # edge queues, as on a Pi
+        settings = settings.model_copy(
+            update={"edge": settings.edge.model_copy(update={"state_dir": state})}
+        )
 
         api_service = ApiService(settings)
         services = [IngestService(settings), AlertingService(settings), api_service]
@@ -174,7 +187,8 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
                 f"\nnattillsyn demo is running: {rooms} rooms replaying real clips.\n"
                 f"  Tablet page:  {api_service.url}\n"
                 f"  Admin page:   {api_service.url}admin\n"
-                f"  Evaluation:   {api_service.url}report  (utv / utv-demo)\n"
+                f"  Evaluation:   {api_service.url}report  (utv / utv-demo; its months of "
+                "synthetic history are ready about a minute after start)\n"
                 f"  Demo logins:\n{logins}\n"
                 "  Shared tablet: sign in as chef, Mer → Registrera den här surfplattan; "
                 "staff then sign in by PIN.\n"
@@ -186,6 +200,12 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
 
         await run_until_signalled(services, on_started=announce)
     finally:
+        if history is not None and not history.done():
+            history.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await history
+        if state is not None:
+            shutil.rmtree(state, ignore_errors=True)
         if broker is not None:
             with contextlib.suppress(Exception):
                 await broker.stop()

@@ -394,6 +394,16 @@ set_tcp_nodelay true
 """
 
 
+class _SnapshotDict(dict):
+    """A dict whose iteration works on a copy, safe to change while iterated."""
+
+    def __iter__(self):
+        return iter(list(super().keys()))
+
+    def items(self):
+        return list(super().items())
+
+
 class InProcessBroker:
     """amqtt's MQTT 3.1.1 broker inside the demo's event loop."""
 
@@ -415,6 +425,10 @@ class InProcessBroker:
             },
         }
         self._broker = Broker(config)
+        # amqtt 0.12 iterates its subscription table across awaits while other clients
+        # subscribe ("dictionary changed size during iteration", a dropped connection):
+        # iterating a snapshot is what it means to do.
+        self._broker._subscriptions = _SnapshotDict(self._broker._subscriptions)
         await self._broker.start()
         return self.url
 

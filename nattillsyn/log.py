@@ -7,6 +7,11 @@ import sys
 
 import structlog
 
+# Tracebacks as data, without local variables: those could hold secrets.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
 
 def configure(level: str = "INFO", json: bool | None = None) -> None:
     if json is None:
@@ -29,7 +34,12 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # JSON lines keep the traceback as data; the console prints it.
+                *([_TRACEBACKS] if json else []),
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
