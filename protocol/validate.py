@@ -46,22 +46,15 @@ def decode_message(
         return DeadLetter(
             topic, f"payload too large: {len(payload)} > {max_payload} bytes", payload
         )
-    try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return DeadLetter(topic, f"invalid JSON: {exc}", payload)
-    if not isinstance(raw, dict):
-        return DeadLetter(topic, "invalid payload: not a JSON object", payload)
-    if raw.get("v") != SCHEMA_VERSION:
-        return DeadLetter(topic, f"unknown schema version: {raw.get('v')!r}", payload)
-    try:
-        msg = parsed.model.model_validate(raw)
-    except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
-        return DeadLetter(topic, f"invalid {parsed.kind} payload: {detail}", payload)
+    try:  # the common case in one pass of pydantic's JSON parser
+        msg: Message | None = parsed.model.model_validate_json(payload)
+    except ValidationError:
+        msg = None
+    if msg is None or "v" not in msg.model_fields_set:  # `v` has a default, yet is required
+        out = _checked(parsed, topic, payload)
+        if isinstance(out, DeadLetter):
+            return out
+        msg = out
     if isinstance(msg, DeviceMessage) and (
         (msg.site, msg.room, msg.device) != (parsed.site, parsed.room, parsed.device)
     ):
@@ -78,3 +71,23 @@ def decode_message(
             topic, f"sender mismatch: payload says site {site}, topic says {parsed.site}", payload
         )
     return Record(parsed, msg, topic, payload)
+
+
+def _checked(parsed: Topic, topic: str, payload: bytes) -> Message | DeadLetter:
+    """Validation step by step, naming the first failure as the dead-letter reason."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return DeadLetter(topic, f"invalid JSON: {exc}", payload)
+    if not isinstance(raw, dict):
+        return DeadLetter(topic, "invalid payload: not a JSON object", payload)
+    if raw.get("v") != SCHEMA_VERSION:
+        return DeadLetter(topic, f"unknown schema version: {raw.get('v')!r}", payload)
+    try:
+        return parsed.model.model_validate(raw)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        return DeadLetter(topic, f"invalid {parsed.kind} payload: {detail}", payload)
