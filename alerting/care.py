@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -82,8 +82,17 @@ async def load_silences(conn: AsyncConnection) -> list[Silence]:
     return [Silence(r[0], r[1], r[2], tuple(r[3] or ()), r[4], r[5]) for r in await cur.fetchall()]
 
 
+# A visit still without an end this long after it started was not ended on the tablet
+# (forgotten): it no longer counts as staff in the room, so re-sounding resumes.
+VISIT_FORGOTTEN_AFTER = timedelta(hours=2)
+
+
 async def load_open_visits(conn: AsyncConnection) -> set[tuple[str, str]]:
-    cur = await conn.execute("SELECT DISTINCT site, room FROM visits WHERE ended_at IS NULL")
+    cur = await conn.execute(
+        """SELECT DISTINCT site, room FROM visits
+           WHERE ended_at IS NULL AND started_at > now() - %s""",
+        (VISIT_FORGOTTEN_AFTER,),
+    )
     return {(r[0], r[1]) for r in await cur.fetchall()}
 
 

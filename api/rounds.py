@@ -167,7 +167,7 @@ async def list_visits(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"""SELECT {roundstore.VISIT_COLUMNS} FROM visits
-                WHERE site = %s AND (started_at > %s OR ended_at IS NULL)
+                WHERE site = %s AND started_at > %s
                 ORDER BY started_at DESC LIMIT 500""",
             (site, since),
         )

@@ -104,7 +104,7 @@ async def _tonight(request: web.Request, site: str) -> tuple[list[dict], list[di
         rounds = [roundstore._json(r) for r in await cur.fetchall()]
         await cur.execute(
             f"""SELECT {roundstore.VISIT_COLUMNS} FROM visits
-                WHERE site = %s AND (started_at > %s OR ended_at IS NULL)
+                WHERE site = %s AND started_at > %s
                 ORDER BY started_at DESC LIMIT 200""",
             (site, since),
         )

@@ -13,6 +13,7 @@ import pytest
 import yarl
 from test_tablet_browser import publish_fall
 
+from nattillsyn.alerting.care import load_open_visits
 from nattillsyn.demo import DEMO_PINS, DEMO_USERS
 from nattillsyn.settings.tablet import TabletSettings
 
@@ -205,6 +206,22 @@ async def test_silences_visits_rounds_and_scoping(services, pool) -> None:
         r = await natt.post(f"{url}api/v1/visits/{visit['id']}/end")
         assert r.status == 200 and (await r.json())["ended_at"]
         assert (await natt.post(f"{url}api/v1/visits/{visit['id']}/end")).status == 404
+        # Visits nobody ended: one of a past night is not tonight's and never shows as
+        # ongoing; tonight's stays listed (to be ended), but after 2 h it no longer counts
+        # as staff in the room for alerting, so re-sounding resumes.
+        site = visit["site"]
+        async with pool.connection() as conn:
+            for room, ago in (("rum-101", "3 days"), ("rum-102", "3 hours"), ("rum-103", "10 min")):
+                await conn.execute(
+                    """INSERT INTO visits (id, site, room, started_at, by_user, reason)
+                       VALUES (gen_random_uuid(), %s, %s, now() - %s::interval, 'anna',
+                               'unplanned')""",
+                    (site, room, ago),
+                )
+            assert await load_open_visits(conn) == {(site, "rum-103")}
+        listed = (await (await natt.get(f"{url}api/v1/visits")).json())["visits"]
+        open_rooms = {v["room"] for v in listed if v.get("ended_at") is None}
+        assert open_rooms == {"rum-102", "rum-103"}
         # Resolve needs an outcome.
         r = await natt.post(f"{url}api/v1/alerts/{uuid.uuid4()}/resolve", json={})
         assert r.status == 422
