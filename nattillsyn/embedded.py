@@ -193,8 +193,13 @@ class PrivatePostgres:
             **self._popen_kwargs(),
         )
         logfile.close()
-        wait_port("127.0.0.1", self.port, timeout, self.proc)
-        self._wait_ready(timeout)
+        try:
+            wait_port("127.0.0.1", self.port, timeout, self.proc)
+            self._wait_ready(timeout)
+        except Exception:
+            # The data directory (and its log) goes with stop(): say what the server said.
+            logger.error("private postgres did not start", log=self.log()[-4000:])
+            raise
 
     def restart(self, timeout: float = 30.0, *, mode: str = "fast") -> None:
         """Stop the server (`fast`: SIGINT, `immediate`: SIGQUIT, like a crash) and start
