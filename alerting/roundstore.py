@@ -42,6 +42,18 @@ def _json(row: dict) -> dict:
     }
 
 
+async def visits_since(conn: AsyncConnection, site: str, since: datetime, limit: int) -> list[dict]:
+    """A unit's visits started after `since`, open or not, newest first (the tablet's
+    "tonight"); an open one of an earlier night is not shown as ongoing."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""SELECT {VISIT_COLUMNS} FROM visits WHERE site = %s AND started_at > %s
+                ORDER BY started_at DESC LIMIT %s""",
+            (site, since, limit),
+        )
+        return await cur.fetchall()
+
+
 async def notify_live(conn: AsyncConnection, schema: str, site: str, kind: str, row: dict) -> None:
     payload = json.dumps({"schema": schema, "site": site, "type": kind, kind: _json(row)})
     await conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, payload))

@@ -164,13 +164,7 @@ async def list_visits(request: web.Request) -> web.Response:
     """Tonight's visits of a unit, newest first."""
     site = await request_site(request)
     since = datetime.now(UTC) - NIGHT
-    async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"""SELECT {roundstore.VISIT_COLUMNS} FROM visits
-                WHERE site = %s AND started_at > %s
-                ORDER BY started_at DESC LIMIT 500""",
-            (site, since),
-        )
-        rows = await cur.fetchall()
+    async with request.app[POOL].connection() as conn:
+        rows = await roundstore.visits_since(conn, site, since, 500)
     await audit(request, "read", "visits", site=site, detail={"visits": len(rows)})
     return json_response(VisitList(visits=[Visit.model_validate(r) for r in rows]))

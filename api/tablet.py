@@ -102,13 +102,9 @@ async def _tonight(request: web.Request, site: str) -> tuple[list[dict], list[di
             (site, since),
         )
         rounds = [roundstore._json(r) for r in await cur.fetchall()]
-        await cur.execute(
-            f"""SELECT {roundstore.VISIT_COLUMNS} FROM visits
-                WHERE site = %s AND started_at > %s
-                ORDER BY started_at DESC LIMIT 200""",
-            (site, since),
-        )
-        visits = [roundstore._json(r) for r in await cur.fetchall()]
+        visits = [
+            roundstore._json(r) for r in await roundstore.visits_since(conn, site, since, 200)
+        ]
     return rounds, visits
 
 
