@@ -33,7 +33,7 @@ from nattillsyn.protocol import DeviceMessage, TopicKind, Topics
 from nattillsyn.protocol.validate import DeadLetter, Record, decode_message
 from nattillsyn.settings import Settings
 
-from .writer import BatchResult, write_batch
+from .writer import BatchResult, DeviceSeen, write_batch, write_devices
 
 logger = log.get(__name__)
 
@@ -91,6 +91,9 @@ LATENCY = Histogram(
 )
 LAG = Gauge("nattillsyn_ingest_lag_seconds", "Commit time minus source time of the newest message")
 BACKLOG = Gauge("nattillsyn_ingest_backlog", "Messages received and not yet written")
+DEVICE_ROWS = Counter(
+    "nattillsyn_ingest_device_rows_total", "Device summaries merged into the devices table"
+)
 
 STORED_KINDS = (
     TopicKind.event,
@@ -209,6 +212,10 @@ class IngestService:
             else None
         )
         self._task: asyncio.Task | None = None
+        self._flusher: asyncio.Task | None = None
+        # Device summaries of committed batches, merged here and written every
+        # device_flush_ms: one devices row per device per interval, not per message.
+        self._devices: dict[tuple[str, str], DeviceSeen] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -236,6 +243,11 @@ class IngestService:
         if self.maintainer:
             self.maintainer.start()
         self._task = asyncio.create_task(self._run(), name=f"ingest-w{self.worker}")
+        if self.cfg.device_flush_ms:
+            self._flusher = asyncio.create_task(
+                self._flush_devices_every(self.cfg.device_flush_ms / 1000),
+                name=f"ingest-w{self.worker}-devices",
+            )
 
     async def stop(self) -> None:
         self._stopping = True
@@ -249,6 +261,11 @@ class IngestService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._flusher:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self._flush_devices()
         await self.mqtt.stop()
         await self.pool.close()
 
@@ -301,8 +318,42 @@ class IngestService:
             self._log_dead(dead)
         result = await self._write_until_done(records, dead)
         self.mqtt.ack_many(batch)
+        self._keep_devices(result.deferred)
         self.written += len(batch)
         self._observe(result, records)
+
+    def _keep_devices(self, later: list[DeviceSeen]) -> None:
+        pending = self._devices
+        for d in later:
+            key = (d.site, d.device)
+            earlier = pending.get(key)
+            if earlier is None:
+                pending[key] = d
+            else:
+                earlier.absorb(d)
+
+    async def _flush_devices_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self._flush_devices()
+
+    async def _flush_devices(self) -> None:
+        """Write the pending device summaries; on failure keep them for the next time
+        (a summary the database refuses is dropped: the messages are stored)."""
+        if not self._devices:
+            return
+        taken, self._devices = self._devices, {}
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                DEVICE_ROWS.inc(await write_devices(conn, taken.values()))
+        except (psycopg.Error, PoolTimeout) as exc:
+            state = getattr(exc, "sqlstate", None) or ""
+            if state[:2] in _REFUSED_CLASSES:
+                logger.error("device summaries refused; dropped", error=str(exc).strip())
+                return
+            logger.warning("device summaries not written; kept", error=str(exc).strip())
+            later, self._devices = self._devices, taken
+            self._keep_devices(list(later.values()))
 
     def _log_dead(self, dead: list[DeadLetter]) -> None:
         now = time.monotonic()
@@ -346,7 +397,9 @@ class IngestService:
             try:
                 t0 = time.perf_counter()
                 async with self.pool.connection() as conn:
-                    result = await write_batch(conn, records, dead)
+                    result = await write_batch(
+                        conn, records, dead, defer=self.cfg.device_flush_ms > 0
+                    )
                 BATCH_SECONDS.observe(time.perf_counter() - t0)
                 for d in dead:
                     DEAD.labels(reason_label(d.reason)).inc()
@@ -391,7 +444,10 @@ class IngestService:
 
 def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
     out = BatchResult(
-        dict(a.inserted), a.duplicates + b.duplicates, a.dead_letters + b.dead_letters
+        dict(a.inserted),
+        a.duplicates + b.duplicates,
+        a.dead_letters + b.dead_letters,
+        a.deferred + b.deferred,
     )
     for table, n in b.inserted.items():
         out.inserted[table] = out.inserted.get(table, 0) + n

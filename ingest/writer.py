@@ -3,13 +3,15 @@
 Idempotent on the source message id, so broker redeliveries and edge replays never
 duplicate a row. Rows go in ordered per device by source time; the `devices` row of
 each device is merged with guards on (session, seq), so the order in which batches
-from several workers commit never lets an older message overwrite newer state.
+from several workers commit never lets an older message overwrite newer state. That
+also lets the service merge device summaries in memory and write them less often
+than once per message (`write_devices`).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -122,6 +124,7 @@ class DeviceSeen:
     availability: str | None = None
     availability_session: int | None = None
     availability_at: datetime | None = None
+    config_version_set: bool = False  # a config_state reported an applied version
 
     def merge(self, rec: Record) -> None:
         m = rec.msg
@@ -143,6 +146,35 @@ class DeviceSeen:
                 self.availability_at = m.ts
         elif isinstance(m, ConfigState) and m.error is None:
             self.config_version = m.version
+            self.config_version_set = True
+
+    @property
+    def urgent(self) -> bool:
+        """Carries availability or an applied config: written with its batch."""
+        return self.availability_session is not None or self.config_version_set
+
+    def absorb(self, later: DeviceSeen) -> None:
+        """Merge the summary of a later batch of the same device (same rules as the
+        upsert, so writing the merged summary equals writing both in turn)."""
+        if (later.session, later.last_seq) >= (self.session, self.last_seq):
+            self.session, self.last_seq, self.room = later.session, later.last_seq, later.room
+        if later.last_seen > self.last_seen:
+            self.last_seen = later.last_seen
+        if later.last_heartbeat is not None and (
+            self.last_heartbeat is None or later.last_heartbeat >= self.last_heartbeat
+        ):
+            self.last_heartbeat, self.health = later.last_heartbeat, later.health
+            self.agent_version = later.agent_version
+        if later.config_version is not None:
+            self.config_version = max(self.config_version or 0, later.config_version)
+        self.config_version_set |= later.config_version_set
+        if later.availability_session is not None and (
+            self.availability_session is None
+            or later.availability_session >= self.availability_session
+        ):
+            self.availability = later.availability
+            self.availability_session = later.availability_session
+            self.availability_at = later.availability_at
 
     def row(self) -> tuple:
         return (
@@ -225,6 +257,7 @@ class BatchResult:
     inserted: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     dead_letters: int = 0
+    deferred: list[DeviceSeen] = field(default_factory=list)  # device summaries not yet written
 
 
 # Connections that already have their staging tables (temporary, per session).
@@ -262,7 +295,9 @@ async def _copy_insert(
         return cur.rowcount
 
 
-def build_rows(records: list[Record]) -> tuple[dict[str, list[tuple]], list[DeviceSeen]]:
+def build_rows(
+    records: list[Record],
+) -> tuple[dict[str, list[tuple]], dict[tuple[str, str], DeviceSeen]]:
     """Rows per table and the per-device summary of a batch (pure)."""
     events: list[tuple] = []
     states: list[tuple] = []
@@ -282,15 +317,33 @@ def build_rows(records: list[Record]) -> tuple[dict[str, list[tuple]], list[Devi
             if d is None:
                 d = seen[key] = DeviceSeen(m.site, m.device, m.room, m.ts, m.session, m.seq)  # type: ignore[attr-defined]
             d.merge(rec)
-    rows = {"events": events, "room_states": states, "heartbeats": beats}
-    return rows, sorted(seen.values(), key=lambda d: (d.site, d.device))
+    return {"events": events, "room_states": states, "heartbeats": beats}, seen
+
+
+async def write_devices(conn: AsyncConnection, devices: Iterable[DeviceSeen]) -> int:
+    """Merge device summaries into `devices` (inside the caller's transaction)."""
+    rows = [d.row() for d in sorted(devices, key=lambda d: (d.site, d.device))]
+    if not rows:
+        return 0
+    await _ensure_staging(conn)
+    async with conn.cursor() as cur:
+        cols = ", ".join(DEVICE_COLS)
+        async with cur.copy(f"COPY stage_devices ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                await copy.write_row(row)
+        await cur.execute(UPSERT_DEVICES)
+    return len(rows)
 
 
 async def write_batch(
-    conn: AsyncConnection, records: list[Record], dead: list[DeadLetter]
+    conn: AsyncConnection, records: list[Record], dead: list[DeadLetter], *, defer: bool = False
 ) -> BatchResult:
-    """Write a batch inside one durable transaction (the caller acknowledges after it)."""
-    rows, devices = build_rows(records)
+    """Write a batch inside one durable transaction (the caller acknowledges after it),
+    with the batch's device summaries; with `defer` only the urgent ones, the others are
+    returned in `deferred` for the caller to write later (`write_devices`)."""
+    rows, seen = build_rows(records)
+    now = [d for d in seen.values() if d.urgent or not defer]
+    deferred = [d for d in seen.values() if defer and not d.urgent]
     result = BatchResult()
     await _ensure_staging(conn)
     async with conn.transaction():
@@ -301,13 +354,7 @@ async def write_batch(
             n = await _copy_insert(conn, table, cols, batch)
             result.inserted[table] = n
             result.duplicates += len(batch) - n
-        if devices:
-            async with conn.cursor() as cur:
-                cols = ", ".join(DEVICE_COLS)
-                async with cur.copy(f"COPY stage_devices ({cols}) FROM STDIN") as copy:
-                    for d in devices:
-                        await copy.write_row(d.row())
-                await cur.execute(UPSERT_DEVICES)
+        await write_devices(conn, now)
         if dead:
             async with (
                 conn.cursor() as cur,
@@ -318,4 +365,5 @@ async def write_batch(
                         (dl.topic, dl.reason[:1000], len(dl.payload), dl.kept_payload)
                     )
             result.dead_letters = len(dead)
+    result.deferred = deferred
     return result

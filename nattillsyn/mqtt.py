@@ -101,16 +101,21 @@ class _BufferedSocket:
 
     paho asks `pending()` (meant for TLS) before select() and reads again without
     waiting while it is positive, so buffered packets are parsed without syscalls.
+    `_Client` also parses whole packets straight from the buffer (`fill`, `_buf`,
+    `_pos`).
     """
 
     def __init__(self, sock) -> None:
         self._sock = sock
         self._buf = bytearray()
         self._pos = 0
+        self._eof = False
 
     def recv(self, n: int) -> bytes:
         avail = len(self._buf) - self._pos
         if avail <= 0:
+            if self._eof:
+                return b""
             data = self._sock.recv(max(n, _READ_CHUNK))  # raises BlockingIOError when empty
             if len(data) <= n:
                 return data
@@ -119,11 +124,27 @@ class _BufferedSocket:
             avail = len(self._buf)
         take = min(n, avail)
         out = bytes(self._buf[self._pos : self._pos + take])
-        self._pos += take
-        if self._pos >= len(self._buf):
+        self.consumed(self._pos + take)
+        return out
+
+    def fill(self) -> bool:
+        """Buffer a chunk if none is buffered; False when the socket has nothing now.
+        At end of stream the next `recv` returns b"" (paho reports the lost connection)."""
+        if len(self._buf) > self._pos or self._eof:
+            return True
+        data = self._sock.recv(_READ_CHUNK)
+        if not data:
+            self._eof = True
+        self._buf = bytearray(data)
+        self._pos = 0
+        return True
+
+    def consumed(self, pos: int) -> None:
+        if pos >= len(self._buf):
             self._buf.clear()
             self._pos = 0
-        return out
+        else:
+            self._pos = pos
 
     def pending(self) -> int:
         inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
@@ -140,44 +161,55 @@ def _plain_packet(pkt: dict) -> bool:
 
 
 class _Client(paho.Client):
-    """paho's client reading through `_BufferedSocket` and several packets per
-    wake-up, writing queued packets in one send, and not rescanning every
-    outgoing message after each PUBACK when none is waiting for a slot."""
+    """paho's client reading whole packets straight from `_BufferedSocket`, writing
+    queued packets in one send, and not rescanning every outgoing message after
+    each PUBACK when none is waiting for a slot.
+
+    paho's own reader makes three recv() calls, a dict and two lock round trips per
+    packet, builds a Properties object and matches per-topic callbacks for every
+    message: more than the rest of a subscriber's receive path. The lean path here
+    takes the common packets (PUBLISH QoS 0/1 without properties, PUBACK without
+    properties) from the buffer; anything else, or a packet not yet complete, goes
+    through paho's own path, which reads from the same buffer.
+    """
 
     # Set by MqttClient: takes (topic, payload, qos, retain, mid, properties, dup).
     _deliver: Callable[..., None] | None = None
 
     def _handle_publish(self) -> paho.MQTTErrorCode:
-        """Lean PUBLISH decoding for the common case (QoS 0/1, no properties, UTF-8
-        topic); anything else takes paho's own path, as does a client without
-        `_deliver`. paho builds a Properties object and matches per-topic callbacks
-        for every message, which costs more than the rest of the receive path."""
-        deliver = self._deliver
+        """A PUBLISH read by paho's own reader (e.g. split across reads)."""
         cmd = self._in_packet["command"]
-        qos = (cmd & 0x06) >> 1
-        if deliver is None or qos == 2:
+        if self._deliver is None or (cmd & 0x06) >> 1 >= 2:  # QoS 2: paho's path
             return super()._handle_publish()
-        packet = self._in_packet["packet"]
+        if self._lean_publish(cmd, self._in_packet["packet"], 0, None) < 0:
+            return super()._handle_publish()
+        return paho.MQTT_ERR_SUCCESS
+
+    def _lean_publish(self, cmd: int, buf: bytes | bytearray, i: int, end: int | None) -> int:
+        """Deliver the PUBLISH whose variable header starts at buf[i] (body ends at
+        `end`); -1 if it is not the common case (paho's path then takes it)."""
+        qos = (cmd & 0x06) >> 1
         try:
-            tlen = (packet[0] << 8) | packet[1]
-            pos = 2 + tlen
-            topic = packet[2:pos].decode("utf-8")
+            pos = i + 2 + ((buf[i] << 8) | buf[i + 1])
+            topic = buf[i + 2 : pos].decode("utf-8")
             mid = 0
             if qos:
-                mid = (packet[pos] << 8) | packet[pos + 1]
+                mid = (buf[pos] << 8) | buf[pos + 1]
                 pos += 2
             if self._protocol == paho.MQTTv5:
-                if packet[pos] != 0:  # properties present: paho parses them
-                    return super()._handle_publish()
+                if buf[pos] != 0:  # properties present: paho parses them
+                    return -1
                 pos += 1
         except (IndexError, UnicodeDecodeError):
-            return super()._handle_publish()
-        if not topic:  # empty topic (topic alias, v5) or malformed (v3)
-            return super()._handle_publish()
-        deliver(topic, bytes(packet[pos:]), qos, bool(cmd & 0x01), mid, None, bool(cmd & 0x08))
+            return -1
+        if not topic or (end is not None and pos > end):  # topic alias (v5) or malformed
+            return -1
+        self._deliver(
+            topic, bytes(buf[pos:end]), qos, bool(cmd & 0x01), mid, None, bool(cmd & 0x08)
+        )  # type: ignore[misc]
         if qos == 1 and not self._manual_ack:
-            return self._send_puback(mid)
-        return paho.MQTT_ERR_SUCCESS
+            self._send_puback(mid)
+        return mid
 
     _puback_reasons: ClassVar[dict[int, paho.ReasonCode]] = {}
     _no_properties = Properties(PacketTypes.PUBACK)
@@ -189,8 +221,9 @@ class _Client(paho.Client):
         packet = self._in_packet["packet"]
         if cmd != "PUBACK" or self._protocol != paho.MQTTv5 or len(packet) not in (2, 3):
             return super()._handle_pubackcomp(cmd)
-        mid = (packet[0] << 8) | packet[1]
-        value = packet[2] if len(packet) == 3 else 0
+        return self._puback((packet[0] << 8) | packet[1], packet[2] if len(packet) == 3 else 0)
+
+    def _puback(self, mid: int, value: int) -> paho.MQTTErrorCode:
         reason = self._puback_reasons.get(value)
         if reason is None:
             reason = self._puback_reasons[value] = paho.ReasonCode(
@@ -208,7 +241,45 @@ class _Client(paho.Client):
             return paho.MQTT_ERR_SUCCESS
         return super()._update_inflight()
 
+    _wake_sent = False  # a byte is in the wake-up pipe, or a write is about to run
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: paho.MQTTMessageInfo | None = None,
+    ) -> paho.MQTTErrorCode:
+        """paho's, except that it wakes the network thread once per burst: paho sends a
+        byte through its socket pair for every packet, a syscall per publish."""
+        if self._sockpairW is None or self._thread is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        if not self._wake_sent:
+            self._wake_sent = True
+            with contextlib.suppress(BlockingIOError):
+                self._sockpairW.send(b"0")
+        self._call_socket_register_write()
+        return paho.MQTT_ERR_SUCCESS
+
+    def loop_start(self) -> paho.MQTTErrorCode:
+        self._wake_sent = False  # a new socket pair: whatever was in the old one is gone
+        return super().loop_start()
+
     def _packet_write(self) -> paho.MQTTErrorCode:
+        # Cleared before taking packets: whatever is queued later wakes the thread again.
+        self._wake_sent = False
         out = self._out_packet
         if len(out) > 1 and _plain_packet(out[0]) and _plain_packet(out[1]):
             chunks = []
@@ -244,20 +315,77 @@ class _Client(paho.Client):
             return sock
         return _BufferedSocket(sock)
 
-    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        sock = self._sock
-        n = 0
-        while (
-            rc == paho.MQTT_ERR_SUCCESS
-            and isinstance(sock, _BufferedSocket)
-            and self._sock is sock
-            and sock.pending() > 0
-            and n < _READS_PER_WAKEUP
-        ):
-            rc = super().loop_read(max_packets)
-            n += 1
+    def _fill(self, sock: _BufferedSocket) -> bool:
+        """Something to parse is buffered (or an error/end for paho to report)."""
+        try:
+            return sock.fill()
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except ssl.SSLWantWriteError:
+            self._call_socket_register_write()
+            return False
+        except OSError:
+            return True  # paho's read meets it again and reports the lost connection
+
+    def _read_lean(self, sock: _BufferedSocket) -> paho.MQTTErrorCode:
+        """Handle the complete common packets at the head of the buffer; stop at the
+        first other or incomplete one, which paho's reader then takes."""
+        buf, pos, end = sock._buf, sock._pos, len(sock._buf)
+        v5 = self._protocol == paho.MQTTv5
+        rc = paho.MQTT_ERR_SUCCESS
+        start = pos
+        while pos + 1 < end and not rc:
+            cmd = buf[pos]
+            length = shift = 0  # remaining length: 1-4 bytes of 7 bits
+            i = pos + 1
+            complete = False
+            while i < end and shift <= 21:
+                byte = buf[i]
+                i += 1
+                length |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    complete = True
+                    break
+                shift += 7
+            body_end = i + length
+            if not complete or body_end > end:
+                break
+            kind = cmd & 0xF0
+            if kind == 0x30 and (cmd & 0x06) >> 1 < 2 and self._deliver is not None:
+                if self._lean_publish(cmd, buf, i, body_end) < 0:
+                    break
+            elif kind == 0x40 and (length == 2 or (v5 and length == 3)):
+                rc = self._puback((buf[i] << 8) | buf[i + 1], buf[i + 2] if length == 3 else 0)
+            else:
+                break
+            pos = body_end
+        if pos != start:
+            sock.consumed(pos)
+            with self._msgtime_mutex:
+                self._last_bytes_received = paho.time_func()
         return rc
+
+    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
+        sock = self._sock
+        if not isinstance(sock, _BufferedSocket):
+            return super().loop_read(max_packets)
+        for _ in range(_READS_PER_WAKEUP):
+            if self._sock is not sock:
+                return paho.MQTT_ERR_NO_CONN
+            if self._in_packet["command"] == 0:  # at a packet boundary
+                if not self._fill(sock):
+                    return paho.MQTT_ERR_SUCCESS
+                rc = self._read_lean(sock)
+                if rc:
+                    return self._loop_rc_handle(rc)
+                if sock._pos >= len(sock._buf) and not sock._eof:
+                    continue  # all taken: read on
+            rc = self._packet_read()  # the packet the lean path left, or part of it
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == paho.MQTT_ERR_AGAIN:
+                return paho.MQTT_ERR_SUCCESS
+        return paho.MQTT_ERR_SUCCESS
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nattillsyn.ingest.service import IngestService
+from nattillsyn.ingest.writer import DeviceSeen, build_rows, write_devices
 from nattillsyn.mqtt import MqttClient
-from nattillsyn.protocol import Availability, Event, Heartbeat, TopicKind, Topics, encode
+from nattillsyn.protocol import (
+    Availability,
+    ConfigState,
+    Event,
+    Heartbeat,
+    RoomState,
+    TopicKind,
+    Topics,
+    encode,
+)
 from nattillsyn.protocol.validate import DeadLetter, Record, decode_message
 
 
@@ -98,6 +109,8 @@ async def test_ingest_stores_once_and_dead_letters(settings, pool) -> None:
         await _poll(pool, "SELECT count(*) FROM heartbeats", 1)
         await _poll(pool, "SELECT availability FROM devices WHERE id = 'd1'", "online")
         await _poll(pool, "SELECT count(*) FROM events", 50)
+        # Last-seen and heartbeat fields follow within ingest.device_flush_ms.
+        await _poll(pool, "SELECT agent_version FROM devices WHERE id = 'd1'", "0.1.0")
         async with pool.connection() as conn:
             row = await (await conn.execute("SELECT reason, topic FROM dead_letters")).fetchone()
             assert "invalid JSON" in row[0] and row[1] == t
@@ -353,3 +366,101 @@ async def test_device_state_follows_source_order_not_arrival(settings, pool) -> 
     finally:
         await pub.stop()
         await svc.stop()
+
+
+KINDS = (
+    TopicKind.event,
+    TopicKind.state,
+    TopicKind.heartbeat,
+    TopicKind.availability,
+    TopicKind.config_state,
+)
+
+
+def _random_device_messages(rng: random.Random, n: int) -> list[Record]:
+    """Messages of three devices with clashing sessions, sequences and times."""
+    topics = Topics("nattillsyn")
+    base = datetime(2026, 11, 24, 22, tzinfo=UTC)
+    out = []
+    for _ in range(n):
+        device = f"d{rng.randrange(3)}"
+        head = dict(
+            site="site-1",
+            room=f"r{rng.randrange(2)}",
+            device=device,
+            session=rng.choice((1, 2, 2, 3)),
+            seq=rng.randrange(40),
+            ts=base + timedelta(seconds=rng.randrange(600)),
+        )
+        kind = rng.choice(KINDS)
+        if kind is TopicKind.event:
+            msg = Event(**head, event_id=uuid.uuid4(), type="motion", phase="new", start=base)
+        elif kind is TopicKind.state:
+            msg = RoomState(**head, state="in_bed", since=base, confidence=0.9)
+        elif kind is TopicKind.heartbeat:
+            msg = Heartbeat(
+                **head,
+                uptime_s=1,
+                fps=5,
+                agent_version=f"0.{rng.randrange(9)}",
+                config_version=rng.randrange(5),
+            )
+        elif kind is TopicKind.availability:
+            msg = Availability(**head, state=rng.choice(("online", "offline")))
+        else:
+            msg = ConfigState(**head, version=rng.randrange(6))
+        topic = topics.device("site-1", head["room"], device, kind)
+        rec = decode_message(topics, topic, encode(msg), 65536)
+        assert isinstance(rec, Record)
+        out.append(rec)
+    return out
+
+
+async def _devices(conn) -> list[tuple]:
+    cur = await conn.execute(
+        "SELECT id, room_id, session, last_seq, last_seen, last_heartbeat, health, "
+        "agent_version, config_version, availability, availability_session, availability_at "
+        "FROM devices ORDER BY id"
+    )
+    return await cur.fetchall()
+
+
+async def test_deferred_device_summaries_write_what_each_batch_would(pool) -> None:
+    """ingest.device_flush_ms: merging the summaries of later batches in memory
+    (`DeviceSeen.absorb`) and writing them once gives the same devices rows as writing
+    each batch's summaries in turn, whatever the order of sessions and sequences."""
+    for trial in range(12):
+        rng = random.Random(trial)
+        records = _random_device_messages(rng, 120)
+        batches, i = [], 0
+        while i < len(records):
+            size = rng.randint(1, 25)
+            batches.append(records[i : i + size])
+            i += size
+        results = []
+        for mode in ("every batch", "merged", "as the service does"):
+            pending: dict[tuple[str, str], DeviceSeen] = {}
+            async with pool.connection() as conn:
+                await conn.execute("DELETE FROM devices")
+                for batch in batches:
+                    seen = build_rows(batch)[1].values()
+                    if mode == "every batch":
+                        async with conn.transaction():
+                            await write_devices(conn, seen)
+                        continue
+                    for d in seen:
+                        if mode == "as the service does" and d.urgent:
+                            async with conn.transaction():
+                                await write_devices(conn, [d])
+                        elif (d.site, d.device) in pending:
+                            pending[(d.site, d.device)].absorb(d)
+                        else:
+                            pending[(d.site, d.device)] = d
+                    if mode == "as the service does" and rng.random() < 0.3:
+                        async with conn.transaction():
+                            await write_devices(conn, pending.values())
+                        pending = {}
+                async with conn.transaction():
+                    await write_devices(conn, pending.values())
+                results.append(await _devices(conn))
+        assert results[0] == results[1] == results[2], trial

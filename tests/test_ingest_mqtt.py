@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import uuid
@@ -211,6 +212,101 @@ async def test_require_subscriber_reports_unrouted_to_the_caller(
     finally:
         await pub.stop()
         await sub.stop()
+
+
+def _fixed(cmd: int, body: bytes) -> bytes:
+    """A packet: fixed header with the remaining length (1-4 bytes of 7 bits), then body."""
+    n, length = len(body), bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        length.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes([cmd]) + bytes(length) + body
+
+
+class _StreamSock:
+    """A non-blocking socket fed by the test: recv takes at most n of what was fed."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def recv(self, n: int) -> bytes:
+        if not self.data:
+            raise BlockingIOError
+        out = bytes(self.data[:n])
+        del self.data[:n]
+        return out
+
+    def pending(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("v5", [True, False], ids=["mqtt5", "mqtt311"])
+@pytest.mark.parametrize("split", [1, 2, 3, 7, 61, 1000, 65_536, 0], ids=lambda s: f"split{s}")
+def test_stream_reader_takes_packets_at_any_split(v5: bool, split: int) -> None:
+    """Publishes, PUBACKs and other packets in one stream, cut anywhere: every message
+    arrives once, in order, as paho decodes it; every PUBACK confirms its publish."""
+    url = "mqtt://127.0.0.1:1" + ("" if v5 else "?protocol=3.1.1")
+    protocol = paho.MQTTv5 if v5 else paho.MQTTv311
+    client = MqttClient(url, "stream-test", manual_ack=True)
+    c = client._client
+    confirmed: list[int] = []
+    c.on_publish = lambda cl, u, mid, rc, props: confirmed.append(mid)
+    sock = _StreamSock()
+    c._sock = _BufferedSocket(sock)
+    stream, want, acks = bytearray(), [], []
+    for n, (topic, payload, qos, mid, flags, props) in enumerate(_corpus(v5)):
+        cmd = paho.PUBLISH | (qos << 1) | flags
+        body = _publish_packet(topic, payload, qos, mid, v5, props)
+        stream += _fixed(cmd, body)
+        want.append(_packet.decode_publish(cmd, body, protocol))
+        if n % 5 == 0:
+            out = 1000 + n
+            c._out_messages[out] = paho.MQTTMessage(out)
+            c._out_messages[out].qos = 1
+            c._inflight_messages += 1
+            acks.append(out)
+            stream += _fixed(
+                paho.PUBACK, struct.pack("!H", out) + (b"\x00" if v5 and n % 2 else b"")
+            )
+        if n % 7 == 0:
+            stream += _fixed(paho.PINGRESP, b"")
+    pieces = (
+        [stream] if split == 0 else [stream[i : i + split] for i in range(0, len(stream), split)]
+    )
+    for piece in pieces:
+        sock.data += piece
+        assert c.loop_read() == paho.MQTT_ERR_SUCCESS
+    assert not sock.data and c._sock.pending() == 0
+    got = list(client._inbox)
+    assert len(got) == len(want)
+    for g, ref in zip(got, want, strict=True):
+        with contextlib.suppress(UnicodeDecodeError):  # not UTF-8: paho's path, str topic
+            assert g.topic == ref.topic.decode("utf-8")
+        assert (g.payload, g.qos, g.retain, g.dup, g.mid) == (
+            ref.payload,
+            ref.qos,
+            ref.retain,
+            ref.dup,
+            ref.mid,
+        )
+    assert confirmed == acks and not c._out_messages
+
+
+def test_stream_reader_reports_a_closed_connection() -> None:
+    client = MqttClient("mqtt://127.0.0.1:1", "eof-test", manual_ack=True)
+    c = client._client
+
+    class Closed(_StreamSock):
+        def recv(self, n: int) -> bytes:
+            return b""
+
+    c._sock = _BufferedSocket(Closed())
+    c._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    assert c.loop_read() == paho.MQTT_ERR_CONN_LOST
 
 
 @pytest.mark.parametrize("body", [b"\x00\x07", b"\x00\x07\x00", b"\x12\x34\x10", b"\xff\xff\x80"])

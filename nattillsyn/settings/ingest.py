@@ -31,6 +31,16 @@ class IngestSettings(Section):
         ge=1,
         le=65_535,
     )
+    device_flush_ms: int = Field(
+        1000,
+        description="How often the devices table takes the last-seen time, sequence and "
+        "heartbeat of devices (ms); availability and config changes are written with their "
+        "batch. One row per device per interval instead of one per message; a worker killed "
+        "outright loses at most this much of it (the next message puts it right). 0 = with "
+        "every batch.",
+        ge=0,
+        le=60_000,
+    )
     session_expiry_s: int = Field(
         7 * 24 * 3600,
         description="How long the broker keeps a stopped worker's session and queued messages (s).",
