@@ -296,6 +296,25 @@ def test_stream_reader_takes_packets_at_any_split(v5: bool, split: int) -> None:
     assert confirmed == acks and not c._out_messages
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x32\xff\xff\xff\xff\x01abc",  # remaining length of five bytes
+        b"\x32\x05\x00\x09ab\x00\x01",  # topic longer than the packet
+        b"\x32\x03\x00\x01a",  # QoS 1 without a packet id
+    ],
+)
+def test_stream_reader_refuses_malformed_packets_as_paho_does(data: bytes) -> None:
+    client = MqttClient("mqtt://127.0.0.1:1", "malformed-test", manual_ack=True)
+    c = client._client
+    sock = _StreamSock()
+    sock.data += data
+    c._sock = _BufferedSocket(sock)
+    c._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    assert c.loop_read() == paho.MQTT_ERR_PROTOCOL
+    assert not client._inbox
+
+
 def test_stream_reader_reports_a_closed_connection() -> None:
     client = MqttClient("mqtt://127.0.0.1:1", "eof-test", manual_ack=True)
     c = client._client
