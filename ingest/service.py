@@ -378,6 +378,8 @@ class IngestService:
                 ROWS.labels(table).inc(n)
         if result.duplicates:
             DUPLICATES.inc(result.duplicates)
+        if result.device_rows:
+            DEVICE_ROWS.inc(result.device_rows)
         now = datetime.now(UTC)
         newest = None
         for r in records:
@@ -448,6 +450,7 @@ def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
         a.duplicates + b.duplicates,
         a.dead_letters + b.dead_letters,
         a.deferred + b.deferred,
+        a.device_rows + b.device_rows,
     )
     for table, n in b.inserted.items():
         out.inserted[table] = out.inserted.get(table, 0) + n

@@ -258,6 +258,7 @@ class BatchResult:
     duplicates: int = 0
     dead_letters: int = 0
     deferred: list[DeviceSeen] = field(default_factory=list)  # device summaries not yet written
+    device_rows: int = 0  # device summaries merged with the batch
 
 
 # Connections that already have their staging tables (temporary, per session).
@@ -354,7 +355,7 @@ async def write_batch(
             n = await _copy_insert(conn, table, cols, batch)
             result.inserted[table] = n
             result.duplicates += len(batch) - n
-        await write_devices(conn, now)
+        result.device_rows = await write_devices(conn, now)
         if dead:
             async with (
                 conn.cursor() as cur,
