@@ -552,9 +552,8 @@ def ingest_phase(
             if time.monotonic() > deadline or time.monotonic() - stalled > 15:
                 break
             time.sleep(0.2)
-        buckets = [
-            (bound, count - dict(before).get(bound, 0)) for bound, count in ingest.latency_buckets()
-        ]
+        earlier = dict(before)
+        buckets = [(bound, n - earlier.get(bound, 0)) for bound, n in ingest.latency_buckets()]
         cpu1 = [tree_cpu(p) for p in (broker.proc.pid, pg.proc.pid, ingest.proc.pid)]
     finally:
         ingest.stop()

@@ -155,6 +155,24 @@ class _BufferedSocket:
         return getattr(self._sock, name)
 
 
+class _Wakeup:
+    """paho's wake-up socket (network thread, select), written once until the thread
+    has taken the queued packets (`armed` is set again by `_Client._packet_write`)."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self.armed = True
+
+    def send(self, data: bytes) -> int:
+        if not self.armed:
+            return 0
+        self.armed = False
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
 def _plain_packet(pkt: dict) -> bool:
     """Nothing happens after writing it (paho acts after QoS 0 PUBLISH and DISCONNECT)."""
     cmd = pkt["command"] & 0xF0
@@ -242,45 +260,22 @@ class _Client(paho.Client):
             return paho.MQTT_ERR_SUCCESS
         return super()._update_inflight()
 
-    _wake_sent = False  # a byte is in the wake-up pipe, or a write is about to run
+    # paho writes a byte to its wake-up socket pair for every queued packet, a syscall
+    # per publish; every socket paho puts there is wrapped to write once per burst.
+    _wake: _Wakeup | None = None
 
-    def _packet_queue(
-        self,
-        command: int,
-        packet: bytes | bytearray,
-        mid: int,
-        qos: int,
-        info: paho.MQTTMessageInfo | None = None,
-    ) -> paho.MQTTErrorCode:
-        """paho's, except that it wakes the network thread once per burst: paho sends a
-        byte through its socket pair for every packet, a syscall per publish."""
-        if self._sockpairW is None or self._thread is None:
-            return super()._packet_queue(command, packet, mid, qos, info)
-        self._out_packet.append(
-            {
-                "command": command,
-                "mid": mid,
-                "qos": qos,
-                "pos": 0,
-                "to_process": len(packet),
-                "packet": packet,
-                "info": info,
-            }
-        )
-        if not self._wake_sent:
-            self._wake_sent = True
-            with contextlib.suppress(BlockingIOError):
-                self._sockpairW.send(b"0")
-        self._call_socket_register_write()
-        return paho.MQTT_ERR_SUCCESS
+    @property
+    def _sockpairW(self) -> _Wakeup | None:
+        return self._wake
 
-    def loop_start(self) -> paho.MQTTErrorCode:
-        self._wake_sent = False  # a new socket pair: whatever was in the old one is gone
-        return super().loop_start()
+    @_sockpairW.setter
+    def _sockpairW(self, sock) -> None:
+        self._wake = None if sock is None else _Wakeup(sock)
 
     def _packet_write(self) -> paho.MQTTErrorCode:
-        # Cleared before taking packets: whatever is queued later wakes the thread again.
-        self._wake_sent = False
+        # Re-armed before taking packets: whatever is queued later wakes the thread again.
+        if self._wake is not None:
+            self._wake.armed = True
         out = self._out_packet
         if len(out) > 1 and _plain_packet(out[0]) and _plain_packet(out[1]):
             chunks = []
