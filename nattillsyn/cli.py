@@ -215,10 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="Score the edge analysis on labelled clips (labels.csv in the clip folder).",
         description="Run the edge analysis on every clip of a folder and score it by the rules "
-        "of its MANIFEST: presence agreement per frame, falls detected, false fall events. "
-        "Prints a per-clip table; with --json a JSON summary as the last line.",
+        "of its MANIFEST: presence agreement per frame, falls detected, false fall events; "
+        "per dataset and overall: fall recall with a 95%% Wilson interval, on_floor after "
+        "each fall, false falls per hour of video, presence balanced accuracy beside the "
+        "trivial baselines. Prints a per-clip table; with --json a JSON summary as the last "
+        "line.",
     )
-    ev.add_argument("clips_dir", type=Path, help="folder of clips with labels.csv")
+    ev.add_argument(
+        "clips_dir",
+        type=Path,
+        nargs="+",
+        help="folder of clips with labels.csv, or a folder of such folders (one per dataset)",
+    )
     ev.add_argument(
         "--zones",
         type=Path,
