@@ -80,6 +80,7 @@ class RoomParams:
     fall_rise: float = 0.5  # getting up: the moving region's top rises this share of its height
     fall_rise_motion: float = 0.01  # ... with at least this much motion
     fall_confirm_s: float = 30.0  # not got up this long after coming to rest: possible fall
+    fall_track_margin: float = 0.1  # after the drop, motion this far beside it is someone else
 
 
 @dataclass(frozen=True)
@@ -359,7 +360,11 @@ class RoomModel:
 
         f = self.fall
         # Follow the drop to its end; rising back up before coming to rest is a squat,
-        # a bend or someone catching themselves, not a fall.
+        # a bend or someone catching themselves, not a fall. Motion beside the fall (a
+        # second person elsewhere in the room) is not the fallen person's.
+        ref = f.box if f.settled_t is None else f.last_box
+        if box is not None and not _beside(box, ref, p.fall_track_margin):
+            box = None
         if box is not None and o.motion >= p.fall_track_motion:
             if f.settled_t is None:
                 if o.motion >= p.fall_settle_motion:
@@ -375,7 +380,7 @@ class RoomModel:
                 else:
                     f.up_frames = 0
             f.peak = max(f.peak, o.motion)
-        if o.motion >= p.fall_settle_motion:
+        if o.motion >= p.fall_settle_motion and box is not None:
             f.last_motion_t = o.t
             f.still_since = None
             if f.settled_t is not None and self._got_up(o, f):
@@ -501,6 +506,8 @@ class RoomModel:
         p = self.params
         if o.box is None or o.motion < p.fall_rise_motion:
             return False
+        if not _beside(o.box, f.last_box, p.fall_track_margin):
+            return False  # someone else moving
         rest_h = max(0.05, f.box[3])
         return o.box[1] < f.box[1] - p.fall_rise * max(rest_h, f.height * 0.5)
 
@@ -665,6 +672,11 @@ def _rest_region(moves: deque, fallback: Box, span_s: float = 0.6) -> Box:
     x1 = max(b[0] + b[2] for b in boxes)
     y1 = max(b[1] + b[3] for b in boxes)
     return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _beside(box: Box, ref: Box, margin: float) -> bool:
+    """Whether `box` overlaps `ref` widened by `margin` (image widths) horizontally."""
+    return box[0] <= ref[0] + ref[2] + margin and box[0] + box[2] >= ref[0] - margin
 
 
 def _lower_part(m: np.ndarray, share: float = 0.4) -> np.ndarray | None:

@@ -310,6 +310,22 @@ def test_fall_ends_when_the_person_gets_up() -> None:
     assert r.state is S.out_of_bed
 
 
+def test_a_second_person_moving_elsewhere_does_not_undo_the_fall() -> None:
+    """An onlooker at the far side moves a little while the fallen person lies still:
+    their motion is neither the fallen person coming to rest high nor getting up."""
+    r = Run(zones=[], fall_confirm_s=5)
+    lie, fg = _fall(r, end=(0.3, 0.95))
+    onlooker = (0.86, 0.4, 0.12, 0.15)  # seated at the right edge, moving an arm
+    for i in range(60):
+        r.frame(box=onlooker if i % 3 == 0 else None, motion=0.012 if i % 3 == 0 else 0.0,
+                fg_box=lie, fg=fg)  # fmt: skip
+    assert len(r.events(EventType.possible_fall, EventPhase.new)) == 1
+    assert r.state is S.on_floor
+    r.walk([(0.9, 0.6)] * 6, size=(0.12, 0.3))  # the onlooker stands up over there
+    assert not r.events(EventType.possible_fall, EventPhase.end)
+    assert r.state is S.on_floor
+
+
 def test_drop_into_bed_or_chair_is_not_a_fall() -> None:
     for end in [(0.3, 0.6), (0.7, 0.7)]:
         r = Run(fall_confirm_s=5)
