@@ -135,6 +135,10 @@ class ClipResult:
             activity_video_s=self.video_s if activity else 0.0,
             presence=self.presence_counts,
             clips=1,
+            activity_clips=int(activity),
+            on_floor_on_activity=int(
+                activity and any(s == RoomStateName.on_floor.value for _, s in self.states)
+            ),
         )
 
     @property

@@ -113,6 +113,8 @@ class Tally:
     activity_video_s: float = 0.0
     presence: PresenceCounts = PresenceCounts()
     clips: int = 0
+    activity_clips: int = 0
+    on_floor_on_activity: int = 0  # clips without a fall whose state still reached on_floor
 
     def __add__(self, o: Tally) -> Tally:
         return Tally(
@@ -125,6 +127,8 @@ class Tally:
             self.activity_video_s + o.activity_video_s,
             self.presence + o.presence,
             self.clips + o.clips,
+            self.activity_clips + o.activity_clips,
+            self.on_floor_on_activity + o.on_floor_on_activity,
         )
 
 
@@ -146,6 +150,8 @@ def figures(t: Tally) -> dict:
         "on_floor_rate": _r(t.on_floor / t.falls) if t.falls else None,
         "false_fall_events": t.false_falls,
         "false_fall_events_on_activity_clips": t.false_falls_on_activity,
+        "activity_clips": t.activity_clips,
+        "on_floor_on_activity_clips": t.on_floor_on_activity,
         "video_hours": _r(t.video_s / 3600.0, 5),
         "activity_video_hours": _r(t.activity_video_s / 3600.0, 5),
         "false_falls_per_hour": _r(per_hour(t.false_falls, t.video_s), 3),

@@ -97,6 +97,8 @@ def test_datasets_apart_and_overall() -> None:
     per, total = by_dataset([("a", a), ("b", b)])
     assert per["a"]["fall_recall"] == 1.0 and per["b"]["fall_recall"] == pytest.approx(0.3333)
     assert per["b"]["on_floor_rate"] == 0.5
+    o = figures(total + Tally(activity_clips=1, on_floor_on_activity=1, clips=1))
+    assert o["on_floor_on_activity_clips"] == 1 and o["activity_clips"] == 1
     o = figures(total)
     assert o["falls_total"] == 11 and o["falls_detected"] == 7 and o["clips"] == 17
     assert o["fall_recall_ci95"][0] < 7 / 11 < o["fall_recall_ci95"][1]
