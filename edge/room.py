@@ -81,6 +81,9 @@ class RoomParams:
     fall_rise_motion: float = 0.01  # ... with at least this much motion
     fall_confirm_s: float = 30.0  # not got up this long after coming to rest: possible fall
     fall_track_margin: float = 0.1  # after the drop, motion this far beside it is someone else
+    # Lying low without a seen drop (a slow slide down, a drop the camera missed).
+    floor_upright_s: float = 30.0  # the person's own upright size: from their motion this long
+    floor_low_rel: float = 0.6  # at rest, at most this share of that height (and ended low)
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,10 @@ class RoomModel:
         self._place_zone: str | None = None
         self._place_conf = 0.6
         self._rise_since: float | None = None
+        self._upright: deque[tuple[float, Box]] = deque()  # tall moving regions, recent
+        self._low_since: float | None = None  # lying low and still outside bed/chair since
+        self._low_box: Box | None = None
+        self._low_checked: float | None = None
         self._leave_conf = 0.7
         self.passage: np.ndarray | None = None  # where the last entry/exit happened (grid)
         self._configure()
@@ -233,6 +240,7 @@ class RoomModel:
         out += self._motion_event(o)
         self._occupancy(o, active)
         out += self._fall_update(o)
+        self._low_update(o, active)
         out += self._room_state(o)
         return out
 
@@ -526,6 +534,70 @@ class RoomModel:
         self._rise_since = None
         return [EventOut("fall", EventType.possible_fall, EventPhase.end, f.onset, o.t, f.score)]
 
+    # -- lying low without a seen drop ------------------------------------------------
+
+    def _low_update(self, o: Observation, active: bool) -> None:
+        """`on_floor` also when the drop itself was missed: the person came to rest low
+        (relative to their own upright size seen shortly before) and still, outside bed
+        and chair, where the image still differs from the background."""
+        p = self.params
+        if active and o.box is not None and o.box[3] >= p.fall_min_height:
+            self._upright.append((o.t, o.box))
+        while self._upright and self._upright[0][0] < o.t - p.floor_upright_s:
+            self._upright.popleft()
+        if (
+            self.occupancy is not Occupancy.present
+            or self.fall is not None
+            or self.fall_active is not None
+        ):
+            self._low_since = None
+            return
+        if self._low_since is not None:
+            lb = self._low_box
+            if (
+                lb is not None
+                and o.box is not None
+                and o.motion >= p.fall_rise_motion
+                and _beside(o.box, lb, p.fall_track_margin)
+                and o.box[1] < lb[1] - p.fall_rise * max(0.05, lb[3])
+            ):
+                self._low_since = self._low_box = None  # got up
+            return
+        if self.last_activity is None or o.t - self.last_activity < p.fall_still_s:
+            return
+        if self._low_checked == self.last_activity:
+            return
+        self._low_checked = self.last_activity
+        low = self._lies_low(o)
+        if low is not None:
+            self._low_since, self._low_box = self.last_activity, low
+
+    def _lies_low(self, o: Observation) -> Box | None:
+        p = self.params
+        if not self._support or self.last_activity is None:
+            return None
+        ups = [b for t, b in self._upright if t <= self.last_activity]
+        if len(ups) < 3:
+            return None
+        height = sorted(b[3] for b in ups)[-2]  # the second tallest: one stray frame is not it
+        tops = sorted(b[1] for b in ups if b[3] >= 0.8 * height)
+        top = tops[len(tops) // 2]
+        rest = _rest_region(self._support, self._support[-1][1])
+        if rest[1] - top < p.fall_drop_rel * height or rest[3] > p.floor_low_rel * height:
+            return None
+        f = _FallCandidate(
+            onset=self.last_activity,
+            pre_top=top,
+            height=height,
+            drop=rest[1] - top,
+            peak=0.0,
+            box=rest,
+            last_box=rest,
+            last_motion_t=self.last_activity,
+            detected_t=o.t,
+        )
+        return rest if self._lies_there(o, f) else None
+
     # -- room state -----------------------------------------------------------------
 
     def _support_patch(self) -> np.ndarray | None:
@@ -589,6 +661,8 @@ class RoomModel:
             return self._set_state(RoomStateName.in_bathroom, t, self._leave_conf)
         if self.fall_active is not None:
             return self._set_state(RoomStateName.on_floor, t, max(0.6, self.fall_active.score))
+        if self._low_since is not None and t - self._low_since >= p.fall_confirm_s:
+            return self._set_state(RoomStateName.on_floor, t, 0.6)
         recent = self.last_activity is not None and t - self.last_activity <= p.zone_dwell_s + 0.5
         if recent or self._place is None:
             place, zone, conf = self._where()

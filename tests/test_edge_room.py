@@ -326,6 +326,49 @@ def test_a_second_person_moving_elsewhere_does_not_undo_the_fall() -> None:
     assert r.state is S.on_floor
 
 
+def _slide_down(r: Run, end=(0.4, 0.95), seconds=6.0) -> tuple:
+    """Standing, then sinking slowly to the floor (too slow for a drop) and lying there."""
+    x, floor_y = end
+    r.walk([(x, floor_y)] * 6, size=(0.12, 0.8))
+    top0, top1 = floor_y - 0.8, floor_y - 0.15
+    n = round(seconds / DT)
+    for i in range(1, n + 1):
+        top = top0 + (top1 - top0) * i / n
+        box = (x - 0.1, top, 0.2 + 0.2 * i / n, floor_y - top)
+        r.frame(box=box, motion=0.03, fg_box=box)
+    return (x - 0.1, top1, 0.4, 0.15)
+
+
+def test_lying_low_and_still_reaches_on_floor_without_a_seen_drop() -> None:
+    r = Run(fall_confirm_s=10, fall_drop_min=5.0)  # the drop is missed
+    lie = _slide_down(r)
+    r.frames(8, fg_box=lie)
+    assert r.state is not S.on_floor  # not before the confirmation time
+    r.frames(4, fg_box=lie)
+    assert r.state is S.on_floor
+    assert not r.events(EventType.possible_fall)  # no drop seen: the state, not the event
+    r.walk([(0.45, 0.95)] * 4, size=(0.12, 0.8))  # gets up
+    assert r.state is S.out_of_bed
+
+
+@pytest.mark.parametrize("end", [(0.3, 0.6), (0.7, 0.7)])
+def test_lying_low_in_bed_or_chair_is_not_on_floor(end) -> None:
+    r = Run(fall_confirm_s=5, fall_drop_min=5.0)
+    lie = _slide_down(r, end=end)
+    r.frames(20, fg_box=lie)
+    assert S.on_floor not in r.states()
+
+
+def test_sitting_still_is_not_on_floor() -> None:
+    r = Run(zones=[], fall_confirm_s=5, fall_drop_min=5.0)
+    r.walk([(0.4, 0.95)] * 6, size=(0.12, 0.8))
+    for i in range(1, 11):  # sits down: the top sinks by a third of the height
+        box = (0.34, 0.15 + 0.25 * i / 10, 0.14, 0.8 - 0.25 * i / 10)
+        r.frame(box=box, motion=0.03, fg_box=box)
+    r.frames(20, fg_box=(0.34, 0.4, 0.14, 0.55))
+    assert S.on_floor not in r.states()
+
+
 def test_drop_into_bed_or_chair_is_not_a_fall() -> None:
     for end in [(0.3, 0.6), (0.7, 0.7)]:
         r = Run(fall_confirm_s=5)
