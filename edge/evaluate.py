@@ -450,6 +450,7 @@ def evaluate_dir(
     width: int = 160,
     workers: int = 1,
     only: Iterable[str] | None = None,
+    use_zones: bool = True,
 ) -> Report:
     roots = [Path(p) for p in (clips_dir if isinstance(clips_dir, list) else [clips_dir])]
     jobs = []
@@ -469,7 +470,7 @@ def evaluate_dir(
             for f in files:
                 cfg = None
                 for d in (Path(zones_dir) if zones_dir else None, ds.path / "zones"):
-                    if d is not None and (d / f"{f.stem}.json").exists():
+                    if use_zones and d is not None and (d / f"{f.stem}.json").exists():
                         cfg = d / f"{f.stem}.json"
                         break
                 jobs.append(
@@ -508,13 +509,16 @@ def main(
     width: int = 160,
     workers: int = 1,
     verbose: bool = False,
+    use_zones: bool = True,
 ) -> int:
     roots = clips_dir if isinstance(clips_dir, list) else [clips_dir]
     for root in roots:
         if not find_datasets(root):
             print(f"note: no labels.csv in {root}: presence and falls are not scored")
     try:
-        report = evaluate_dir(roots, zones_dir, fps=fps, width=width, workers=workers)
+        report = evaluate_dir(
+            roots, zones_dir, fps=fps, width=width, workers=workers, use_zones=use_zones
+        )
     except MissingClips as exc:
         print(f"error: {exc}")
         return 2

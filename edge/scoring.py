@@ -155,6 +155,7 @@ def figures(t: Tally) -> dict:
         "video_hours": _r(t.video_s / 3600.0, 5),
         "activity_video_hours": _r(t.activity_video_s / 3600.0, 5),
         "false_falls_per_hour": _r(per_hour(t.false_falls, t.video_s), 3),
+        "frames_scored": p.scored,
         "presence_accuracy": _r(p.accuracy),
         "presence_balanced_accuracy": _r(p.balanced_accuracy),
         "presence_frames_present": p.present,

@@ -61,6 +61,7 @@ def _edge_command(settings: Settings, args: argparse.Namespace) -> int:
             width=args.width or settings.edge.width,
             workers=args.workers,
             verbose=args.verbose,
+            use_zones=not args.no_zones,
         )
     return _run_services(_edge)(settings, args)
 
@@ -233,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder of room-configuration files <clip-stem>.json (default configuration "
         "for clips without one)",
+    )
+    ev.add_argument(
+        "--no-zones",
+        action="store_true",
+        help="default configuration for every clip (ignore --zones and the folders' zones/)",
     )
     ev.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     ev.add_argument("--fps", type=float, help="analysed frames per second (default: settings)")
