@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Score the edge analysis on labelled clips (labels.csv in the clip folder).",
         description="Run the edge analysis on every clip of a folder and score it by the rules "
         "of its MANIFEST: presence agreement per frame, falls detected, false fall events; "
-        "per dataset and overall: fall recall with a 95%% Wilson interval, on_floor after "
+        "per dataset and overall: fall recall with a 95 percent Wilson interval, on_floor after "
         "each fall, false falls per hour of video, presence balanced accuracy beside the "
         "trivial baselines. Prints a per-clip table; with --json a JSON summary as the last "
         "line.",
