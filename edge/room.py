@@ -179,6 +179,9 @@ class RoomModel:
         self._place_conf = 0.6
         self._rise_since: float | None = None
         self._upright: deque[tuple[float, Box]] = deque()  # tall moving regions, recent
+        # The person's own recent movements: small motion far from them is someone else.
+        self._person: deque[tuple[float, Box]] = deque()
+        self._person_t: float | None = None
         self._low_since: float | None = None  # lying low and still outside bed/chair since
         self._low_box: Box | None = None
         self._low_checked: float | None = None
@@ -541,8 +544,15 @@ class RoomModel:
         (relative to their own upright size seen shortly before) and still, outside bed
         and chair, where the image still differs from the background."""
         p = self.params
-        if active and o.box is not None and o.box[3] >= p.fall_min_height:
-            self._upright.append((o.t, o.box))
+        if active and o.box is not None:
+            last = self._person[-1][1] if self._person else None
+            if last is None or o.motion >= p.fall_peak or _beside(o.box, last, p.fall_track_margin):
+                self._person.append((o.t, o.box))
+                self._person_t = o.t
+                while self._person and self._person[0][0] < o.t - p.place_memory_s:
+                    self._person.popleft()
+                if o.box[3] >= p.fall_min_height:
+                    self._upright.append((o.t, o.box))
         while self._upright and self._upright[0][0] < o.t - p.floor_upright_s:
             self._upright.popleft()
         if (
@@ -563,37 +573,36 @@ class RoomModel:
             ):
                 self._low_since = self._low_box = None  # got up
             return
-        if self.last_activity is None or o.t - self.last_activity < p.fall_still_s:
+        last = self._person_t
+        if last is None or o.t - last < p.fall_still_s or self._low_checked == last:
             return
-        if self._low_checked == self.last_activity:
-            return
-        self._low_checked = self.last_activity
-        low = self._lies_low(o)
+        self._low_checked = last
+        low = self._lies_low(o, last)
         if low is not None:
-            self._low_since, self._low_box = self.last_activity, low
+            self._low_since, self._low_box = last, low
 
-    def _lies_low(self, o: Observation) -> Box | None:
+    def _lies_low(self, o: Observation, last: float) -> Box | None:
         p = self.params
-        if not self._support or self.last_activity is None:
+        if not self._person:
             return None
-        ups = [b for t, b in self._upright if t <= self.last_activity]
+        ups = [b for t, b in self._upright if t <= last]
         if len(ups) < 3:
             return None
         height = sorted(b[3] for b in ups)[-2]  # the second tallest: one stray frame is not it
         tops = sorted(b[1] for b in ups if b[3] >= 0.8 * height)
         top = tops[len(tops) // 2]
-        rest = _rest_region(self._support, self._support[-1][1])
+        rest = _rest_region(self._person, self._person[-1][1])
         if rest[1] - top < p.fall_drop_rel * height or rest[3] > p.floor_low_rel * height:
             return None
         f = _FallCandidate(
-            onset=self.last_activity,
+            onset=last,
             pre_top=top,
             height=height,
             drop=rest[1] - top,
             peak=0.0,
             box=rest,
             last_box=rest,
-            last_motion_t=self.last_activity,
+            last_motion_t=last,
             detected_t=o.t,
         )
         return rest if self._lies_there(o, f) else None

@@ -351,6 +351,16 @@ def test_lying_low_and_still_reaches_on_floor_without_a_seen_drop() -> None:
     assert r.state is S.out_of_bed
 
 
+def test_lying_low_reaches_on_floor_while_an_onlooker_moves_a_little() -> None:
+    r = Run(zones=[], fall_confirm_s=10, fall_drop_min=5.0)  # the drop is missed
+    lie = _slide_down(r, end=(0.3, 0.95))
+    onlooker = (0.86, 0.4, 0.12, 0.15)  # seated at the right edge, moving a hand now and then
+    for i in range(80):
+        moving = i % 2 == 0
+        r.frame(box=onlooker if moving else None, motion=0.006 if moving else 0.0, fg_box=lie)
+    assert r.state is S.on_floor
+
+
 @pytest.mark.parametrize("end", [(0.3, 0.6), (0.7, 0.7)])
 def test_lying_low_in_bed_or_chair_is_not_on_floor(end) -> None:
     r = Run(fall_confirm_s=5, fall_drop_min=5.0)
