@@ -58,6 +58,13 @@ def test_evaluate_reaches_the_targets(clips_dir) -> None:
     assert summary["falls_detected"] == 5, summary
     assert summary["false_fall_events"] == 0, summary
     assert summary["seconds_processed"] > 200
+    # the figures that cannot flatter, overall and per dataset, beside the MANIFEST's
+    assert summary["fall_recall_ci95"][0] < 1.0 and summary["on_floor_after_falls"] == 5
+    assert summary["presence_balanced_accuracy"] >= 0.95, summary
+    assert summary["baseline_always_present_accuracy"] < summary["presence_accuracy"]
+    assert summary["false_falls_per_hour"] == 0.0 and summary["video_hours"] < 0.06
+    (ds,) = summary["datasets"].values()
+    assert ds["falls_detected"] == 5 and ds["presence_accuracy"] == summary["presence_accuracy"]
     for clip in summary["per_clip"]:
         # a fall is confirmed after the default 30 s of not getting up, not much later
         assert all(30 <= d <= 40 for d in clip["time_to_confirm_s"]), clip

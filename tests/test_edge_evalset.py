@@ -7,8 +7,10 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from nattillsyn.edge.evalset import check, datasets, place, read_sources
-from nattillsyn.edge.evaluate import find_datasets
+from nattillsyn.edge.evaluate import evaluate_dir, find_datasets
 
 EVALSET = Path(__file__).parent.parent / "evalset"
 
@@ -81,3 +83,18 @@ def test_evaluate_refuses_a_set_with_missing_clips(tmp_path, capsys) -> None:
     (ds / "labels.csv").write_text("clip,start_s,end_s,label\nx.mp4,0,3,fall\n")
     assert main([tmp_path], None) == 2
     assert "x.mp4" in capsys.readouterr().out
+
+
+def test_multi_source_targets_when_the_videos_are_placed() -> None:
+    """`nattillsyn edge evaluate evalset`: runs when the videos have been placed
+    (`python -m nattillsyn.edge.evalset place`), else skipped."""
+    if check(EVALSET):
+        pytest.skip("evalset videos not placed")
+    s = evaluate_dir([EVALSET], workers=2).summary()
+    assert s["fall_recall"] >= 0.95 and s["on_floor_rate"] >= 0.95, s
+    for name, d in s["datasets"].items():
+        if d["falls_total"] >= 5:
+            assert d["fall_recall"] >= 0.9, name
+    assert s["presence_balanced_accuracy"] >= 0.95
+    # Known failure (docs/edge.md): the backward fall onto a bed at night, gmdcsa24_s2_fall_14.
+    assert s["false_fall_events_on_activity_clips"] <= 1
