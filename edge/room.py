@@ -84,6 +84,7 @@ class RoomParams:
     # Lying low without a seen drop (a slow slide down, a drop the camera missed).
     floor_upright_s: float = 30.0  # the person's own upright size: from their motion this long
     floor_low_rel: float = 0.6  # at rest, at most this share of that height (and ended low)
+    floor_area_rel: float = 0.15  # ... and its last movements at least this share of its area
 
 
 @dataclass(frozen=True)
@@ -594,6 +595,9 @@ class RoomModel:
         rest = _rest_region(self._person, self._person[-1][1])
         if rest[1] - top < p.fall_drop_rel * height or rest[3] > p.floor_low_rel * height:
             return None
+        width = sorted(b[2] for b in ups)[len(ups) // 2]
+        if rest[2] * rest[3] < p.floor_area_rel * width * height:
+            return None  # a hand or a foot moving last, not a body settling
         f = _FallCandidate(
             onset=last,
             pre_top=top,

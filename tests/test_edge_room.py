@@ -369,6 +369,17 @@ def test_lying_low_in_bed_or_chair_is_not_on_floor(end) -> None:
     assert S.on_floor not in r.states()
 
 
+@pytest.mark.parametrize("area_rel", [0.15, 0.0])
+def test_a_small_movement_low_down_is_not_a_body_on_the_floor(area_rel) -> None:
+    """Seated, only a hand moves in the lap, then stillness: low and small is a hand."""
+    r = Run(zones=[], fall_confirm_s=5, fall_drop_min=5.0, floor_area_rel=area_rel)
+    r.walk([(0.4, 0.95)] * 6, size=(0.12, 0.8))
+    hand = (0.38, 0.72, 0.06, 0.06)
+    r.frames(2, box=hand, motion=0.004, fg_box=(0.34, 0.4, 0.14, 0.55))
+    r.frames(12, fg_box=(0.34, 0.4, 0.14, 0.55))
+    assert (S.on_floor in r.states()) == (area_rel == 0.0)  # the check is what prevents it
+
+
 def test_sitting_still_is_not_on_floor() -> None:
     r = Run(zones=[], fall_confirm_s=5, fall_drop_min=5.0)
     r.walk([(0.4, 0.95)] * 6, size=(0.12, 0.8))
