@@ -10,8 +10,9 @@ one unit over the year, and one unit compared with all ten units over the year. 
 must give the same figures; the run fails otherwise. Targets: unit-year < 1 s, all units < 3 s,
 at least 10× faster than raw.
 
-Database: NATTILLSYN_DATABASE_URL, else the local test server, else a private PostgreSQL; the
-data goes into a schema of its own, dropped at the end (unless --keep).
+Database: NATTILLSYN_DATABASE_URL, else a private PostgreSQL with TimescaleDB preloaded when it is
+installed (`--plain`: without); the JSON says which (`backend`). The data goes into a schema of
+its own, dropped at the end (unless --keep).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from nattillsyn.embedded import PrivatePostgres
 from nattillsyn.evaluation import load, report, store, synthetic
 from nattillsyn.settings.evaluation import EvaluationSettings
 
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 TARGETS = {"unit_year_s": 1.0, "all_units_s": 3.0, "speedup_vs_raw": 10.0}
 
 
@@ -134,6 +134,7 @@ async def run(url: str, args: argparse.Namespace) -> dict:
         s = all_sum.summary
         result = {
             "benchmark": "report",
+            "backend": "timescaledb" if timescale else "postgresql",
             "timescaledb": timescale,
             "units": args.units,
             "residents": args.units * args.residents,
@@ -193,16 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions (median)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the benchmark schema")
+    p.add_argument("--plain", action="store_true", help="plain PostgreSQL even if TimescaleDB")
     args = p.parse_args(argv)
     url = os.environ.get("NATTILLSYN_DATABASE_URL")
     pg = None
     if not url:
-        try:
-            with psycopg.connect(LOCAL_PG, connect_timeout=2):
-                url = LOCAL_PG
-        except psycopg.Error:
-            pg = PrivatePostgres()
-            url = pg.start()
+        # TimescaleDB (the production store) when it is installed, like bench.ingest.
+        pg = PrivatePostgres(timescale=not args.plain)
+        if not pg.timescale and not args.plain:
+            log("TimescaleDB is not installed: measuring plain PostgreSQL")
+        url = pg.start()
     try:
         result = asyncio.run(run(url, args))
     finally:

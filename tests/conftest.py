@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from backends import BACKENDS, timescale_missing
 from psycopg import sql
 
 from nattillsyn.db.migrate import migrate
@@ -35,8 +36,16 @@ def _pg_reachable(url: str) -> bool:
         return False
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Storage-related modules run every database test once per backend (ids [plain], [timescaledb]).
+    if metafunc.definition.get_closest_marker("both_backends") and (
+        "database_url" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("database_url", BACKENDS, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def plain_database_url() -> Iterator[str]:
     url = os.environ.get("NATTILLSYN_DATABASE_URL")
     if url:
         yield url
@@ -44,11 +53,53 @@ def database_url() -> Iterator[str]:
     if _pg_reachable(LOCAL_PG):
         yield LOCAL_PG
         return
-    pg = PrivatePostgres()
+    pg = PrivatePostgres(timescale=False)
     try:
         yield pg.start()
     finally:
         pg.stop()
+
+
+@pytest.fixture(scope="session")
+def timescale_cluster() -> Iterator[PrivatePostgres]:
+    """A private cluster with TimescaleDB preloaded, started once for the session."""
+    pg = PrivatePostgres(timescale=True)
+    if not pg.timescale:
+        pg.stop()
+        timescale_missing(
+            f"TimescaleDB is not installed for the PostgreSQL server binaries in {pg.bin} "
+            "(./dev test builds it from ../shared/vendor when run as root)"
+        )
+    pg.start()
+    try:
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            version = conn.execute(
+                "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).fetchone()
+        assert version, "TimescaleDB preloaded but not available as an extension"
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Plain PostgreSQL, or TimescaleDB where a module is marked `both_backends`."""
+    backend = getattr(request, "param", "plain")
+    if backend == "timescaledb":
+        return request.getfixturevalue("timescale_cluster").url
+    return request.getfixturevalue("plain_database_url")
+
+
+def _backend_of(request: pytest.FixtureRequest) -> str:
+    callspec = getattr(request.node, "callspec", None)
+    return callspec.params.get("database_url", "plain") if callspec else "plain"
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The test's database backend: `plain` or `timescaledb`."""
+    return _backend_of(request)
 
 
 @pytest.fixture(scope="session")
@@ -73,10 +124,21 @@ def test_id() -> str:
 
 
 @pytest.fixture
-async def db_schema(database_url: str, test_id: str) -> AsyncIterator[str]:
+async def db_schema(
+    request: pytest.FixtureRequest, database_url: str, test_id: str
+) -> AsyncIterator[str]:
     """A fresh, migrated schema for this test, dropped afterwards."""
     schema = f"t_{test_id}"
     await migrate(database_url, schema)
+    if _backend_of(request) == "timescaledb":
+        # The TimescaleDB run must really take the production path (a check that can fail).
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM timescaledb_information.hypertables "
+                "WHERE hypertable_schema = %s",
+                (schema,),
+            )
+            assert (await cur.fetchone())[0] > 0, "no hypertables on the TimescaleDB backend"
     yield schema
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

@@ -15,6 +15,9 @@ from nattillsyn.api.auth import hash_password
 from nattillsyn.evaluation import synthetic
 from nattillsyn.evaluation.load import load
 
+# Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.
+pytestmark = pytest.mark.both_backends
+
 LAST = date.today() - timedelta(days=1)
 NIGHTS = 21
 UNITS = synthetic.make_units(2, 6, seed=2)  # bjorkbacken (5 of 6 consent to evaluation), ekhagen

@@ -36,6 +36,9 @@ from nattillsyn.evaluation import report, store
 from nattillsyn.evaluation.store import refresh, refresh_all
 from nattillsyn.settings.evaluation import EvaluationSettings
 
+# Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.
+pytestmark = pytest.mark.both_backends
+
 NIGHT = date(2025, 3, 10)
 A = uuid.UUID("00000000-0000-4000-8000-00000000000a")
 B = uuid.UUID("00000000-0000-4000-8000-00000000000b")

@@ -9,6 +9,9 @@ import pytest
 from nattillsyn import cli
 from nattillsyn.evaluation import synthetic
 
+# Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.
+pytestmark = pytest.mark.both_backends
+
 
 def _gen(seed: int = 3, nights: int = 30):
     units = synthetic.make_units(2, 10, seed=seed)

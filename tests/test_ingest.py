@@ -9,6 +9,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from nattillsyn.ingest.service import IngestService
 from nattillsyn.ingest.writer import DeviceSeen, build_rows, write_devices
 from nattillsyn.mqtt import MqttClient
@@ -23,6 +25,9 @@ from nattillsyn.protocol import (
     encode,
 )
 from nattillsyn.protocol.validate import DeadLetter, Record, decode_message
+
+# Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.
+pytestmark = pytest.mark.both_backends
 
 
 def _event(seq: int, device: str = "d1", **kw) -> Event:

@@ -12,7 +12,9 @@ from psycopg import sql
 
 from nattillsyn.db.migrate import migrate
 from nattillsyn.db.storage import maintain, refresh_summary, set_policy
-from nattillsyn.embedded import PrivatePostgres
+
+# Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.
+pytestmark = pytest.mark.both_backends
 
 # -- test data, generated the same way in every database ------------------------------------
 
@@ -97,11 +99,27 @@ async def _direct(conn: psycopg.AsyncConnection) -> list[tuple]:
     return await cur.fetchall()
 
 
-# -- plain PostgreSQL (always) --------------------------------------------------------------
+# -- each backend ----------------------------------------------------------------------------
+
+
+async def _materialised(conn: psycopg.AsyncConnection, backend: str, schema: str) -> int:
+    """Rows materialised for events_hourly: the refreshed table on plain PostgreSQL, the
+    continuous aggregate's materialisation hypertable on TimescaleDB."""
+    if backend == "plain":
+        query = "SELECT count(*) FROM events_hourly_mat"
+    else:
+        cur = await conn.execute(
+            "SELECT format('%%I.%%I', materialization_hypertable_schema, "
+            "materialization_hypertable_name) FROM timescaledb_information.continuous_aggregates "
+            "WHERE view_schema = %s AND view_name = 'events_hourly'",
+            (schema,),
+        )
+        query = f"SELECT count(*) FROM {(await cur.fetchone())[0]}"
+    return (await (await conn.execute(query)).fetchone())[0]
 
 
 async def test_summary_is_real_time_and_refresh_follows_invalidations(
-    database_url: str, db_schema: str
+    database_url: str, db_schema: str, backend: str
 ) -> None:
     now = datetime.now(UTC)
     t0 = _hour(now) - timedelta(hours=2)
@@ -114,8 +132,7 @@ async def test_summary_is_real_time_and_refresh_follows_invalidations(
         ) == await _direct(conn)
         # Materialise all but the last day, then the view mixes table and source.
         await refresh_summary(conn, "events_hourly", None, t0 - timedelta(days=1))
-        mat = (await (await conn.execute("SELECT count(*) FROM events_hourly_mat")).fetchone())[0]
-        assert mat > 0
+        assert await _materialised(conn, backend, db_schema) > 0
         hourly = "SELECT * FROM events_hourly ORDER BY 1, 2, 3, 4"
         assert await (await conn.execute(hourly)).fetchall() == await _direct(conn)
         # A late row below the watermark: stale until a refresh covers its bucket...
@@ -127,14 +144,15 @@ async def test_summary_is_real_time_and_refresh_follows_invalidations(
             (late, uuid.uuid4(), uuid.uuid4()),
         )
         assert await (await conn.execute(hourly)).fetchall() != await _direct(conn)
-        inv = await (
-            await conn.execute(
-                "SELECT lo, hi FROM summary_invalidations WHERE summary = 'events_hourly' "
-                "AND lo > '-infinity' AND hi < 'infinity'"
-            )
-        ).fetchall()
-        bucket = late.replace(minute=0, second=0, microsecond=0)
-        assert (bucket, bucket + timedelta(hours=1)) in inv
+        if backend == "plain":  # TimescaleDB keeps its own invalidation log
+            inv = await (
+                await conn.execute(
+                    "SELECT lo, hi FROM summary_invalidations WHERE summary = 'events_hourly' "
+                    "AND lo > '-infinity' AND hi < 'infinity'"
+                )
+            ).fetchall()
+            bucket = late.replace(minute=0, second=0, microsecond=0)
+            assert (bucket, bucket + timedelta(hours=1)) in inv
         # ...a refresh whose window does not reach it leaves it stale; one that does fixes it.
         await refresh_summary(conn, "events_hourly", t0 - timedelta(hours=20), t0)
         assert await (await conn.execute(hourly)).fetchall() != await _direct(conn)
@@ -148,7 +166,7 @@ async def test_summary_is_real_time_and_refresh_follows_invalidations(
 
 
 async def test_retention_keeps_whole_days_and_summaries_outlive_raw_rows(
-    database_url: str, db_schema: str
+    database_url: str, db_schema: str, backend: str
 ) -> None:
     now = datetime.now(UTC)
     async with await _conn(database_url, db_schema) as conn:
@@ -166,6 +184,20 @@ async def test_retention_keeps_whole_days_and_summaries_outlive_raw_rows(
         assert await set_policy(conn, "events", timedelta(days=5), timedelta(days=2))
         assert not await set_policy(conn, "events", timedelta(days=5), timedelta(days=2))
         result = await maintain(conn, now)
+        if backend == "timescaledb":
+            # TimescaleDB's own retention job drops whole chunks (days): run it now.
+            job = await (
+                await conn.execute(
+                    "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = "
+                    "'policy_retention' AND hypertable_schema = %s AND hypertable_name = 'events'",
+                    (db_schema,),
+                )
+            ).fetchone()
+            assert job, "no retention policy on the events hypertable"
+            before_rows = (await (await conn.execute("SELECT count(*) FROM events")).fetchone())[0]
+            await conn.execute("CALL public.run_job(%s)", (job[0],))
+            after_rows = (await (await conn.execute("SELECT count(*) FROM events")).fetchone())[0]
+            result["deleted"]["events"] = before_rows - after_rows
         cutoff = datetime.combine((now - timedelta(days=5)).date(), datetime.min.time(), UTC)
         oldest = (await (await conn.execute("SELECT min(ts) FROM events")).fetchone())[0]
         assert oldest >= cutoff and oldest - cutoff < timedelta(minutes=7)
@@ -173,11 +205,14 @@ async def test_retention_keeps_whole_days_and_summaries_outlive_raw_rows(
         assert result["deleted"]["dead_letters"] == 1
         # A scheduled refresh recomputes only its window (here the last 3 days, shorter than
         # the retention): the nights whose raw rows are gone keep their counts.
-        await conn.execute(
-            "UPDATE summary_registry SET refresh_start_offset = '3 days', last_refresh = NULL"
-        )
-        result = await maintain(conn, now)
-        assert "events_hourly" in result["refreshed"]
+        if backend == "plain":
+            await conn.execute(
+                "UPDATE summary_registry SET refresh_start_offset = '3 days', last_refresh = NULL"
+            )
+            result = await maintain(conn, now)
+            assert "events_hourly" in result["refreshed"]
+        else:  # the continuous aggregate's policy refreshes a trailing window like this one
+            await refresh_summary(conn, "events_hourly", now - timedelta(days=3), now)
         after = await (
             await conn.execute("SELECT * FROM events_nightly ORDER BY 1, 2, 3, 4")
         ).fetchall()
@@ -211,25 +246,16 @@ async def test_ingest_applies_retention_settings(settings, pool) -> None:
 
 
 @pytest.fixture(scope="module")
-def timescale_cluster():
-    pg = PrivatePostgres(timescale=True)
-    if not pg.timescale:
-        pg.stop()
-        pytest.skip(
-            "TimescaleDB is not installed for the PostgreSQL server binaries found "
-            f"({pg.bin}): build and install it to run the equivalence test"
-        )
-    pg.start()
-    try:
-        with psycopg.connect(pg.url, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE plain")
-        yield pg
-    finally:
-        pg.stop()
+def plain_beside_timescale(timescale_cluster):
+    """The session's TimescaleDB cluster, with a database in it that stays plain PostgreSQL."""
+    with psycopg.connect(timescale_cluster.url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS plain")
+        conn.execute("CREATE DATABASE plain")
+    return timescale_cluster
 
 
-async def test_same_results_on_timescaledb_and_plain_postgresql(timescale_cluster) -> None:
-    pg = timescale_cluster
+async def test_same_results_on_timescaledb_and_plain_postgresql(plain_beside_timescale) -> None:
+    pg = plain_beside_timescale
     ts_url = pg.url
     plain_url = pg.url.rsplit("/", 1)[0] + "/plain"
     schema = "eq"

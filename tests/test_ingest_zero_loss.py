@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from backends import timescale_missing
 
 from nattillsyn.db.migrate import migrate
 from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres
@@ -69,9 +70,13 @@ async def _until(fn, what: str, timeout: float = 60.0):
 
 
 @pytest.mark.timeout(240)
-async def test_each_event_exactly_once_through_kill_and_restarts() -> None:
+@pytest.mark.parametrize("backend", ["plain", "timescaledb"])
+async def test_each_event_exactly_once_through_kill_and_restarts(backend: str) -> None:
+    pg = PrivatePostgres(timescale=backend == "timescaledb")
+    if backend == "timescaledb" and not pg.timescale:
+        pg.stop()
+        timescale_missing(f"TimescaleDB is not installed for the server binaries in {pg.bin}")
     broker = PrivateMosquitto()  # deploy/mosquitto/mosquitto.conf: persistence, limits
-    pg = PrivatePostgres(timescale=False)
     sup: subprocess.Popen | None = None
     pub: MqttClient | None = None
     try:
