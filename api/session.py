@@ -48,6 +48,10 @@ async def login(request: web.Request) -> web.Response:
     """Sign in with user name and password; sets the session cookie."""
     body = await read_body(request, LoginRequest)
     api = request.app[SETTINGS].api
+    if not request.app[SETTINGS].oidc.local_passwords:
+        raise ProblemError(
+            403, "Forbidden", "local passwords are off here: sign in with the organisation account"
+        )
     client = client_address(request)
     async with request.app[POOL].connection() as conn:
         wait = await auth.throttle_wait(

@@ -334,10 +334,20 @@ async def pin_signin(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
         cur = await conn.execute(
             """SELECT u.id, p.pin_hash, u.role,
-                      EXISTS (SELECT 1 FROM user_sites us WHERE us.user_id = u.id AND us.site_id = %s)
+                      EXISTS (SELECT 1 FROM user_sites us WHERE us.user_id = u.id AND us.site_id = %s),
+                      u.auth_provider <> 'password' OR NOT %s,
+                      EXISTS (SELECT 1 FROM tablet_sso_signins t
+                              WHERE t.user_id = u.id AND t.tablet_id = %s
+                                AND t.at > now() - make_interval(secs => %s))
                FROM users u LEFT JOIN staff_pins p ON p.user_id = u.id
                WHERE u.username = %s AND u.active""",
-            (tablet.site, body.username),
+            (
+                tablet.site,
+                request.app[SETTINGS].oidc.local_passwords,
+                tablet.id,
+                request.app[SETTINGS].api.session_hours * 3600,
+                body.username,
+            ),
         )
         row = await cur.fetchone()
         user_id = row[0] if row else None
@@ -373,6 +383,12 @@ async def pin_signin(request: web.Request) -> web.Response:
         )
         if not ok:
             raise ProblemError(401, "Unauthorized", "wrong user or PIN")
+        if row[4] and not row[5]:  # single sign-on staff: PIN only after SSO here this shift
+            raise ProblemError(
+                403,
+                "Forbidden",
+                "sign in with your organisation account on this tablet first this shift",
+            )
         async with conn.transaction():
             await _end_signins(conn, tablet.id, "switch")
             session = await auth.start_session(

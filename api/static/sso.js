@@ -1,0 +1,27 @@
+// Single sign-on on the sign-in forms: a "Logga in med …" link to the provider, and the
+// password fields hidden when this installation turned local passwords off.
+(function () {
+  const page = { "/admin": "/admin", "/static/report.html": "/static/report.html" }[location.pathname] || "/";
+  fetch("/api/v1/login/options", { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((o) => {
+      if (!o) return;
+      const box = document.getElementById("login");
+      if (!box) return;
+      if (o.sso) {
+        const a = document.createElement("a");
+        a.id = "sso-login";
+        a.className = "button primary";
+        a.href = "/api/v1/login/oidc?next=" + encodeURIComponent(page);
+        a.textContent = "Logga in med " + o.sso_name;
+        a.title = "Sign in with your organisation account";
+        const h = box.querySelector("h2");
+        (h || box.firstChild).after(a);
+      }
+      if (!o.local_passwords) {
+        box.querySelectorAll("input[name=username], input[name=password], button[type=submit]")
+          .forEach((el) => { (el.closest("label") || el).hidden = true; });
+      }
+    })
+    .catch(() => {});
+})();
