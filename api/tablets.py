@@ -292,10 +292,21 @@ async def set_pin(request: web.Request) -> web.Response:
     if len(set(body.pin)) == 1 or body.pin in "01234567890" or body.pin in "9876543210":
         raise ProblemError(422, "Invalid request body", "PIN too easy to guess")
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,))
-        row = await cur.fetchone()
-        if not auth.verify_password(row[0] if row else None, body.password):
-            raise ProblemError(401, "Unauthorized", "wrong password")
+        if body.password is None:  # single sign-on users have no password: a fresh SSO will do
+            cur = await conn.execute(
+                """SELECT 1 FROM user_sessions WHERE token_hash = %s AND provider = 'oidc'
+                   AND created_at > now() - interval '15 minutes'""",
+                (auth.token_hash(request.cookies.get(auth.COOKIE, "")),),
+            )
+            if await cur.fetchone() is None:
+                raise ProblemError(
+                    401, "Unauthorized", "confirm with your password or sign in again (SSO)"
+                )
+        else:
+            cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,))
+            row = await cur.fetchone()
+            if not auth.verify_password(row[0] if row else None, body.password):
+                raise ProblemError(401, "Unauthorized", "wrong password")
         await conn.execute(
             """INSERT INTO staff_pins (user_id, pin_hash) VALUES (%s, %s)
                ON CONFLICT (user_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash, updated_at = now()""",

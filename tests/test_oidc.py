@@ -54,7 +54,7 @@ async def sign_in(browser, api, user: str, page_path: str = "/admin", context=No
     ctx = context or await browser.new_context()
     page = await ctx.new_page()
     await page.goto(api.url.rstrip("/") + page_path)
-    await page.click("#sso-login")
+    await page.click("#sso-login:visible, #sso-login-lock:visible")  # form or lock screen
     await page.wait_for_selector("input[name=login]")  # the provider's own sign-in page
     await page.fill("input[name=login]", user)
     await page.fill("input[name=password]", "any")
@@ -253,3 +253,61 @@ async def test_local_passwords_off(settings, provider) -> None:
             assert (await r.json())["local_passwords"] is False
         finally:
             await c.close()
+
+
+async def test_shared_tablet_pin_return_after_sso(sso, browser, pool) -> None:
+    """Staff who signed in through the provider on an enrolled tablet come back with a PIN."""
+    api, _ = sso
+    base = api.url.rstrip("/")
+    ctx = await browser.new_context()
+    # A unit manager (single sign-on) enrolls this browser as the unit's shared tablet.
+    page = await sign_in(browser, api, "cecilia.chef", "/", ctx)
+    r = await page.evaluate(
+        """fetch('/api/v1/tablets', {method: 'POST', headers: {'Content-Type':
+           'application/json'}, body: JSON.stringify({name: 'Natt SSO', groups: []})})
+           .then(r => r.status)"""
+    )
+    assert r in (200, 201), r
+    # Anna signs in through the provider on this tablet and chooses a PIN (no password).
+    await page.goto(f"{base}/api/v1/logout/oidc?next=/")
+    page = await sign_in(browser, api, "anna.natt", "/", ctx)
+    await page.wait_for_selector("#app:not([hidden])", timeout=10_000)
+    assert (await me(page))["body"]["username"] == "anna.natt"
+    status = await page.evaluate(
+        """fetch('/api/v1/me/pin', {method: 'POST', headers: {'Content-Type':
+           'application/json'}, body: JSON.stringify({pin: '2580'})}).then(r => r.status)"""
+    )
+    assert status == 204
+    # Quick switch: the lock screen lists her; her PIN signs her in again.
+    await page.click("#switch")
+    await page.wait_for_selector("#lock:not([hidden]) .staff-btn[data-username='anna.natt']")
+    await page.click(".staff-btn[data-username='anna.natt']")
+    for d in "2580":
+        await page.click(f".pinpad button[data-digit='{d}']")
+    await page.click(".pinpad button[data-key=ok]")
+    await page.wait_for_selector("#app:not([hidden])")
+    got = await me(page)
+    assert got["body"]["username"] == "anna.natt"
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM audit_log WHERE what = 'tablet pin' AND username = 'anna.natt'"
+        )
+        assert (await cur.fetchone())[0] == 1
+
+    # Nils signed in through the provider elsewhere, not on this tablet: his PIN is refused.
+    other = await sign_in(browser, api, "nils.natt", "/")
+    assert (
+        await other.evaluate(
+            """fetch('/api/v1/me/pin', {method: 'POST', headers: {'Content-Type':
+           'application/json'}, body: JSON.stringify({pin: '1470'})}).then(r => r.status)"""
+        )
+        == 204
+    )
+    refused_ = await page.evaluate(
+        """fetch('/api/v1/tablet/signin', {method: 'POST', headers: {'Content-Type':
+           'application/json'}, body: JSON.stringify({username: 'nils.natt', pin: '1470'})})
+           .then(async r => ({status: r.status, body: await r.json()}))"""
+    )
+    assert refused_["status"] == 403
+    assert "organisation account on this tablet" in refused_["body"]["detail"]
+    await ctx.close()

@@ -17,8 +17,17 @@
         a.title = "Sign in with your organisation account";
         const h = box.querySelector("h2");
         (h || box.firstChild).after(a);
+        const lock = document.getElementById("password-instead");  // the tablet's lock screen
+        if (lock) {
+          const b = a.cloneNode(true);
+          b.id = "sso-login-lock";
+          b.className = "button small";
+          lock.before(b);
+        }
       }
       if (!o.local_passwords) {
+        const pw = document.getElementById("password-instead");
+        if (pw) pw.hidden = true;
         box.querySelectorAll("input[name=username], input[name=password], button[type=submit]")
           .forEach((el) => { (el.closest("label") || el).hidden = true; });
       }
