@@ -1,7 +1,7 @@
 """OpenID Connect sign-in: authorisation code flow with PKCE, state and nonce.
 
-The browser goes to `/api/v1/login/oidc?next=/admin`, on to the provider, and back to
-`/api/v1/login/oidc/callback`. The callback takes the started sign-in out of
+The browser goes to `/sso/login?next=/admin`, on to the provider, and back to
+`/sso/callback`. The callback takes the started sign-in out of
 `oidc_logins` (single use: a replayed callback finds nothing), exchanges the code,
 validates the ID token with joserfc (issuer, audience, expiry, nonce, signature from the
 provider's JWKS, fetched again once when a token names an unknown key: rotation), maps
@@ -45,9 +45,9 @@ from .claims import Mapping, usable
 
 logger = log.get(__name__)
 STATE_COOKIE = "nattillsyn_oidc_state"
-CALLBACK = "/api/v1/login/oidc/callback"
+CALLBACK = "/sso/callback"
 # Where a sign-in may return to: the three pages.
-PAGES = {"/": "Surfplattan", "/admin": "Administration", "/static/report.html": "Utvärdering"}
+PAGES = {"/": "Surfplattan", "/admin": "Administration", "/report": "Utvärdering"}
 PROVIDER = "oidc"
 
 

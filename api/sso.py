@@ -1,8 +1,7 @@
 """Single sign-on routes: start, callback, logout (RP-initiated), and what the pages offer.
 
-These are browser navigations (redirects and an HTML refusal page), so they are plain
-aiohttp routes, not JSON operations of the OpenAPI document; `GET /api/v1/login/options`
-is one.
+These are browser navigations (redirects and an HTML refusal page), so they live under
+`/sso/`, outside the JSON api and its OpenAPI document; `GET /api/v1/login/options` is in it.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ def _redirect_uri(request: web.Request) -> str:
     return s.redirect_url or f"{request.scheme}://{request.host}{oidc.CALLBACK}"
 
 
-@pages.get("/api/v1/login/oidc")
+@pages.get("/sso/login")
 async def begin(request: web.Request) -> web.StreamResponse:
     """Start a sign-in at the provider (code flow, PKCE S256, state, nonce)."""
     s = request.app[SETTINGS].oidc
@@ -237,7 +236,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-@pages.get("/api/v1/logout/oidc")
+@pages.get("/sso/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
     """End the session here, then at the provider (RP-initiated logout) where it offers it."""
     s = request.app[SETTINGS].oidc

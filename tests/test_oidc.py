@@ -12,7 +12,7 @@ from nattillsyn.api.oidc_testprovider import TestProvider, oidc_settings, unavai
 from nattillsyn.settings import OidcSettings
 
 pytestmark = pytest.mark.browser
-PAGES = ["/", "/admin", "/static/report.html"]
+PAGES = ["/", "/admin", "/report"]
 ROLE_USERS = {
     "night_staff": "anna.natt",
     "unit_manager": "cecilia.chef",
@@ -43,7 +43,7 @@ async def sso(settings, provider):
         base = api.url.rstrip("/")
         provider.control(
             "setup",
-            redirect_uri=f"{base}/api/v1/login/oidc/callback",
+            redirect_uri=f"{base}/sso/callback",
             post_logout_redirect_uri=[f"{base}{p}" for p in PAGES],
         )
         yield api, s
@@ -124,7 +124,7 @@ async def test_every_page_and_role_signs_in_through_the_provider(sso, browser, p
 async def test_logout_ends_the_session_and_signs_out_at_the_provider(sso, browser) -> None:
     api, _ = sso
     page = await sign_in(browser, api, "cecilia.chef")
-    await page.goto(api.url.rstrip("/") + "/api/v1/logout/oidc?next=/admin")
+    await page.goto(api.url.rstrip("/") + "/sso/logout?next=/admin")
     await page.wait_for_url(lambda u: "/session/end" in u)  # the provider asks to confirm
     await page.click("button[autofocus], button[type=submit]")
     await page.wait_for_url(api.url.rstrip("/") + "/admin")
@@ -158,7 +158,7 @@ async def test_replayed_state_is_refused(sso, browser, pool) -> None:
     api, _ = sso
     ctx = await browser.new_context()
     callbacks: list[str] = []
-    ctx.on("request", lambda r: callbacks.append(r.url) if "/oidc/callback" in r.url else None)
+    ctx.on("request", lambda r: callbacks.append(r.url) if "/sso/callback" in r.url else None)
     page = await sign_in(browser, api, "cecilia.chef", context=ctx)
     assert (await me(page))["status"] == 200 and len(callbacks) == 1
     await page.goto(callbacks[0])  # the same code and state again
@@ -269,7 +269,7 @@ async def test_shared_tablet_pin_return_after_sso(sso, browser, pool) -> None:
     )
     assert r in (200, 201), r
     # Anna signs in through the provider on this tablet and chooses a PIN (no password).
-    await page.goto(f"{base}/api/v1/logout/oidc?next=/")
+    await page.goto(f"{base}/sso/logout?next=/")
     page = await sign_in(browser, api, "anna.natt", "/", ctx)
     await page.wait_for_selector("#app:not([hidden])", timeout=10_000)
     assert (await me(page))["body"]["username"] == "anna.natt"

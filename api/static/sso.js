@@ -1,7 +1,7 @@
 // Single sign-on on the sign-in forms: a "Logga in med …" link to the provider, and the
 // password fields hidden when this installation turned local passwords off.
 (function () {
-  const page = { "/admin": "/admin", "/static/report.html": "/static/report.html" }[location.pathname] || "/";
+  const page = { "/admin": "/admin", "/report": "/report", "/static/report.html": "/report" }[location.pathname] || "/";
   fetch("/api/v1/login/options", { credentials: "same-origin" })
     .then((r) => (r.ok ? r.json() : null))
     .then((o) => {
@@ -12,7 +12,7 @@
         const a = document.createElement("a");
         a.id = "sso-login";
         a.className = "button primary";
-        a.href = "/api/v1/login/oidc?next=" + encodeURIComponent(page);
+        a.href = "/sso/login?next=" + encodeURIComponent(page);
         a.textContent = "Logga in med " + o.sso_name;
         a.title = "Sign in with your organisation account";
         const h = box.querySelector("h2");

@@ -37,7 +37,7 @@ class OidcSettings(Section):
     redirect_url: str | None = Field(
         None,
         description="Redirect URI registered at the provider; default: this api's own "
-        "<scheme>://<host>/api/v1/login/oidc/callback as the browser reached it.",
+        "<scheme>://<host>/sso/callback as the browser reached it.",
         max_length=500,
         pattern=r"^https?://[^\s]+$",
     )
