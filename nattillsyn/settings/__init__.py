@@ -29,7 +29,7 @@ from .logging import LogSettings
 from .oidc import OidcSettings
 from .tablet import TabletSettings
 
-__all__ = ["Settings", "SettingsError", "default_clips_dir", "load"]
+__all__ = ["OidcSettings", "Settings", "SettingsError", "default_clips_dir", "load"]
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("nattillsyn_config_file", default=None)
 
