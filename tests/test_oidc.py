@@ -273,11 +273,16 @@ async def test_shared_tablet_pin_return_after_sso(sso, browser, pool) -> None:
     page = await sign_in(browser, api, "anna.natt", "/", ctx)
     await page.wait_for_selector("#app:not([hidden])", timeout=10_000)
     assert (await me(page))["body"]["username"] == "anna.natt"
-    status = await page.evaluate(
-        """fetch('/api/v1/me/pin', {method: 'POST', headers: {'Content-Type':
-           'application/json'}, body: JSON.stringify({pin: '2580'})}).then(r => r.status)"""
-    )
-    assert status == 204
+    await page.click(".tabs button[data-view=more]")
+    await page.fill("#pin-new", "2580")  # the password field stays empty
+    await page.click("#pin-save")
+    await page.wait_for_selector("#pin-msg:not(:empty)")
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM staff_pins p JOIN users u ON u.id = p.user_id "
+            "WHERE u.username = 'anna.natt'"
+        )
+        assert (await cur.fetchone())[0] == 1, await page.text_content("#pin-msg")
     # Quick switch: the lock screen lists her; her PIN signs her in again.
     await page.click("#switch")
     await page.wait_for_selector("#lock:not([hidden]) .staff-btn[data-username='anna.natt']")
