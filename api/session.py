@@ -78,6 +78,7 @@ async def login(request: web.Request) -> web.Response:
     await audit(request, "login", "session", purpose="sign-in", detail={"client": client})
     resp = json_response(_me(session.user))
     set_session_cookies(request, resp, session)
+    resp.del_cookie("nattillsyn_sso", path="/")  # a password session: no provider logout
     return resp
 
 
@@ -90,6 +91,7 @@ async def logout(request: web.Request) -> web.Response:
     resp = web.Response(status=204)
     resp.del_cookie(auth.COOKIE, path="/")
     resp.del_cookie(auth.CSRF_COOKIE, path="/")
+    resp.del_cookie("nattillsyn_sso", path="/")
     return resp
 
 

@@ -21,6 +21,7 @@ from .tablets import _end_signins, tablet_for
 
 routes = Routes("session")
 pages = web.RouteTableDef()
+SSO_COOKIE = "nattillsyn_sso"
 
 
 class LoginOptions(BaseModel):
@@ -232,6 +233,15 @@ async def callback(request: web.Request) -> web.StreamResponse:
     oidc.logger.info("single sign-on", sub=claims.get("sub"), role=session.user.role)
     resp = _redirect(back)
     set_session_cookies(request, resp, session)
+    # Tells the page's "Logga ut" to sign out at the provider too (no secret in it).
+    resp.set_cookie(
+        SSO_COOKIE,
+        "1",
+        samesite="Strict",
+        secure=settings.api.cookie_secure,
+        max_age=int(settings.api.session_hours * 3600),
+        path="/",
+    )
     resp.del_cookie(oidc.STATE_COOKIE, path=oidc.CALLBACK)
     return resp
 
@@ -269,4 +279,5 @@ async def logout(request: web.Request) -> web.StreamResponse:
     resp = _redirect(target)
     resp.del_cookie(auth.COOKIE, path="/")
     resp.del_cookie(auth.CSRF_COOKIE, path="/")
+    resp.del_cookie(SSO_COOKIE, path="/")
     return resp

@@ -124,11 +124,14 @@ async def test_every_page_and_role_signs_in_through_the_provider(sso, browser, p
 async def test_logout_ends_the_session_and_signs_out_at_the_provider(sso, browser) -> None:
     api, _ = sso
     page = await sign_in(browser, api, "cecilia.chef")
-    await page.goto(api.url.rstrip("/") + "/sso/logout?next=/admin")
+    await page.click("#logout:visible")  # the page's own button
     await page.wait_for_url(lambda u: "/session/end" in u)  # the provider asks to confirm
     await page.click("button[autofocus], button[type=submit]")
     await page.wait_for_url(api.url.rstrip("/") + "/admin")
     assert (await me(page))["status"] == 401
+    # The provider's session is gone too: signing in asks for the password again.
+    await page.click("#sso-login")
+    await page.wait_for_selector("input[name=login]")
 
 
 @pytest.mark.parametrize(

@@ -33,4 +33,13 @@
       }
     })
     .catch(() => {});
+  // Signed in through the provider: "Logga ut" also ends the provider's session
+  // (RP-initiated logout), so the next person on this device must sign in again.
+  document.addEventListener("click", (e) => {
+    if (!e.target.closest || !e.target.closest("#logout")) return;
+    if (!document.cookie.split("; ").includes("nattillsyn_sso=1")) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    location.href = "/sso/logout?next=" + encodeURIComponent(page);
+  }, true);
 })();
