@@ -10,6 +10,7 @@ import secrets
 from urllib.parse import urlencode
 
 from aiohttp import web
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
 from . import auth, oidc
@@ -22,6 +23,11 @@ from .tablets import _end_signins, tablet_for
 routes = Routes("session")
 pages = web.RouteTableDef()
 SSO_COOKIE = "nattillsyn_sso"
+SIGNINS = Counter(
+    "nattillsyn_api_sso_signins_total",
+    "Single sign-on callbacks by result (ok, or the refusal code)",
+    ["result"],
+)
 
 
 class LoginOptions(BaseModel):
@@ -227,10 +233,12 @@ async def callback(request: web.Request) -> web.StreamResponse:
                 message=err.en,
             )
             oidc.logger.warning("single sign-on refused", reason=err.code, sub=claims.get("sub"))
+            SIGNINS.labels(err.code).inc()
             resp = oidc.refusal_page(err, back)
             resp.del_cookie(oidc.STATE_COOKIE, path=oidc.CALLBACK)
             return resp
     oidc.logger.info("single sign-on", sub=claims.get("sub"), role=session.user.role)
+    SIGNINS.labels("ok").inc()
     resp = _redirect(back)
     set_session_cookies(request, resp, session)
     # Tells the page's "Logga ut" to sign out at the provider too (no secret in it).
