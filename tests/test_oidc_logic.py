@@ -43,6 +43,8 @@ def test_settings_errors_name_the_field() -> None:
         load(oidc={"role_map": {"g": "boss"}})
     with pytest.raises(SettingsError, match=r"oidc\.algorithms"):
         load(oidc={"algorithms": ["HS256"]})
+    with pytest.raises(SettingsError, match=r"oidc\.issuer: .*https"):
+        load(oidc={"issuer": "http://idp.example"})
     with pytest.raises(SettingsError, match=r"oidc\.unknown"):
         load(oidc={"unknown": 1})
     with pytest.raises(SettingsError, match="local_passwords=false needs issuer"):

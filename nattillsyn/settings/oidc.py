@@ -107,6 +107,16 @@ class OidcSettings(Section):
         max_length=8,
     )
 
+    @field_validator("issuer")
+    @classmethod
+    def _https(cls, v: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        loopback = ("127.0.0.1", "localhost", "::1")
+        if v is not None and v.startswith("http://") and urlsplit(v).hostname not in loopback:
+            raise ValueError("must be https:// (plain http only on loopback, for tests)")
+        return v
+
     @field_validator("scopes")
     @classmethod
     def _openid(cls, v: list[str]) -> list[str]:
