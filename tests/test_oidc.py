@@ -319,3 +319,26 @@ async def test_shared_tablet_pin_return_after_sso(sso, browser, pool) -> None:
     assert refused_["status"] == 403
     assert "organisation account on this tablet" in refused_["body"]["detail"]
     await ctx.close()
+
+
+async def test_sign_in_started_elsewhere_is_refused(sso, browser, pool) -> None:
+    """Login CSRF: a sign-in started by someone else cannot finish in this browser."""
+    import aiohttp
+
+    api, _ = sso
+    async with aiohttp.ClientSession() as http:  # the attacker starts a sign-in
+        r = await http.get(f"{api.url}sso/login?next=/admin", allow_redirects=False)
+        assert r.status == 302
+        authorize = r.headers["Location"]
+    page = await (await browser.new_context()).new_page()
+    await page.goto(authorize)  # ... and lures the victim to finish it
+    await page.fill("input[name=login]", "cecilia.chef")
+    await page.fill("input[name=password]", "any")
+    await page.click("button[type=submit]")
+    assert "annan webbläsare" in await refused(page, "state_mismatch")
+    assert (await me(page))["status"] == 401
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM audit_log WHERE detail->>'refused' = 'state_mismatch'"
+        )
+        assert (await cur.fetchone())[0] == 1
