@@ -20,9 +20,11 @@ from . import (
     admin_residents,
     admin_structure,
     evaluation,
+    oidc,
     openapi,
     rounds,
     session,
+    sso,
     tablet,
     tablets,
 )
@@ -36,6 +38,7 @@ STATIC = Path(__file__).parent / "static"
 # Every route module of the api; the OpenAPI document is built from the same list.
 ROUTES = [
     session.routes,
+    sso.routes,
     tablet.routes,
     rounds.routes,
     tablets.routes,
@@ -93,6 +96,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await hub.stop()  # closes every WebSocket
         await mqtt.stop()
         await pool.close()
+        await oidc.close_client(app)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -124,10 +128,12 @@ async def prometheus(request: web.Request) -> web.Response:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, problem_middleware, same_origin])
     app[SETTINGS] = settings
+    app[oidc.CLIENT] = oidc.OidcClient(settings.oidc)
     app.cleanup_ctx.append(_resources)
     for routes in ROUTES:
         app.add_routes(routes.table)
     app[openapi.DOCUMENT] = openapi.document(ROUTES)
+    app.add_routes(sso.pages)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)

@@ -673,7 +673,12 @@ class TabletList(Body):
 
 
 class PinSet(Body):
-    password: str = Field(min_length=1, max_length=256, description="Current password.")
+    password: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Current password; may be left out within 15 minutes of a single sign-on.",
+    )
     pin: str = Field(pattern=r"^[0-9]{4,12}$", description="New PIN, 4–12 digits.")
 
 

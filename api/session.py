@@ -48,6 +48,10 @@ async def login(request: web.Request) -> web.Response:
     """Sign in with user name and password; sets the session cookie."""
     body = await read_body(request, LoginRequest)
     api = request.app[SETTINGS].api
+    if not request.app[SETTINGS].oidc.local_passwords:
+        raise ProblemError(
+            403, "Forbidden", "local passwords are off here: sign in with the organisation account"
+        )
     client = client_address(request)
     async with request.app[POOL].connection() as conn:
         wait = await auth.throttle_wait(
@@ -74,6 +78,7 @@ async def login(request: web.Request) -> web.Response:
     await audit(request, "login", "session", purpose="sign-in", detail={"client": client})
     resp = json_response(_me(session.user))
     set_session_cookies(request, resp, session)
+    resp.del_cookie("nattillsyn_sso", path="/")  # a password session: no provider logout
     return resp
 
 
@@ -86,6 +91,7 @@ async def logout(request: web.Request) -> web.Response:
     resp = web.Response(status=204)
     resp.del_cookie(auth.COOKIE, path="/")
     resp.del_cookie(auth.CSRF_COOKIE, path="/")
+    resp.del_cookie("nattillsyn_sso", path="/")
     return resp
 
 

@@ -292,10 +292,21 @@ async def set_pin(request: web.Request) -> web.Response:
     if len(set(body.pin)) == 1 or body.pin in "01234567890" or body.pin in "9876543210":
         raise ProblemError(422, "Invalid request body", "PIN too easy to guess")
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,))
-        row = await cur.fetchone()
-        if not auth.verify_password(row[0] if row else None, body.password):
-            raise ProblemError(401, "Unauthorized", "wrong password")
+        if body.password is None:  # single sign-on users have no password: a fresh SSO will do
+            cur = await conn.execute(
+                """SELECT 1 FROM user_sessions WHERE token_hash = %s AND provider = 'oidc'
+                   AND created_at > now() - interval '15 minutes'""",
+                (auth.token_hash(request.cookies.get(auth.COOKIE, "")),),
+            )
+            if await cur.fetchone() is None:
+                raise ProblemError(
+                    401, "Unauthorized", "confirm with your password or sign in again (SSO)"
+                )
+        else:
+            cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,))
+            row = await cur.fetchone()
+            if not auth.verify_password(row[0] if row else None, body.password):
+                raise ProblemError(401, "Unauthorized", "wrong password")
         await conn.execute(
             """INSERT INTO staff_pins (user_id, pin_hash) VALUES (%s, %s)
                ON CONFLICT (user_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash, updated_at = now()""",
@@ -334,10 +345,20 @@ async def pin_signin(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
         cur = await conn.execute(
             """SELECT u.id, p.pin_hash, u.role,
-                      EXISTS (SELECT 1 FROM user_sites us WHERE us.user_id = u.id AND us.site_id = %s)
+                      EXISTS (SELECT 1 FROM user_sites us WHERE us.user_id = u.id AND us.site_id = %s),
+                      u.auth_provider <> 'password' OR NOT %s,
+                      EXISTS (SELECT 1 FROM tablet_sso_signins t
+                              WHERE t.user_id = u.id AND t.tablet_id = %s
+                                AND t.at > now() - make_interval(secs => %s))
                FROM users u LEFT JOIN staff_pins p ON p.user_id = u.id
                WHERE u.username = %s AND u.active""",
-            (tablet.site, body.username),
+            (
+                tablet.site,
+                request.app[SETTINGS].oidc.local_passwords,
+                tablet.id,
+                request.app[SETTINGS].api.session_hours * 3600,
+                body.username,
+            ),
         )
         row = await cur.fetchone()
         user_id = row[0] if row else None
@@ -373,6 +394,12 @@ async def pin_signin(request: web.Request) -> web.Response:
         )
         if not ok:
             raise ProblemError(401, "Unauthorized", "wrong user or PIN")
+        if row[4] and not row[5]:  # single sign-on staff: PIN only after SSO here this shift
+            raise ProblemError(
+                403,
+                "Forbidden",
+                "sign in with your organisation account on this tablet first this shift",
+            )
         async with conn.transaction():
             await _end_signins(conn, tablet.id, "switch")
             session = await auth.start_session(

@@ -132,7 +132,7 @@ def _db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from nattillsyn.demo import run_demo
 
-    return asyncio.run(run_demo(settings, rooms=args.rooms, port=args.port))
+    return asyncio.run(run_demo(settings, rooms=args.rooms, port=args.port, sso=args.sso))
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -310,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rooms", type=int, default=4, help="number of simulated rooms (default 4)")
     demo.add_argument(
         "--port", type=int, default=8080, help="api port (default 8080; 0 = any free)"
+    )
+    demo.add_argument(
+        "--sso",
+        action="store_true",
+        help="also start the test OpenID Provider (Node, npm's oidc-provider) and sign-in with it",
     )
 
     ma = add(

@@ -136,7 +136,7 @@ async def seed_history(settings: Settings) -> None:
             print("generated synthetic history for the evaluation report", flush=True)
 
 
-async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
+async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080, sso: bool = False) -> int:
     from nattillsyn.alerting.service import AlertingService
     from nattillsyn.api.app import ApiService
     from nattillsyn.db.migrate import migrate
@@ -149,8 +149,15 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
     broker: InProcessBroker | None = None
     history: asyncio.Task | None = None
     state: Path | None = None
+    provider = None
     try:
         updates: dict = {}
+        if sso:  # the test OpenID Provider on loopback (npm's oidc-provider; any password)
+            from nattillsyn.api.oidc_testprovider import TestProvider, oidc_settings
+            from nattillsyn.settings import OidcSettings
+
+            provider = await asyncio.to_thread(TestProvider)
+            updates["oidc"] = OidcSettings(**oidc_settings(provider.issuer, settings.site))
         if settings.database_url is None:
             pg = PrivatePostgres()
             updates["database_url"] = await asyncio.to_thread(pg.start)
@@ -179,6 +186,23 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
         services += make_agents(settings, rooms, fall_confirm_s=DEMO_FALL_CONFIRM_S)
 
         def announce() -> None:
+            sso_text = ""
+            if provider is not None:
+                port_ = api_service.port
+                bases = [f"http://{h}:{port_}" for h in ("127.0.0.1", "localhost")]
+                provider.control(
+                    "setup",
+                    redirect_uri=[f"{b}/sso/callback" for b in bases],
+                    post_logout_redirect_uri=[
+                        f"{b}{p}" for b in bases for p in ("/", "/admin", "/report")
+                    ],
+                )
+                sso_text = (
+                    f"  Single sign-on: test provider at {provider.issuer} ('Logga in med "
+                    "Testkommunens konto', any password):\n"
+                    "    anna.natt (night_staff)  cecilia.chef (unit_manager)  "
+                    "ulla.utv (evaluator)  ivar.it (sysadmin)  olle.okand (no role: refused)\n"
+                )
             logins = "\n".join(
                 f"    {u} / {p}   PIN {DEMO_PINS.get(u, '-')}   ({r})"
                 for u, p, _, r in _all_logins()
@@ -189,7 +213,7 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
                 f"  Admin page:   {api_service.url}admin\n"
                 f"  Evaluation:   {api_service.url}report  (utv / utv-demo; its months of "
                 "synthetic history are ready about a minute after start)\n"
-                f"  Demo logins:\n{logins}\n"
+                f"  Demo logins:\n{logins}\n{sso_text}"
                 "  Shared tablet: sign in as chef, Mer → Registrera den här surfplattan; "
                 "staff then sign in by PIN.\n"
                 f"  Database:     {'private PostgreSQL' if pg else 'configured URL'}; "
@@ -211,6 +235,8 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080) -> int:
                 await broker.stop()
         if pg is not None:
             await asyncio.to_thread(pg.stop)
+        if provider is not None:
+            provider.stop()
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nattillsyn.api.oidc_testprovider import unavailable
 from nattillsyn.embedded import find_pg_bin
 
 pytestmark = pytest.mark.clips
@@ -65,9 +66,13 @@ def test_demo_shows_a_fall_alert_and_stops_cleanly(clips_dir, tmp_path) -> None:
     }
     env["NATTILLSYN_CLIPS_DIR"] = str(clips_dir)
     log = tmp_path / "demo.log"
+    # --sso (when Node's test provider is installed): local logins keep working beside it,
+    # and Ctrl-C stops the provider too (it is one of the processes below).
+    sso = unavailable() is None
+    cmd = [sys.executable, "-m", "nattillsyn.cli", "demo", "--port", "0", "--rooms", "2"]
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nattillsyn.cli", "demo", "--port", "0", "--rooms", "2"],
+            cmd + (["--sso"] if sso else []),
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -86,6 +91,7 @@ def test_demo_shows_a_fall_alert_and_stops_cleanly(clips_dir, tmp_path) -> None:
                 url = line.split("Tablet page:")[1].strip()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         _api(opener, f"{url}api/v1/login", {"username": "natt", "password": "natt-demo"})
+        assert _api(opener, f"{url}api/v1/login/options")["sso"] is sso
         fall = None
         while fall is None:
             assert time.monotonic() - t0 < 180, "no fall alert within 3 minutes of start"

@@ -515,7 +515,9 @@
   };
   $("pin-save").onclick = async () => {
     try {
-      await api("POST", "/api/v1/me/pin", { password: $("pin-password").value, pin: $("pin-new").value });
+      // Single sign-on staff have no password: right after signing in they leave it empty.
+      const pw = $("pin-password").value;
+      await api("POST", "/api/v1/me/pin", { ...(pw ? { password: pw } : {}), pin: $("pin-new").value });
       $("pin-msg").textContent = t("saved"); $("pin-password").value = $("pin-new").value = "";
     } catch (e) { $("pin-msg").textContent = `${t("failed")}: ${e.message}`; }
   };

@@ -26,9 +26,10 @@ from .evaluation import EvaluationSettings
 from .gateway import GatewaySettings
 from .ingest import IngestSettings
 from .logging import LogSettings
+from .oidc import OidcSettings
 from .tablet import TabletSettings
 
-__all__ = ["Settings", "SettingsError", "default_clips_dir", "load"]
+__all__ = ["OidcSettings", "Settings", "SettingsError", "default_clips_dir", "load"]
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("nattillsyn_config_file", default=None)
 
@@ -94,6 +95,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     tablet: TabletSettings = Field(default_factory=TabletSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
 
     @classmethod
     def settings_customise_sources(
