@@ -176,7 +176,7 @@ class MqttClient:
         self._subscriptions: dict[str, int] = {}
         self._publishes: dict[int, _Publish] = {}
         self._subscribing: dict[int, asyncio.Future[None]] = {}
-        self._held: list[tuple[str, bytes, int, bool, _Publish | None]] = []  # during a connect
+        self._held: list[_Publish] = []  # published while paho opens a socket
         self._unrouted = 0  # waiting to be sent again
         self._outstanding_limit: int | None = None
         self._outstanding_below = asyncio.Event()
@@ -233,10 +233,11 @@ class MqttClient:
         c.on_publish = self._handle_publish
         c.on_subscribe = self._handle_subscribe
         c.on_message = self._handle_message
-        c.on_socket_open = self._on_socket_open
-        c.on_socket_close = self._on_socket_close
-        c.on_socket_register_write = self._on_socket_register_write
-        c.on_socket_unregister_write = self._on_socket_unregister_write
+        # paho calls these from the connect thread too: _in_loop hands them over.
+        c.on_socket_open = lambda _c, _u, sock: self._in_loop(self._socket_opened, sock)
+        c.on_socket_close = lambda _c, _u, sock: self._in_loop(self._socket_closed, sock)
+        c.on_socket_register_write = lambda _c, _u, sock: self._in_loop(self._want_write, sock)
+        c.on_socket_unregister_write = lambda _c, _u, sock: self._in_loop(self._written, sock)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -265,10 +266,7 @@ class MqttClient:
 
         Packets already queued (acknowledgements above all) are written first."""
         await self.flush(2.0)
-        reason = None
-        if publish_will and self.url.v5:
-            reason = ReasonCode(PacketTypes.DISCONNECT, identifier=_WITH_WILL)
-        await self._halt(reason)
+        await self._halt(_reason(self.url.v5, _WITH_WILL) if publish_will else None)
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Wait until what is queued (acknowledgements above all) is written."""
@@ -301,14 +299,12 @@ class MqttClient:
             self._runner = None
         self.connected.clear()
         error = MqttError("client stopped before the broker confirmed")
-        for fut in [p.waiter for p in self._publishes.values()] + list(self._subscribing.values()):
-            if fut is not None:
-                _set_exc(fut, error)
+        for p in [*self._publishes.values(), *self._held]:
+            _set_exc(p.waiter, error)
+        for fut in self._subscribing.values():
+            _set_exc(fut, error)
         self._publishes.clear()
         self._subscribing.clear()
-        for *_, track in self._held:
-            if track is not None and track.waiter is not None:
-                _set_exc(track.waiter, error)
         self._held.clear()
 
     async def _run(self) -> None:
@@ -349,12 +345,11 @@ class MqttClient:
             await asyncio.shield(self._opening)
         finally:
             held, self._held = self._held, []
-            for topic, payload, qos, retain, track in held:
+            for p in held:
                 try:
-                    self._send(topic, payload, qos, retain, track)
+                    self._send(p)
                 except MqttError as exc:
-                    if track is not None and track.waiter is not None:
-                        _set_exc(track.waiter, exc)
+                    _set_exc(p.waiter, exc)
 
     def on_connect(self, callback: Callable[[], None]) -> None:
         """Run `callback` in the event loop after every (re)connection."""
@@ -363,14 +358,10 @@ class MqttClient:
     # -- event-loop I/O (paho's socket callbacks) -----------------------------
 
     def _in_loop(self, fn: Callable[..., object], *args: object) -> None:
-        """paho calls the socket callbacks from the connect thread too."""
         if threading.get_ident() == self._thread_id:
             fn(*args)
         elif self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(fn, *args)
-
-    def _on_socket_open(self, client, userdata, sock) -> None:
-        self._in_loop(self._socket_opened, sock)
 
     def _socket_opened(self, sock) -> None:
         if sock.fileno() < 0 or self._loop is None:
@@ -381,9 +372,6 @@ class MqttClient:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._loop.add_reader(self._fd, self._on_readable)
-
-    def _on_socket_close(self, client, userdata, sock) -> None:
-        self._in_loop(self._socket_closed, sock)
 
     def _socket_closed(self, sock) -> None:
         if sock is self._sock:
@@ -396,16 +384,10 @@ class MqttClient:
             self._write_idle.set()
         self._sock, self._fd = None, -1
 
-    def _on_socket_register_write(self, client, userdata, sock) -> None:
-        self._in_loop(self._want_write, sock)
-
     def _want_write(self, sock) -> None:
         if sock is self._sock and self._loop is not None:
             self._write_idle.clear()
             self._loop.add_writer(self._fd, self._on_writable)
-
-    def _on_socket_unregister_write(self, client, userdata, sock) -> None:
-        self._in_loop(self._written, sock)
 
     def _written(self, sock) -> None:
         if sock is self._sock and self._loop is not None:
@@ -460,17 +442,16 @@ class MqttClient:
         if sock is None:
             self._down.set()
             return
-        with contextlib.suppress(Exception):
-            reason = None
-            if self.url.v5:
-                reason = ReasonCode(PacketTypes.DISCONNECT, identifier=_PROTOCOL_ERROR)
-            self._client.disconnect(reasoncode=reason)
-            self._client.loop_write()  # written and closed now, unless the buffer is full
-        if self._sock is sock:  # not closed: make the write fail so paho closes it
+        for step in ("disconnect", "shutdown"):  # the second makes the write fail
             with contextlib.suppress(Exception):
-                sock.shutdown(socket.SHUT_RDWR)
-                self._client.loop_write()
-        if self._sock is sock:  # still not: forget it; reconnect() closes it
+                if step == "disconnect":
+                    self._client.disconnect(reasoncode=_reason(self.url.v5, _PROTOCOL_ERROR))
+                else:
+                    sock.shutdown(socket.SHUT_RDWR)
+                self._client.loop_write()  # paho closes the socket after writing DISCONNECT
+            if self._sock is not sock:
+                return
+        if self._sock is sock:  # still open: forget it; reconnect() closes it
             self._forget_socket()
             self._handle_disconnect(self._client, None, None, None, None)
 
@@ -489,57 +470,42 @@ class MqttClient:
         `retry_unrouted` until a subscriber took it. With `require_subscriber` (MQTT 5) a
         PUBACK "no matching subscribers" raises MqttUnrouted: the caller keeps the message
         (e.g. in its disk queue) and sends it again later."""
-        if qos == 0:
-            self._send(topic, payload, 0, retain, None)
-            return
         assert self._loop is not None, "start() first"
-        fut: asyncio.Future[None] = self._loop.create_future()
-        self._send(
-            topic,
-            payload,
-            qos,
-            retain,
-            _Publish(fut, topic, payload, qos, retain, require_subscriber),
-        )
-        if timeout is None:
-            await fut
-        else:
+        fut = self._loop.create_future() if qos else None
+        self._send(_Publish(fut, topic, payload, qos, retain, require_subscriber))
+        if fut is not None:
             await asyncio.wait_for(fut, timeout)
 
     def publish_nowait(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> None:
         """Queue a publish without waiting for the broker (paho keeps QoS 1 queued while offline)."""
-        track = _Publish(None, topic, payload, qos, retain) if qos else None
-        self._send(topic, payload, qos, retain, track)
+        self._send(_Publish(None, topic, payload, qos, retain))
 
-    def _send(
-        self, topic: str, payload: bytes, qos: int, retain: bool, track: _Publish | None
-    ) -> None:
+    def _send(self, p: _Publish) -> None:
         if self._opening is not None and not self._opening.done():
-            self._held.append((topic, payload, qos, retain, track))
+            self._held.append(p)
             return
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        info = self._client.publish(p.topic, p.payload, qos=p.qos, retain=p.retain)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-            raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
-        if track is not None:
-            self._publishes[info.mid] = track
+            raise MqttError(f"publish to {p.topic} failed: {paho.error_string(info.rc)}")
+        if p.qos:
+            self._publishes[info.mid] = p
 
     def _retry(self, track: _Publish) -> None:
         self._unrouted -= 1
         if self._stopped:
-            if track.waiter is not None:
-                _set_exc(track.waiter, MqttError("client stopped before a subscriber took it"))
+            _set_exc(track.waiter, MqttError("client stopped before a subscriber took it"))
             self._check_outstanding()
             return
         track.attempt += 1
-        self._send(track.topic, track.payload, track.qos, track.retain, track)
+        self._send(track)
 
     @property
     def outstanding(self) -> int:
         """QoS > 0 publishes not yet confirmed by the broker (queued or in flight), and
         with `retry_unrouted` those waiting to be sent again."""
-        held = sum(1 for *_, track in self._held if track is not None)
+        held = sum(1 for p in self._held if p.qos)
         return len(self._publishes) + held + self._unrouted
 
     @property
@@ -677,16 +643,12 @@ class MqttClient:
             self._unrouted += 1
             assert self._loop is not None
             self._loop.call_later(min(0.25 * 2**track.attempt, 5.0), self._retry, track)
-        elif track.waiter is not None:
-            if code == UNROUTED:  # an error only for publishes that asked for a subscriber
-                if track.need_subscriber:
-                    _set_exc(track.waiter, MqttUnrouted(UNROUTED_TEXT))
-                else:
-                    _set_result(track.waiter)
-            elif getattr(reason_code, "is_failure", False):
-                _set_exc(track.waiter, MqttError(f"broker refused publish: {reason_code}"))
-            else:
-                _set_result(track.waiter)
+        elif code == UNROUTED and track.need_subscriber:  # else not an error
+            _set_exc(track.waiter, MqttUnrouted(UNROUTED_TEXT))
+        elif getattr(reason_code, "is_failure", False):
+            _set_exc(track.waiter, MqttError(f"broker refused publish: {reason_code}"))
+        else:
+            _set_result(track.waiter)
         self._check_outstanding()
 
     def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
@@ -736,11 +698,15 @@ class MqttClient:
         self._ready.set()
 
 
-def _set_result(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
+def _reason(v5: bool, code: int) -> ReasonCode | None:
+    return ReasonCode(PacketTypes.DISCONNECT, identifier=code) if v5 else None
+
+
+def _set_result(fut: asyncio.Future[None] | None) -> None:
+    if fut is not None and not fut.done():
         fut.set_result(None)
 
 
-def _set_exc(fut: asyncio.Future[None], exc: BaseException) -> None:
-    if not fut.done():
+def _set_exc(fut: asyncio.Future[None] | None, exc: BaseException) -> None:
+    if fut is not None and not fut.done():
         fut.set_exception(exc)
