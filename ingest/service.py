@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from collections import Counter as Tally
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -307,7 +308,7 @@ class IngestService:
                 records.append(out)
                 kinds[out.topic.kind.value] += 1
             else:
-                dead.append(out)
+                dead.append(replace(out, redelivered=True) if msg.dup else out)
                 kinds["invalid"] += 1
         for kind, n in kinds.items():
             MESSAGES.labels(kind).inc(n)
