@@ -32,6 +32,7 @@ not restarted). See bench/RESULTS.md for figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -60,7 +61,14 @@ def checks(phases: dict[str, dict]) -> list[str]:
             if ph["missing"]:
                 failed.append(f"ceiling: {ph['missing']} published messages not received")
             continue
-        for key in ("lost", "stored_twice", "unexpected", "unacked", "dead_letters_missing"):
+        for key in (
+            "lost",
+            "stored_twice",
+            "unexpected",
+            "unacked",
+            "refused",
+            "dead_letters_missing",
+        ):
             if ph[key]:
                 failed.append(f"{name}: {key} = {ph[key]}")
         if ph["dead_letters_unmatched"]:
@@ -68,7 +76,7 @@ def checks(phases: dict[str, dict]) -> list[str]:
                 f"{name}: {ph['dead_letters_unmatched']} dead letters match no malformed "
                 "message sent (or were stored twice)"
             )
-        if name == "faults":
+        if name == "faults" and "kill_at" in ph:
             if not ph.get("worker_killed"):
                 failed.append("faults: no ingest worker was killed (needs --workers > 1)")
             elif ph.get("worker_restarted_s") is None:
@@ -203,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-seconds", type=float, default=None, help="default: --seconds, at most 30"
     )
     p.add_argument("--fault-rate", type=float, default=5000.0, help="events/s, faults phase")
+    p.add_argument(
+        "--faults",
+        default="kill,broker",
+        help="faults phase: kill (SIGKILL an ingest worker at 30 %%), broker (restart at 60 %%)",
+    )
     p.add_argument("--invalid-every", type=int, default=1000, help="one malformed message per N")
     p.add_argument("--replay-every", type=int, default=500, help="one replayed message per N")
     p.add_argument(
@@ -241,10 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "ceiling":
         from bench.ingest_load import ceiling
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             ceiling(args)
-        except KeyboardInterrupt:
-            pass
         return 0
     return main_runner(args)
 

@@ -131,6 +131,7 @@ def account(
             "SELECT count(*) FROM bench_stored s "
             "WHERE NOT EXISTS (SELECT 1 FROM bench_expected e WHERE e.id = s.id)"
         ).fetchone()[0]
+        out["lost_runs"] = lost_runs(conn) if out["lost"] else []
         conn.execute("DROP TABLE bench_stored, bench_expected")
         rows, twice, first, last, by_end = conn.execute(
             "SELECT coalesce(sum(n), 0), coalesce(sum(n - 1), 0), min(c0), max(c1),"
@@ -160,6 +161,34 @@ def account(
         out["first_commit"] = min(commits).timestamp() if commits else 0.0
         out["last_commit"] = max(commits).timestamp() if commits else 0.0
         return out
+
+
+def lost_runs(conn: psycopg.Connection, limit: int = 8) -> list[dict]:
+    """Where the lost ids are: runs of consecutive ids of one publisher connection, the
+    longest first, each with the source time of the message stored just before it (so a
+    run can be put next to a fault)."""
+    lost = conn.execute(
+        "SELECT left(id::text, 24), ('x' || right(id::text, 12))::bit(48)::bigint "
+        "FROM bench_expected e WHERE NOT EXISTS (SELECT 1 FROM bench_stored s WHERE s.id = e.id) "
+        "ORDER BY 1, 2"
+    ).fetchall()
+    runs: list[list] = []
+    for prefix, n in lost:
+        if runs and runs[-1][0] == prefix and runs[-1][2] == n - 1:
+            runs[-1][2] = n
+        else:
+            runs.append([prefix, n, n])
+    runs.sort(key=lambda r: r[1] - r[2])
+    out = []
+    for prefix, first, last in runs[:limit]:
+        before = conn.execute(
+            "SELECT extract(epoch FROM min(ts)) FROM bench_audit WHERE id = %s::uuid",
+            (f"{prefix}{first - 1:012x}",),
+        ).fetchone()[0]
+        out.append(
+            {"ids": f"{prefix}{first:012x}", "n": last - first + 1, "after_ts": before and float(before)}
+        )
+    return out
 
 
 def latency_ms(db_url: str, schema: str) -> dict:

@@ -114,7 +114,9 @@ class Publishers:
             "gens": [tuple(g) for r in res for g in r["gens"]],
             "bad_hashes": [h for r in res for h in r["bad_hashes"]],
         }
-        for key in ("sent", "acked", "unacked", "resent_dup", "reconnects", "cpu"):
+        for key in ("sent", "acked", "unacked", "resent_dup", "unrouted_resent", "refused"):
+            out[key] = sum(r[key] for r in res)
+        for key in ("reconnects", "cpu"):
             out[key] = sum(r[key] for r in res)
         out["window"] = min(r["window"] for r in res)
         span = out["t_last"] - out["t_first"]
@@ -325,10 +327,14 @@ def ingest_phase(
         t0 = time.monotonic()
         pubs.go()
         if name == "faults":
+            wanted = args.faults.split(",")
             for at, what in ((0.3, "kill"), (0.6, "broker")):
+                if what not in wanted:
+                    continue
                 while time.monotonic() < t0 + at * seconds:
                     ingest.sample()
                     time.sleep(0.2)
+                faults[f"{what}_at"] = time.time()
                 if what == "kill":
                     if args.workers > 1:
                         _kill_worker(ingest, 0, faults)
@@ -377,6 +383,8 @@ def ingest_phase(
         "duplicates_skipped": ingest.counter(COUNTERS[1]),
         "publisher_resent_dup": res["resent_dup"],
         "publisher_reconnects": res["reconnects"],
+        "publisher_unrouted_resent": res["unrouted_resent"],
+        "refused": res["refused"],
         "seconds": round(span, 2),
         "per_s": committed / span if span > 0 else 0.0,
         "publish_per_s": res["publish_per_s"],
@@ -387,6 +395,7 @@ def ingest_phase(
         "bound_by": _bound_by(drain, res),
         "window": res["window"],
         **faults,
+        **({"lost_runs": acc["lost_runs"]} if acc["lost_runs"] else {}),
         **lat,
     }
     if name != "faults":  # a restarted broker is another process: no CPU figures then

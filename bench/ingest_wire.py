@@ -17,6 +17,7 @@ from dataclasses import dataclass
 CONNECT, CONNACK, PUBLISH, PUBACK = 0x10, 0x20, 0x30, 0x40
 SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 0x82, 0x90, 0xC0, 0xD0, 0xE0
 DUP = 0x08
+NO_MATCHING_SUBSCRIBERS = 0x10  # PUBACK reason code: accepted, but nobody took it
 
 # MQTT 5 property identifiers used here
 P_SESSION_EXPIRY = 0x11
@@ -166,7 +167,7 @@ def connect(
     buf = bytearray()
     deadline = time.monotonic() + timeout
     while True:
-        packets, used = parse(buf)
+        packets, _used = parse(buf)
         if packets:
             break
         if time.monotonic() > deadline:
