@@ -109,6 +109,9 @@ def summary(args: argparse.Namespace, phases: dict[str, dict], backend: str) -> 
         "redelivered": total("redelivered"),
         "duplicates_skipped": total("duplicates_skipped"),
         "replayed": total("replayed"),
+        "publisher_unrouted_resent": total("publisher_unrouted_resent"),
+        "publisher_resent_dup": total("publisher_resent_dup"),
+        "publishers_held_s": thr.get("publishers_held_s"),
         "dead_letters_sent": total("invalid"),
         "dead_letters_matched": total("dead_letters_matched"),
         "p50_ms": lat.get("p50_ms"),
@@ -219,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--invalid-every", type=int, default=1000, help="one malformed message per N")
     p.add_argument("--replay-every", type=int, default=500, help="one replayed message per N")
     p.add_argument(
+        "--max-backlog",
+        type=int,
+        default=100_000,
+        help="publishers are held back while more than this is published and not stored",
+    )
+    p.add_argument(
         "--drain-limit", type=float, default=180.0, help="longest wait for ingest to catch up (s)"
     )
     p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset to run")
@@ -239,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--publisher", type=int, default=0)
     p.add_argument("--worker", type=int, default=0)
     p.add_argument("--out")
+    p.add_argument("--pause", help=argparse.SUPPRESS)
+    p.add_argument("--progress", help=argparse.SUPPRESS)
     p.add_argument(
         "--receive-maximum", type=int, default=IngestSettings().receive_maximum, help="ceiling"
     )

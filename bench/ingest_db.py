@@ -186,7 +186,11 @@ def lost_runs(conn: psycopg.Connection, limit: int = 8) -> list[dict]:
             (f"{prefix}{first - 1:012x}",),
         ).fetchone()[0]
         out.append(
-            {"ids": f"{prefix}{first:012x}", "n": last - first + 1, "after_ts": before and float(before)}
+            {
+                "ids": f"{prefix}{first:012x}",
+                "n": last - first + 1,
+                "after_ts": before and float(before),
+            }
         )
     return out
 

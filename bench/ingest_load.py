@@ -299,11 +299,25 @@ def publisher(args) -> None:
     t0 = time.monotonic()
     deadline = t0 + args.seconds
     replay_every = args.replay_every
+    # Flow control by the runner: while the file `--pause` exists (ingest's backlog is
+    # above its high-water mark) nothing new is made; `--progress` tells it what was acked.
+    paused, paused_s, last, next_check = False, 0.0, t0, t0
     while True:
         now = time.monotonic()
         if now >= deadline:
             break
-        quota = int(rate * (now - t0)) - sent if rate else 1 << 30
+        if paused:
+            paused_s += now - last
+            t0 += now - last  # paced: no catching up afterwards
+        last = now
+        if args.pause and now >= next_check:
+            next_check = now + 0.1
+            paused = os.path.exists(args.pause)
+            _report(Path(args.progress), sum(link.acked for link in links), 0, paused_s)
+        if rate:
+            quota = 0 if paused else int(rate * (now - t0)) - sent
+        else:
+            quota = 0 if paused else 1 << 30
         for link, gen in zip(links, gens, strict=True):
             if link.sock is None:
                 if now >= link.retry_at:
@@ -330,7 +344,9 @@ def publisher(args) -> None:
             quota -= n
             link.send(items)
         socks = [link.sock for link in links if link.sock is not None]
-        if rate and quota <= 0:
+        if paused:
+            wait = 0.02
+        elif rate and quota <= 0:
             wait = max(0.0, min(0.005, t0 + (sent + 1) / rate - time.monotonic()))
         elif any(link.free > 0 for link in links):
             wait = 0.0
@@ -379,6 +395,7 @@ def publisher(args) -> None:
                 "window": min(link.window for link in links),
                 "t_first": t_first,
                 "t_last": t_last,
+                "paused_s": paused_s,
                 "cpu": t.user + t.system,
                 "bad_hashes": bad_hashes,
                 "gens": [[g.prefix, g.counter, g.invalid_every] for g in gens],

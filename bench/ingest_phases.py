@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,7 +72,11 @@ class Publishers:
 
     def __init__(self, args: argparse.Namespace, url: str, root: str, rate: float, seconds: float):
         self.procs = []
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-ingest-pub-"))
+        self.pause_file = self.dir / "pause"
+        self.held = False
         for p in range(args.publishers):
+            progress = self.dir / f"progress{p}"
             self.procs.append(
                 _child(
                     args,
@@ -81,6 +86,7 @@ class Publishers:
                     *("--window", str(args.window), "--rate", str(rate), "--seconds", str(seconds)),
                     *("--devices", str(args.devices), "--invalid-every", str(args.invalid_every)),
                     *("--replay-every", str(args.replay_every)),
+                    *("--pause", str(self.pause_file), "--progress", str(progress)),
                 )
             )
         self.window = 0
@@ -91,6 +97,21 @@ class Publishers:
             except (ValueError, KeyError):
                 self.kill()
                 raise RuntimeError(f"publisher failed to start: {line!r}") from None
+
+    def acked(self) -> int:
+        n = 0
+        for f in self.dir.glob("progress*"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                n += int(f.read_text().split()[0])
+        return n
+
+    def hold(self, on: bool) -> None:
+        """Make the publishers stop making messages (on) or go on (off)."""
+        if on and not self.held:
+            self.pause_file.touch()
+        elif not on and self.held:
+            self.pause_file.unlink(missing_ok=True)
+        self.held = on
 
     def go(self) -> None:
         for proc in self.procs:
@@ -116,11 +137,15 @@ class Publishers:
         }
         for key in ("sent", "acked", "unacked", "resent_dup", "unrouted_resent", "refused"):
             out[key] = sum(r[key] for r in res)
-        for key in ("reconnects", "cpu"):
+        for key in ("reconnects", "cpu", "paused_s"):
             out[key] = sum(r[key] for r in res)
         out["window"] = min(r["window"] for r in res)
         span = out["t_last"] - out["t_first"]
-        out["publish_per_s"] = out["acked"] / span if span > 0 else 0.0
+        # While held back (flow control) the publishers make nothing: their rate is over
+        # the time they were let publish; the average over the whole span is kept too.
+        active = span - out["paused_s"] / len(res)
+        out["publish_per_s"] = out["acked"] / active if active > 0 else 0.0
+        out["publish_avg_per_s"] = out["acked"] / span if span > 0 else 0.0
         return out
 
     def kill(self) -> None:
@@ -128,6 +153,7 @@ class Publishers:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def ceiling_phase(args: argparse.Namespace, broker: PrivateMosquitto) -> dict:
@@ -191,10 +217,11 @@ def ceiling_phase(args: argparse.Namespace, broker: PrivateMosquitto) -> dict:
 
 
 def _bound_by(drain: float, res: dict) -> str:
-    """Who set the pace: ingest if it went on committing well after the publishers
-    stopped (a backlog built up while they ran), else the publishers."""
+    """Who set the pace: ingest if the publishers had to be held back for its backlog, or
+    if it went on committing well after they stopped; else the publishers."""
     span = res["t_last"] - res["t_first"]
-    return "ingest" if drain > max(1.0, 0.05 * span) else "publisher"
+    held = res.get("paused_s", 0.0) > 0
+    return "ingest" if held or drain > max(1.0, 0.05 * span) else "publisher"
 
 
 class Ingest:
@@ -301,6 +328,20 @@ def _kill_worker(ingest: Ingest, worker: int, faults: dict) -> None:
     faults["worker_restarted_s"] = None
 
 
+def _fault(what: str, args, broker: PrivateMosquitto, ingest: Ingest, faults: dict) -> None:
+    faults[f"{what}_at"] = time.time()
+    if what == "kill":
+        if args.workers > 1:
+            _kill_worker(ingest, 0, faults)
+        else:
+            faults["worker_killed"] = False  # one worker: no supervisor to restart it
+    else:
+        ingest.sample()
+        t1 = time.monotonic()
+        broker.restart()
+        faults["broker_restart_s"] = round(time.monotonic() - t1, 2)
+
+
 def ingest_phase(
     args: argparse.Namespace,
     servers: tuple[PrivateMosquitto, PrivatePostgres],
@@ -324,29 +365,25 @@ def ingest_phase(
         pubs = Publishers(args, broker.url, root, rate, seconds)
         pids = (broker.proc.pid, pg.proc.pid, ingest.proc.pid)
         cpu0 = [tree_cpu(p) for p in pids]
-        t0 = time.monotonic()
-        pubs.go()
-        if name == "faults":
-            wanted = args.faults.split(",")
-            for at, what in ((0.3, "kill"), (0.6, "broker")):
-                if what not in wanted:
-                    continue
-                while time.monotonic() < t0 + at * seconds:
-                    ingest.sample()
-                    time.sleep(0.2)
-                faults[f"{what}_at"] = time.time()
-                if what == "kill":
-                    if args.workers > 1:
-                        _kill_worker(ingest, 0, faults)
-                    else:
-                        faults["worker_killed"] = False  # one worker: no supervisor
-                else:
-                    ingest.sample()
-                    t1 = time.monotonic()
-                    broker.restart()
-                    faults["broker_restart_s"] = round(time.monotonic() - t1, 2)
+        schedule = [(0.3, "kill"), (0.6, "broker")] if name == "faults" else []
+        schedule = [(at, what) for at, what in schedule if what in args.faults.split(",")]
+        with db.connect(pg.url, schema) as conn:
+            t0 = time.monotonic()
+            pubs.go()
+            while time.monotonic() < t0 + seconds:
+                if schedule and time.monotonic() >= t0 + schedule[0][0] * seconds:
+                    _fault(schedule.pop(0)[1], args, broker, ingest, faults)
+                # Flow control: a backlog above --max-backlog holds the publishers back
+                # (the broker's queue stays bounded, the time to drain it too).
+                backlog = pubs.acked() - db.progress(conn)
+                if backlog > args.max_backlog:
+                    pubs.hold(True)
+                elif backlog < args.max_backlog // 2:
+                    pubs.hold(False)
+                ingest.sample()
+                time.sleep(0.2)
+            pubs.hold(False)
         res = pubs.results()
-        cpu1 = [tree_cpu(p) for p in pids]
         db.wait_stored(
             pg.url,
             schema,
@@ -355,6 +392,7 @@ def ingest_phase(
             stall_s=15,
             limit_s=args.drain_limit,
         )
+        cpu1 = [tree_cpu(p) for p in pids]
         ingest.sample()
         ingest.stop()
         ingest.sample()
@@ -388,10 +426,12 @@ def ingest_phase(
         "seconds": round(span, 2),
         "per_s": committed / span if span > 0 else 0.0,
         "publish_per_s": res["publish_per_s"],
+        "publish_avg_per_s": res["publish_avg_per_s"],
         "backlog_at_publish_end": res["acked"]
         - res["counts"]["replay"]
         - acc["committed_by_publish_end"],
         "drain_s": round(drain, 2),
+        "publishers_held_s": round(res["paused_s"] / args.publishers, 2),
         "bound_by": _bound_by(drain, res),
         "window": res["window"],
         **faults,
