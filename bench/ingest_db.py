@@ -153,7 +153,10 @@ def account(
         out["dead_letters_sent"] = len(bad_hashes)
         out["dead_letters_matched"] = sum((sent & got).values())
         out["dead_letters_missing"] = sum((sent - got).values())
-        out["dead_letters_unmatched"] = sum((got - sent).values())  # stored twice or unknown
+        # A malformed message dead-lettered again (a redelivery: dead_letters has no key)
+        # or a dead letter of no message sent.
+        out["dead_letters_stored_twice"] = sum(n for h, n in (got - sent).items() if h in sent)
+        out["dead_letters_unknown"] = sum(n for h, n in got.items() if h not in sent)
         out["committed_by_publish_end"] = int(by_end) + sum(
             1 for _h, c in dead if c is not None and c.timestamp() <= t_last
         )
