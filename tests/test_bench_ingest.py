@@ -53,7 +53,7 @@ def test_malformed_payloads_are_unique_and_ids_follow_the_counter() -> None:
 
 @pytest.mark.timeout(180)
 def test_short_run_accounts_for_everything_then_catches_a_double_store() -> None:
-    code, res, err = _bench("--seconds", "3", "--phases", "ceiling,faults,latency")
+    code, res, err = _bench("--seconds", "2", "--phases", "ceiling,faults,latency")
     assert code == 0, (res.get("failed"), err[-3000:])
     for key in ("events_per_s", "ceiling_per_s", "publish_per_s", "bound_by", "backend"):
         assert key in res
