@@ -157,6 +157,11 @@ def account(
         # or a dead letter of no message sent.
         out["dead_letters_stored_twice"] = sum(n for h, n in (got - sent).items() if h in sent)
         out["dead_letters_unknown"] = sum(n for h, n in got.items() if h not in sent)
+        twice = {h for h, n in (got - sent).items() if h in sent}
+        out["dead_letters_twice_commits"] = [  # when each copy was committed (epoch s)
+            sorted(round(c.timestamp(), 3) for h2, c in dead if h2 == h and c is not None)
+            for h in sorted(twice)[:5]
+        ]
         out["committed_by_publish_end"] = int(by_end) + sum(
             1 for _h, c in dead if c is not None and c.timestamp() <= t_last
         )

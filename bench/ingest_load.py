@@ -157,6 +157,7 @@ class Link:
         self.unrouted_resent = 0
         self.refused = 0
         self.reconnects = 0
+        self.resumed = 0  # reconnects that found their session on the broker
         self.retry_at = 0.0
         self.connected_once = False
 
@@ -174,6 +175,7 @@ class Link:
             return False
         if self.connected_once:
             self.reconnects += 1
+            self.resumed += ack.session_present
         self.connected_once = True
         self.window = max(1, min(self.want_window, ack.receive_maximum))
         sock.setblocking(False)
@@ -392,6 +394,7 @@ def publisher(args) -> None:
                 "unrouted_resent": sum(link.unrouted_resent for link in links),
                 "refused": sum(link.refused for link in links),
                 "reconnects": sum(link.reconnects for link in links),
+                "sessions_resumed": sum(link.resumed for link in links),
                 "window": min(link.window for link in links),
                 "t_first": t_first,
                 "t_last": t_last,

@@ -137,7 +137,7 @@ class Publishers:
         }
         for key in ("sent", "acked", "unacked", "resent_dup", "unrouted_resent", "refused"):
             out[key] = sum(r[key] for r in res)
-        for key in ("reconnects", "cpu", "paused_s"):
+        for key in ("reconnects", "sessions_resumed", "cpu", "paused_s"):
             out[key] = sum(r[key] for r in res)
         out["window"] = min(r["window"] for r in res)
         span = out["t_last"] - out["t_first"]
@@ -418,10 +418,16 @@ def ingest_phase(
         "dead_letters_missing": acc["dead_letters_missing"],
         "dead_letters_stored_twice": acc["dead_letters_stored_twice"],
         "dead_letters_unknown": acc["dead_letters_unknown"],
+        **(
+            {"dead_letters_twice_commits": acc["dead_letters_twice_commits"]}
+            if acc["dead_letters_twice_commits"]
+            else {}
+        ),
         "redelivered": ingest.counter(COUNTERS[0]),
         "duplicates_skipped": ingest.counter(COUNTERS[1]),
         "publisher_resent_dup": res["resent_dup"],
         "publisher_reconnects": res["reconnects"],
+        "publisher_sessions_resumed": res["sessions_resumed"],
         "publisher_unrouted_resent": res["unrouted_resent"],
         "refused": res["refused"],
         "seconds": round(span, 2),
