@@ -195,7 +195,7 @@ def ceiling_phase(args: argparse.Namespace, broker: PrivateMosquitto) -> dict:
     got = sum(int(v[0]) for v in vals)
     t_end = max(float(v[2]) for v in vals)
     span = t_end - res["t_first"]
-    drain = t_end - res["t_last"]
+    drain = max(0.0, t_end - res["t_last"])
     n = max(1, got)
     return {
         "published": want,
@@ -404,7 +404,7 @@ def ingest_phase(
         ingest.stop()
     committed = acc["stored"] + acc["dead_letters"]
     span = acc["last_commit"] - res["t_first"]
-    drain = acc["last_commit"] - res["t_last"]
+    drain = max(0.0, acc["last_commit"] - res["t_last"])
     n = max(1, res["acked"])
     out = {
         "published": res["acked"],
