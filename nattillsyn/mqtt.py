@@ -594,11 +594,17 @@ class MqttClient:
         them on the resumed session and their copies are acknowledged then."""
         if not self._manual_ack:
             return 0
-        n = 0
+        n, batch = 0, []
         for m in msgs:
-            if m.generation == self._generation and m.qos:
+            if m.generation != self._generation or not m.qos:
+                continue
+            n += 1
+            if m.qos == 1 and self._fast:
+                batch.append(m.mid)
+            else:
                 self._client.ack(m.mid, m.qos)
-                n += 1
+        if batch:  # one write for the batch (paho: a send() per PUBACK)
+            mqtt_fastpath.ack_many(self._client, batch)
         return n
 
     # -- paho callbacks (event loop) ---------------------------------------------

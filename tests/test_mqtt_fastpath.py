@@ -3,10 +3,11 @@ stream, cut anywhere, gives the same messages through both."""
 
 from __future__ import annotations
 
+import struct
 import uuid
 
 import pytest
-from mqtt_wire import SUBSCRIBE, ScriptedBroker, packet, publish_packet
+from mqtt_wire import PUBACK, SUBSCRIBE, ScriptedBroker, packet, publish_packet
 
 from nattillsyn import mqtt, mqtt_fastpath
 from nattillsyn.mqtt import MqttClient
@@ -60,6 +61,18 @@ async def test_fast_reader_delivers_what_paho_delivers(v5: bool, split: int) -> 
                 await client.subscribe("#")
                 msgs = [await client.next_message(timeout=20) for _ in range(count)]
                 assert client.backlog == 0 and client.connects == 1
+                if fast:  # both kinds of acknowledgement put the same bytes on the wire
+                    conn = broker.connections[0]
+                    q1 = [m for m in msgs if m.qos == 1]
+                    assert client.ack_many(q1[:20]) == 20
+                    for m in q1[20:]:
+                        client._client.ack(m.mid, 1)
+                    want = len(q1)
+                    await broker.wait(
+                        lambda c=conn, n=want: sum(k == PUBACK for k, _ in c.packets) == n
+                    )
+                    acks = [body for c, body in conn.packets if c == PUBACK]
+                    assert acks == [struct.pack("!H", m.mid) for m in q1]
             finally:
                 await client.stop()
         got[fast] = [(m.topic, m.payload, m.qos, m.retain, m.mid, m.dup) for m in msgs]
