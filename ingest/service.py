@@ -18,9 +18,9 @@ import signal
 import sys
 import time
 from collections import Counter as Tally
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.client as paho
 import psycopg
 from prometheus_client import Counter, Gauge, Histogram
 from psycopg_pool import PoolTimeout
@@ -223,7 +223,7 @@ class IngestService:
         self._dead_window = [0.0, 0, 0]  # window start, logged, not logged
 
     def _filters(self) -> list[str]:
-        shared = self.mqtt.url.protocol == paho.MQTTv5
+        shared = self.mqtt.url.v5
         out = []
         for kind in STORED_KINDS:
             f = self.topics.subscription(kind)
@@ -308,7 +308,7 @@ class IngestService:
                 records.append(out)
                 kinds[out.topic.kind.value] += 1
             else:
-                dead.append(out)
+                dead.append(replace(out, redelivered=True) if msg.dup else out)
                 kinds["invalid"] += 1
         for kind, n in kinds.items():
             MESSAGES.labels(kind).inc(n)
@@ -540,7 +540,7 @@ def services(settings: Settings, worker: int | None, config_file: str | None = N
     if worker is not None:
         return [IngestService(settings, worker)]
     workers = settings.ingest.workers
-    if workers > 1 and MqttUrl.parse(settings.mqtt_url or "").protocol != paho.MQTTv5:
+    if workers > 1 and not MqttUrl.parse(settings.mqtt_url or "").v5:
         logger.warning(
             "shared subscriptions need MQTT 5: running one ingest worker", workers=workers
         )

@@ -357,14 +357,38 @@ async def write_batch(
             result.duplicates += len(batch) - n
         result.device_rows = await write_devices(conn, now)
         if dead:
-            async with (
-                conn.cursor() as cur,
-                cur.copy("COPY dead_letters (topic, reason, size, payload) FROM STDIN") as copy,
-            ):
-                for dl in dead:
-                    await copy.write_row(
-                        (dl.topic, dl.reason[:1000], len(dl.payload), dl.kept_payload)
-                    )
-            result.dead_letters = len(dead)
+            result.dead_letters = await _write_dead(conn, dead)
     result.deferred = deferred
     return result
+
+
+DEAD_COLS = "topic, reason, size, payload, digest"
+# A redelivery is stored unless the same message was dead-lettered within the window in
+# which the broker can redeliver it (a crash, a broker restart: minutes, not days).
+INSERT_DEAD_ONCE = f"""
+INSERT INTO dead_letters ({DEAD_COLS})
+SELECT %s, %s, %s, %s, %s
+WHERE NOT EXISTS (
+    SELECT 1 FROM dead_letters
+    WHERE digest = %s AND received_at > now() - interval '1 day'
+)"""
+
+
+async def _write_dead(conn: AsyncConnection, dead: list[DeadLetter]) -> int:
+    """Dead letters in the batch's transaction; returns how many rows were added."""
+
+    def row(dl: DeadLetter) -> tuple:
+        return (dl.topic, dl.reason[:1000], len(dl.payload), dl.kept_payload, dl.digest)
+
+    fresh = [dl for dl in dead if not dl.redelivered]
+    added = len(fresh)
+    async with conn.cursor() as cur:
+        if fresh:
+            async with cur.copy(f"COPY dead_letters ({DEAD_COLS}) FROM STDIN") as copy:
+                for dl in fresh:
+                    await copy.write_row(row(dl))
+        for dl in dead:
+            if dl.redelivered:
+                await cur.execute(INSERT_DEAD_ONCE, (*row(dl), dl.digest))
+                added += cur.rowcount
+    return added

@@ -5,6 +5,7 @@ on what is valid; ingest stores the rejects in the dead-letter table."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -29,6 +30,11 @@ class DeadLetter:
     topic: str
     reason: str
     payload: bytes
+    redelivered: bool = False  # MQTT DUP: maybe already stored before a crash
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.topic.encode() + b"\0" + self.payload).digest()
 
     @property
     def kept_payload(self) -> bytes:

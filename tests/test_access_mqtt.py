@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import psycopg
 import pytest
 from admin_helpers import poll, running_api, signed_in
+from mqtt_wire import connack_reason
 from psycopg import sql
 
 from nattillsyn.api import mosquitto
@@ -37,25 +36,9 @@ from nattillsyn.protocol import (
 CONF = "allow_anonymous false\npassword_file {dir}/passwd\nacl_file {dir}/acl\n"
 
 
-def connack(port: int, username: str, password: str, timeout: float = 5.0) -> int:
+def connack(port: int, username: str, password: str) -> int | str:
     """The CONNACK reason code the broker gives these credentials (0: accepted)."""
-    done, result = threading.Event(), {}
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    c.username_pw_set(username, password)
-
-    def on_connect(client, userdata, flags, rc, props):
-        result["rc"] = rc.value
-        done.set()
-
-    c.on_connect = on_connect
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    try:
-        assert done.wait(timeout), "no CONNACK"
-        return result["rc"]
-    finally:
-        c.disconnect()
-        c.loop_stop()
+    return connack_reason(port, user=username, password=password)
 
 
 @pytest.fixture

@@ -12,17 +12,15 @@ import json
 import os
 import re
 import shutil
-import ssl
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import psycopg
 import pytest
 import yaml
+from mqtt_wire import connack_reason
 
 from nattillsyn.embedded import PrivatePostgres, free_port, wait_port
 from nattillsyn.settings import load
@@ -302,31 +300,7 @@ def stack_broker(certs: Path, tmp_path_factory):
 
 def _connect(port: int, *, user=None, password=None, ca: Path | None = None) -> int | str:
     """CONNACK reason of one connection attempt (0 = accepted), or the TLS error."""
-    done = threading.Event()
-    result: list = []
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
-    if user:
-        c.username_pw_set(user, password)
-    if ca is not None:
-        c.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
-
-    def on_connect(client, userdata, flags, rc, props=None):
-        result.append(rc.value)
-        done.set()
-
-    c.on_connect = on_connect
-    try:
-        c.connect("127.0.0.1", port, keepalive=10)
-    except (ssl.SSLError, OSError) as exc:
-        return type(exc).__name__
-    c.loop_start()
-    try:
-        if not done.wait(10):
-            return "no CONNACK"
-        return result[0]
-    finally:
-        c.disconnect()
-        c.loop_stop()
+    return connack_reason(port, user=user, password=password, ca=ca)
 
 
 def test_stack_broker_serves_tls_with_generated_passwords(stack_broker):

@@ -50,7 +50,8 @@ async def test_partition_short_outage(namespaces) -> None:
         cut="link",
     )
     res = await scenario(args)
-    assert _our_namespaces() == before, "namespaces left behind"
+    # Only this run's: a concurrent run on the machine may remove its own meanwhile.
+    assert not _our_namespaces() - before, "namespaces left behind"
     assert res["ok"], res["failures"]
     # The fall during the outage reached the site's tablet within 1 s, and staff were told once.
     assert res["fall_to_site_tablet_ms"] < 1000

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nattillsyn.ingest.service import IngestService
-from nattillsyn.ingest.writer import DeviceSeen, build_rows, write_devices
+from nattillsyn.ingest.writer import DeviceSeen, build_rows, write_batch, write_devices
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import (
     Availability,
@@ -469,3 +469,21 @@ async def test_deferred_device_summaries_write_what_each_batch_would(pool) -> No
                     await write_devices(conn, pending.values())
                 results.append(await _devices(conn))
         assert results[0] == results[1] == results[2], trial
+
+
+async def test_a_redelivered_dead_letter_is_kept_once(settings, pool) -> None:
+    """The broker sends again what was committed but not acknowledged (a worker killed
+    between the two): such a copy (DUP) of a malformed message adds no second row, while
+    identical malformed messages that are not redeliveries are each kept."""
+    t = f"{settings.topic_root}/site-1/r1/d1/event"
+    first = DeadLetter(t, "invalid JSON", b"{broken")
+    again = DeadLetter(t, "invalid JSON", b"{broken", redelivered=True)
+    other = DeadLetter(t, "invalid JSON", b"{other", redelivered=True)
+    async with pool.connection() as conn:
+        assert (await write_batch(conn, [], [first])).dead_letters == 1
+        assert (await write_batch(conn, [], [again, other])).dead_letters == 1
+        assert (await write_batch(conn, [], [first])).dead_letters == 1  # a real repeat
+        rows = await (
+            await conn.execute("SELECT payload, count(*) FROM dead_letters GROUP BY 1 ORDER BY 1")
+        ).fetchall()
+    assert rows == [(b"{broken", 2), (b"{other", 1)]
