@@ -204,8 +204,7 @@ async def test_baseline_import_all_or_nothing(api):
 
 
 @pytest.mark.browser
-async def test_report_page_in_browser(api, browser):
-    page = await browser.new_page()
+async def test_report_page_in_browser(api, page):
     await page.goto(f"{api.url}report")
     await page.fill("input[name=username]", "eva")
     await page.fill("input[name=password]", "pw")
