@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from datetime import date, timedelta
 
 import aiohttp
@@ -215,8 +216,13 @@ async def test_report_page_in_browser(api, page):
     assert await page.locator("#trend svg polyline").count() == 2
     assert await page.locator("#residents tr").count() == 1 + CONSENTING  # header + pseudonyms
     assert "Liten enhet" in await page.inner_text("#units")
-    await page.click("#lang")
-    assert (await page.inner_text("h3 >> nth=0")) == "Per week"
+    if os.environ.get("NATTILLSYN_SCREENSHOTS"):  # a folder: save a screenshot there
+        path = os.path.join(os.environ["NATTILLSYN_SCREENSHOTS"], "evaluation.png")
+        await page.screenshot(path=path, full_page=True)
+    await page.click("#lang")  # the report comes again, in English
+    await page.wait_for_selector("#report[data-lang=en]")
+    assert (await page.inner_text("#trend-section h2")) == "Per week"
+    assert "Fysiska" not in await page.inner_text("#key")
     # the small unit: suppressed, nothing per resident
     await page.select_option("#unit", "liten")
     await page.click("#query button[type=submit]")

@@ -43,7 +43,8 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body, { headers = {} } = {}) {
+// `text: true` returns the body as text (an HTML page) instead of parsed JSON.
+export async function api(method, path, body, { headers = {}, text: asText = false } = {}) {
   const h = { ...headers };
   if (body !== undefined) h["Content-Type"] = "application/json";
   if (method !== "GET") {
@@ -56,11 +57,11 @@ export async function api(method, path, body, { headers = {} } = {}) {
   });
   const text = await r.text();
   let data = null;
-  if (text) {
+  if (text && (!r.ok || !asText)) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
   if (!r.ok) throw new ApiError(data?.detail || data?.title || r.statusText, r.status, data);
-  return data;
+  return asText ? text : data;
 }
 
 // ---- translation ------------------------------------------------------------------------
