@@ -22,7 +22,7 @@ self.addEventListener("fetch", (ev) => {
   ev.respondWith(fetch(ev.request).catch(() => caches.match(ev.request, { ignoreSearch: true })));
 });
 self.addEventListener("push", (ev) => {
-  let a = {};
+  let a;
   try { a = ev.data ? ev.data.json() : {}; } catch (e) { a = { title: "nattillsyn" }; }
   const title = (a.practice ? "ÖVNING: " : "") + (a.title || "Larm");
   ev.waitUntil(self.registration.showNotification(title, {
