@@ -66,9 +66,14 @@ export async function api(method, path, body, { headers = {}, text: asText = fal
 
 // ---- translation ------------------------------------------------------------------------
 export const LANGS = ["sv", "en"];
+// A locale that cannot be fetched is empty: the pages then keep the Swedish in their HTML.
 const DICTS = Object.fromEntries(await Promise.all(LANGS.map(async (l) => {
-  const r = await fetch(`/static/locales/${l}.json`);
-  return [l, r.ok ? await r.json() : {}];
+  try {
+    const r = await fetch(`/static/locales/${l}.json`);
+    return [l, r.ok ? await r.json() : {}];
+  } catch {
+    return [l, {}];
+  }
 })));
 let lang = LANGS.includes(localStorage.getItem("lang")) ? localStorage.getItem("lang") : "sv";
 let section = "common";
@@ -94,8 +99,8 @@ export const t = (key, fallback) => tIn(lang, key, fallback);
 
 // Translate every [data-i18n] (text) and [data-i18n-placeholder] under root.
 export function translate(root = document) {
-  $$("[data-i18n]", root).forEach((e) => { e.textContent = t(e.dataset.i18n); });
-  $$("[data-i18n-placeholder]", root).forEach((e) => { e.placeholder = t(e.dataset.i18nPlaceholder); });
+  $$("[data-i18n]", root).forEach((e) => { e.textContent = t(e.dataset.i18n, e.textContent); });
+  $$("[data-i18n-placeholder]", root).forEach((e) => { e.placeholder = t(e.dataset.i18nPlaceholder, e.placeholder); });
 }
 
 // The whole page: its texts, <html lang> and the language button (it shows the other one).
