@@ -135,6 +135,18 @@ async def test_report_for_evaluator_is_scoped_suppressed_and_pseudonymised(api, 
         assert pq.read_table(io.BytesIO(await r.read())).num_rows == 2
         r = await http.get(f"{api.url}api/v1/evaluation/report.html", params=q)
         assert r.status == 200 and "Utvärdering av digital nattillsyn" in await r.text()
+        assert r.headers["Content-Disposition"].startswith("attachment")
+        # What the evaluation page shows: the same document, in English on request, read.
+        r = await http.get(
+            f"{api.url}api/v1/evaluation/report.html",
+            params={**q, "lang": "en", "disposition": "inline"},
+        )
+        page = await r.text()
+        assert r.status == 200 and "Content-Disposition" not in r.headers
+        assert "Evaluation of digital night supervision" in page and "Utvärdering" not in page
+        for bad in ({"lang": "de"}, {"disposition": "download"}):
+            r = await http.get(f"{api.url}api/v1/evaluation/report.html", params={**q, **bad})
+            assert r.status == 400 and r.content_type == "application/problem+json"
     async with await psycopg.AsyncConnection.connect(settings.database_url) as c:
         await c.execute(
             sql.SQL("SET search_path TO {}, public").format(
@@ -147,7 +159,8 @@ async def test_report_for_evaluator_is_scoped_suppressed_and_pseudonymised(api, 
         logged = await cur.fetchall()
     assert ("read", "evaluation report", "evaluation") in logged
     assert ("export", "evaluation residents", "evaluation") in logged
-    assert ("export", "evaluation report html", "evaluation") in logged
+    # the download is an export; what the page shows (inline) is a read, like the JSON
+    assert logged.count(("export", "evaluation report html", "evaluation")) == 1
 
 
 async def test_roles_and_openapi(api):
