@@ -130,22 +130,36 @@ async def report(request: web.Request) -> web.Response:
     "/api/v1/evaluation/report.html",
     roles=EVALUATORS,
     response_type="text/html",
-    query=REPORT_QUERY,
+    query=(*REPORT_QUERY, "lang", "disposition"),
     problems=(501,),
 )
 async def report_html(request: web.Request) -> web.Response:
-    """The report as one self-contained HTML page with plots (to save or print)."""
+    """The report as one self-contained HTML page with charts, to save or print
+    (`lang=sv|en`: Swedish with English after it, or English). The evaluation page shows
+    the same page (`disposition=inline`: read, not downloaded)."""
     from nattillsyn.evaluation import render
 
+    lang = request.query.get("lang", "sv")
+    if lang not in render.LANGS:
+        raise ProblemError(400, "Bad Request", f"lang must be {' or '.join(render.LANGS)}")
+    disposition = request.query.get("disposition", "attachment")
+    if disposition not in ("attachment", "inline"):
+        raise ProblemError(400, "Bad Request", "disposition must be attachment or inline")
     rep = await _report(request)
     try:
-        text = render.to_html(rep)
+        text = render.to_html(rep, lang)
     except ImportError as exc:
         raise ProblemError(501, "Not Implemented", f"install nattillsyn[report]: {exc}") from None
+    detail = {"from": str(rep.start), "to": str(rep.end)}
+    if disposition == "inline":  # the evaluation page: a read, like the figures as JSON
+        await audit(
+            request, "read", "evaluation report", purpose=PURPOSE, site=rep.site,
+            detail=detail | {"units": len(rep.units)},
+        )  # fmt: skip
+        return web.Response(text=text, content_type="text/html")
     await audit(
-        request, "export", "evaluation report html", purpose=PURPOSE, site=rep.site,
-        detail={"from": str(rep.start), "to": str(rep.end)},
-    )  # fmt: skip
+        request, "export", "evaluation report html", purpose=PURPOSE, site=rep.site, detail=detail
+    )
     resp = web.Response(text=text, content_type="text/html")
     resp.headers["Content-Disposition"] = (
         f'attachment; filename="{_filename("nattillsyn", rep.site, rep.start, rep.end)}.html"'

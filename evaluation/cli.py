@@ -1,7 +1,7 @@
 """`nattillsyn report`, `nattillsyn baseline-import` and `nattillsyn synthesize`.
 
 Argument definitions only import argparse, so building the CLI parser stays cheap; the work
-imports psycopg, NumPy and matplotlib when a command runs.
+imports psycopg, NumPy and Jinja2 when a command runs.
 """
 
 from __future__ import annotations

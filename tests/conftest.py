@@ -8,14 +8,19 @@ schema and its own topic root, so tests never see each other's data.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import playwright
 import psycopg
 import pytest
 from backends import BACKENDS, timescale_missing
+from playwright.async_api import async_playwright
 from psycopg import sql
 
 from nattillsyn.db.migrate import migrate
@@ -195,17 +200,60 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture
-async def browser(chromium: Path):
-    """Debian's Chromium driven by Playwright (no browser downloads work here)."""
-    from playwright.async_api import async_playwright
+@pytest.fixture(scope="session")
+def browser_server(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Chromium for the whole session: Playwright's browser server (its own Node driver)
+    around Debian's Chromium; yields the WebSocket endpoint tests connect to."""
+    driver = Path(playwright.__file__).parent / "driver"
+    config = tmp_path_factory.mktemp("chromium") / "launch.json"
+    config.write_text(
+        json.dumps({"executablePath": str(chromium), "args": CHROMIUM_ARGS, "headless": True})
+    )
+    proc = subprocess.Popen(
+        [driver / "node", driver / "package" / "cli.js", "launch-server",
+         "--browser", "chromium", "--config", config],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the server prints its endpoint once it is up
+        endpoint = re.search(r"ws://\S+", line)
+        assert endpoint, f"Playwright's browser server did not start: {line!r}"
+        yield endpoint.group(0)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
+
+@pytest.fixture
+async def browser(browser_server: str):
+    """The session's Chromium, connected for this test; everything the test opened in it
+    (contexts, pages) closes with the connection at the end of the test."""
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        b = await p.chromium.connect(browser_server)
         try:
             yield b
         finally:
             await b.close()
+
+
+@pytest.fixture
+async def context(browser):
+    """The test's own browser context (cookies, storage, service workers)."""
+    ctx = await browser.new_context()
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
+
+
+@pytest.fixture
+async def page(context):
+    return await context.new_page()
 
 
 @pytest.fixture

@@ -47,12 +47,12 @@ async def _shot(page, name: str) -> None:
         await page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
 
 
-async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, browser) -> None:
+async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, page) -> None:
     topics = Topics(settings.topic_root)
     async with running_api(settings) as (api, s):
         ingest = IngestService(s)
         await ingest.start()
-        page = await browser.new_page(viewport={"width": 1300, "height": 900})
+        await page.set_viewport_size({"width": 1300, "height": 900})
         agent = None
         sub = MqttClient(s.mqtt_url, f"sub-{uuid.uuid4().hex[:8]}")
         await sub.start()
@@ -168,7 +168,6 @@ async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, bro
             if agent is not None:
                 await agent.stop()
             await sub.stop()
-            await page.close()
             await ingest.stop()
 
 

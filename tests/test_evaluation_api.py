@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from datetime import date, timedelta
 
 import aiohttp
@@ -134,6 +135,18 @@ async def test_report_for_evaluator_is_scoped_suppressed_and_pseudonymised(api, 
         assert pq.read_table(io.BytesIO(await r.read())).num_rows == 2
         r = await http.get(f"{api.url}api/v1/evaluation/report.html", params=q)
         assert r.status == 200 and "Utvärdering av digital nattillsyn" in await r.text()
+        assert r.headers["Content-Disposition"].startswith("attachment")
+        # What the evaluation page shows: the same document, in English on request, read.
+        r = await http.get(
+            f"{api.url}api/v1/evaluation/report.html",
+            params={**q, "lang": "en", "disposition": "inline"},
+        )
+        page = await r.text()
+        assert r.status == 200 and "Content-Disposition" not in r.headers
+        assert "Evaluation of digital night supervision" in page and "Utvärdering" not in page
+        for bad in ({"lang": "de"}, {"disposition": "download"}):
+            r = await http.get(f"{api.url}api/v1/evaluation/report.html", params={**q, **bad})
+            assert r.status == 400 and r.content_type == "application/problem+json"
     async with await psycopg.AsyncConnection.connect(settings.database_url) as c:
         await c.execute(
             sql.SQL("SET search_path TO {}, public").format(
@@ -146,7 +159,8 @@ async def test_report_for_evaluator_is_scoped_suppressed_and_pseudonymised(api, 
         logged = await cur.fetchall()
     assert ("read", "evaluation report", "evaluation") in logged
     assert ("export", "evaluation residents", "evaluation") in logged
-    assert ("export", "evaluation report html", "evaluation") in logged
+    # the download is an export; what the page shows (inline) is a read, like the JSON
+    assert logged.count(("export", "evaluation report html", "evaluation")) == 1
 
 
 async def test_roles_and_openapi(api):
@@ -204,8 +218,7 @@ async def test_baseline_import_all_or_nothing(api):
 
 
 @pytest.mark.browser
-async def test_report_page_in_browser(api, browser):
-    page = await browser.new_page()
+async def test_report_page_in_browser(api, page):
     await page.goto(f"{api.url}report")
     await page.fill("input[name=username]", "eva")
     await page.fill("input[name=password]", "pw")
@@ -216,8 +229,13 @@ async def test_report_page_in_browser(api, browser):
     assert await page.locator("#trend svg polyline").count() == 2
     assert await page.locator("#residents tr").count() == 1 + CONSENTING  # header + pseudonyms
     assert "Liten enhet" in await page.inner_text("#units")
-    await page.click("#lang")
-    assert (await page.inner_text("h3 >> nth=0")) == "Per week"
+    if os.environ.get("NATTILLSYN_SCREENSHOTS"):  # a folder: save a screenshot there
+        path = os.path.join(os.environ["NATTILLSYN_SCREENSHOTS"], "evaluation.png")
+        await page.screenshot(path=path, full_page=True)
+    await page.click("#lang")  # the report comes again, in English
+    await page.wait_for_selector("#report[data-lang=en]")
+    assert (await page.inner_text("#trend-section h2")) == "Per week"
+    assert "Fysiska" not in await page.inner_text("#key")
     # the small unit: suppressed, nothing per resident
     await page.select_option("#unit", "liten")
     await page.click("#query button[type=submit]")

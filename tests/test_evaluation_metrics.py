@@ -305,7 +305,10 @@ def test_report_renders_html_and_tables_without_ids():
     page = render.to_html(rep)
     assert "Handräknad" in page and "Fysiska besök per boendenatt" in page
     assert "2,00" in page or "2.00" in page
-    assert "<img" in page  # matplotlib plots inline
+    assert "<svg" in page and "<img" not in page  # charts drawn as inline SVG
+    english = render.to_html(rep, "en")
+    assert "Physical visits per resident-night" in english and "Fysiska besök" not in english
+    assert "2.00" in english and "2,00" in page
     tables = render.tables(rep)
     assert set(tables) == {"units", "alerts", "nights", "residents", "before_after"}
     assert rep.differences == [] and rep.resident_nights is None

@@ -89,6 +89,6 @@ def test_cli_synthesize_report_and_baseline_import(env, tmp_path, capsys):
             "nights.parquet", "before_after.csv", "resident_nights.parquet",
             "differences.csv"} <= names  # fmt: skip
     html = (out_dir / "report.html").read_text()
-    assert "Björkbacken" in html and "data:image/png;base64," in html
+    assert "Björkbacken" in html and "<polyline" in html  # the weekly trend, as SVG
     assert cli.main([*args[:2], "nowhere", *args[3:]]) == 2
     assert "no unit 'nowhere'" in capsys.readouterr().err

@@ -77,9 +77,8 @@ async def set_pins(url: str) -> None:
             assert r.status == 204, await r.text()
 
 
-async def test_alert_sounds_within_target_then_ack_and_resolve(services, browser, pool) -> None:
+async def test_alert_sounds_within_target_then_ack_and_resolve(services, page, pool) -> None:
     settings, api = services["settings"], services["api"]
-    page = await browser.new_page()
     await sign_in(page, api.url)
     await page.wait_for_selector(".room[data-room=rum-101]")
     assert await page.is_hidden("#login")
@@ -127,10 +126,9 @@ async def test_alert_sounds_within_target_then_ack_and_resolve(services, browser
 
 
 async def test_reconnect_after_restart_shows_alert_raised_while_disconnected(
-    services, browser, pool
+    services, page, pool
 ) -> None:
     settings, api = services["settings"], services["api"]
-    page = await browser.new_page()
     await sign_in(page, api.url)
     port = api.port
     await api.stop()  # the api goes away; alerting keeps running
@@ -160,7 +158,7 @@ async def test_reconnect_after_restart_shows_alert_raised_while_disconnected(
         await api2.stop()
 
 
-async def test_paused_resident_raises_nothing(services, browser, pool) -> None:
+async def test_paused_resident_raises_nothing(services, page, pool) -> None:
     settings, api = services["settings"], services["api"]
     async with pool.connection() as conn:
         await conn.execute(
@@ -173,7 +171,6 @@ async def test_paused_resident_raises_nothing(services, browser, pool) -> None:
     while alerting.rooms[(settings.site, "rum-102")].monitored:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
-    page = await browser.new_page()
     await sign_in(page, api.url)
     await page.wait_for_selector(".room[data-room=rum-102][data-monitored=false]")
     await publish_fall(settings, "rum-102")
@@ -185,10 +182,9 @@ async def test_paused_resident_raises_nothing(services, browser, pool) -> None:
     assert rows == [("rum-101",)]
 
 
-async def test_shared_tablet_pin_quick_switch_auto_lock(services, browser, pool) -> None:
+async def test_shared_tablet_pin_quick_switch_auto_lock(services, context, pool) -> None:
     settings, api = services["settings"], services["api"]
     await set_pins(api.url)
-    context = await browser.new_context()
     page = await context.new_page()
     # A unit manager enrolls this browser as the unit's shared tablet.
     await sign_in(page, api.url, "chef")
@@ -254,10 +250,9 @@ async def test_shared_tablet_pin_quick_switch_auto_lock(services, browser, pool)
             await conn.execute("SELECT count(*) FROM audit_log WHERE role = 'tablet'")
         ).fetchone()
     assert fails[0] == 4 and logins[0] == 2 and locked_read[0] >= 1
-    await context.close()
 
 
-async def test_practice_rounds_and_visits(services, browser, pool) -> None:
+async def test_practice_rounds_and_visits(services, page, pool) -> None:
     settings, api = services["settings"], services["api"]
     async with pool.connection() as conn:
         now = datetime.now(UTC)
@@ -273,7 +268,6 @@ async def test_practice_rounds_and_visits(services, browser, pool) -> None:
                        now() - interval '30 minutes', 0.9, '{}')""",
             (settings.site,),
         )
-    page = await browser.new_page()
     await sign_in(page, api.url, "chef")
     await page.click(".tabs button[data-view=more]")
     await page.click("#practice-round")
@@ -317,11 +311,10 @@ async def test_practice_rounds_and_visits(services, browser, pool) -> None:
     assert a == [(True,)]
 
 
-async def test_silent_alerting_service_is_shown_and_sounded(services, browser) -> None:
+async def test_silent_alerting_service_is_shown_and_sounded(services, page) -> None:
     from nattillsyn.alerting.service import AlertingService
 
     settings, api = services["settings"], services["api"]
-    page = await browser.new_page()
     await sign_in(page, api.url)
     assert await page.is_hidden("#system-warning")
     await services["alerting"].stop()  # alerting dies; the api and the tablet live on

@@ -1,8 +1,12 @@
 // Service worker: installable PWA, the app shell from cache when the network is down,
 // and Web Push so an alert reaches a tablet whose page is in the background.
 "use strict";
-const SHELL = "nattillsyn-shell-v1";
-const FILES = ["/", "/static/app.css", "/static/app.js", "/static/i18n.js", "/static/icon.svg", "/static/icon-192.png", "/static/manifest.webmanifest"];
+const SHELL = "nattillsyn-shell-v2";
+const FILES = [
+  "/", "/static/app.css", "/static/app.js", "/static/core.js", "/static/sso.js",
+  "/static/locales/sv.json", "/static/locales/en.json",
+  "/static/icon.svg", "/static/icon-192.png", "/static/manifest.webmanifest",
+];
 
 self.addEventListener("install", (ev) => {
   ev.waitUntil(caches.open(SHELL).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()));
@@ -18,7 +22,7 @@ self.addEventListener("fetch", (ev) => {
   ev.respondWith(fetch(ev.request).catch(() => caches.match(ev.request, { ignoreSearch: true })));
 });
 self.addEventListener("push", (ev) => {
-  let a = {};
+  let a;
   try { a = ev.data ? ev.data.json() : {}; } catch (e) { a = { title: "nattillsyn" }; }
   const title = (a.practice ? "ÖVNING: " : "") + (a.title || "Larm");
   ev.waitUntil(self.registration.showNotification(title, {
