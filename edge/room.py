@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -75,6 +76,8 @@ class RoomParams:
     fall_fg_min: float = 0.2  # where the person came to rest differs from the background this much
     fall_bed_chair_max: float = 0.5  # at most this share of that place in bed/chair zones
     fall_floor_min: float = 0.3  # at least this share in floor zones (if the room has any)
+    fall_body_min: float = 0.25  # where light alone explains the change, it is not the body ...
+    # ... unless that leaves less than this share of the place (then the place is judged whole)
     fall_onset_speed: float = 0.12  # the fall starts where the top sinks at least this fast (/s)
     fall_back_up: float = 0.4  # before resting, the top back within this share of the drop: no fall
     fall_rise: float = 0.5  # getting up: the moving region's top rises this share of its height
@@ -187,6 +190,7 @@ class RoomModel:
         self._low_box: Box | None = None
         self._low_checked: float | None = None
         self._leave_conf = 0.7
+        self._objects: Callable[[], np.ndarray | None] | None = None
         self.passage: np.ndarray | None = None  # where the last entry/exit happened (grid)
         self._configure()
 
@@ -211,8 +215,16 @@ class RoomModel:
 
     # -- main entry ---------------------------------------------------------------
 
-    def update(self, o: Observation, blind: bool = False) -> list[Output]:
+    def update(
+        self,
+        o: Observation,
+        blind: bool = False,
+        objects: Callable[[], np.ndarray | None] | None = None,
+    ) -> list[Output]:
+        """`objects`: asked at candidate moments only, the foreground of this frame without
+        what light alone explains (`MotionDetector.object_grid`); None: the foreground."""
         p = self.params
+        self._objects = objects
         out: list[Output] = []
         if self.first_t is None:
             self.first_t = o.t
@@ -500,6 +512,14 @@ class RoomModel:
         place[gy0:gy1, gx0:gx1] = fg_box
         furniture = _union(self._w_bed, self._w_chair)
         if furniture is not None:
+            # Where the body lies: the place without light and shadow (a shadow that left
+            # the floor in front of the bed, a lamp-lit patch of floor), if any is left.
+            objects = self._objects() if self._objects is not None else None
+            if objects is not None:
+                body = np.zeros_like(place)
+                body[gy0:gy1, gx0:gx1] = objects[gy0:gy1, gx0:gx1]
+                if float(body.sum()) >= p.fall_body_min * float(place.sum()):
+                    place = body
             if share_in(place, furniture) > p.fall_bed_chair_max:
                 return False
             total = float(place.sum())
