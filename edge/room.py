@@ -386,8 +386,8 @@ class RoomModel:
         # Follow the drop to its end; rising back up before coming to rest is a squat,
         # a bend or someone catching themselves, not a fall. Motion beside the fall (a
         # second person elsewhere in the room) is not the fallen person's.
-        ref = f.box if f.settled_t is None else f.last_box
-        if box is not None and not _beside(box, ref, p.fall_track_margin):
+        ref, vm = (f.box, None) if f.settled_t is None else (f.last_box, 0.0)
+        if box is not None and not _beside(box, ref, p.fall_track_margin, vm):
             box = None
         if box is not None and o.motion >= p.fall_track_motion:
             if f.settled_t is None:
@@ -538,7 +538,7 @@ class RoomModel:
         p = self.params
         if o.box is None or o.motion < p.fall_rise_motion:
             return False
-        if not _beside(o.box, f.last_box, p.fall_track_margin):
+        if not _beside(o.box, f.last_box, p.fall_track_margin, 0.0):
             return False  # someone else moving
         rest_h = max(0.05, f.box[3])
         return o.box[1] < f.box[1] - p.fall_rise * max(rest_h, f.height * 0.5)
@@ -589,7 +589,7 @@ class RoomModel:
                 lb is not None
                 and o.box is not None
                 and o.motion >= p.fall_rise_motion
-                and _beside(o.box, lb, p.fall_track_margin)
+                and _beside(o.box, lb, p.fall_track_margin, 0.0)
                 and o.box[1] < lb[1] - p.fall_rise * max(0.05, lb[3])
             ):
                 self._low_since = self._low_box = None  # got up
@@ -781,9 +781,21 @@ def _rest_region(moves: deque, fallback: Box, span_s: float = 0.6) -> Box:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def _beside(box: Box, ref: Box, margin: float) -> bool:
-    """Whether `box` overlaps `ref` widened by `margin` (image widths) horizontally."""
-    return box[0] <= ref[0] + ref[2] + margin and box[0] + box[2] >= ref[0] - margin
+def _beside(box: Box, ref: Box, margin: float, vmargin: float | None = None) -> bool:
+    """Whether `box` overlaps `ref` widened by `margin` horizontally and `vmargin`
+    (default: `margin`) vertically, in image sizes.
+
+    Someone seated at the other side of the room is beyond it horizontally; someone
+    walking past behind a person lying on the floor is above them in the image (their
+    region ends above where the person lies). Getting up starts where the person lies,
+    so its motion overlaps that place."""
+    vm = margin if vmargin is None else vmargin
+    return (
+        box[0] <= ref[0] + ref[2] + margin
+        and box[0] + box[2] >= ref[0] - margin
+        and box[1] <= ref[1] + ref[3] + vm
+        and box[1] + box[3] >= ref[1] - vm
+    )
 
 
 def _lower_part(m: np.ndarray, share: float = 0.4) -> np.ndarray | None:
