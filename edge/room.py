@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import pairwise
 
 import numpy as np
 
@@ -74,10 +75,13 @@ class RoomParams:
     fall_still_s: float = 1.0  # ... for this long
     fall_settle_max_s: float = 10.0  # no rest within this time after the drop: not a fall
     fall_fg_min: float = 0.2  # where the person came to rest differs from the background this much
+    fall_band_rows: int = 3  # ... judged on its densest band of this many grid rows
     fall_bed_chair_max: float = 0.5  # at most this share of that place in bed/chair zones
     fall_floor_min: float = 0.3  # at least this share in floor zones (if the room has any)
     fall_body_min: float = 0.25  # where light alone explains the change, it is not the body ...
     # ... unless that leaves less than this share of the place (then the place is judged whole)
+    fall_upright_recent_s: float = 5.0  # the person's upright size: from this long before the drop
+    fall_gap_max_s: float = 0.55  # the drop's moving frames are at most this far apart
     fall_onset_speed: float = 0.12  # the fall starts where the top sinks at least this fast (/s)
     fall_back_up: float = 0.4  # before resting, the top back within this share of the drop: no fall
     fall_rise: float = 0.5  # getting up: the moving region's top rises this share of its height
@@ -147,6 +151,7 @@ class _FallCandidate:
     up_frames: int = 0
     score: float = 0.0
     zone: str | None = None
+    width: float = 0.0  # width of the moving region before the drop
 
 
 @dataclass
@@ -396,7 +401,14 @@ class RoomModel:
                 if box[1] >= f.box[1]:
                     f.box = box
                 f.drop = max(f.drop, box[1] - f.pre_top)
-                if o.motion >= p.fall_rise_motion and box[1] < f.pre_top + p.fall_back_up * f.drop:
+                # Up again: a region that reaches back up AND down to where the drop went
+                # (a person rising from a squat or catching themselves), not a small blob
+                # higher up (an arm flung up, something moving on a shelf).
+                if (
+                    o.motion >= p.fall_rise_motion
+                    and box[1] < f.pre_top + p.fall_back_up * f.drop
+                    and box[1] + box[3] >= f.box[1]
+                ):
                     f.up_frames += 1
                     if f.up_frames >= 2:  # up again for two frames: not a stray arm
                         self.fall = None
@@ -423,7 +435,9 @@ class RoomModel:
                 f.last_box = _rest_region(f.moves, f.box)
                 # Still down by the fall criterion (not a squat or a bend caught mid-rise).
                 ended_low = f.last_box[1] - f.pre_top >= p.fall_drop_rel * f.height
-                if not ended_low or not self._lies_there(o, f):
+                # A body came to rest, not a hand or a foot that moved last.
+                body = f.last_box[2] * f.last_box[3] >= p.floor_area_rel * f.width * f.height
+                if not ended_low or not body or not self._lies_there(o, f):
                     self.fall = None
                     return out
                 f.settled_t = f.still_since
@@ -459,6 +473,19 @@ class RoomModel:
         peak = max(s.motion for s in window if s.t >= pre.t)
         if drop < p.fall_drop_min or peak < p.fall_peak:
             return None
+        # One body going down: the high region and the low one, and every step between
+        # them (0.2 s apart), overlap side by side. A jump from one person's region to
+        # another's (someone walking past high up, then a seated person's hand low down)
+        # is not a drop.
+        if not _beside(now.box, pre.box, p.fall_track_margin, 1.0):
+            return None
+        steps = [s for s in window if s.t >= pre.t]
+        if any(not _beside(b.box, a.box, 0.0, 1.0) for a, b in pairwise(steps)):
+            return None
+        # A fall is one continuous movement: motion in every frame from the highest point
+        # to now (a burst at start-up, a pause, then a small movement lower down is not).
+        if any(b.t - a.t > p.fall_gap_max_s for a, b in pairwise(steps)):
+            return None
         # Onset: where the continuous descent that ends now began (a slow lean first is
         # not part of the fall; the fast part is).
         seq = [s for s in self._samples if s.t <= now.t]
@@ -476,14 +503,24 @@ class RoomModel:
         height = pre.bottom - pre.top
         if before:
             height = min(height, before[len(before) // 2])
+        # ... and not less than their own upright size seen just before (someone who sits
+        # down moves only their upper body, but was seen walking in a moment ago).
+        ups = sorted(
+            b[3] for t, b in self._upright if onset - p.fall_upright_recent_s <= t <= onset
+        )
+        if len(ups) >= 3:
+            height = max(height, ups[-2])
         height = max(p.fall_min_height, height)
         if drop < p.fall_drop_rel * height:
             return None
+        widths = sorted(s.box[2] for s in seq if s.t <= onset) or [pre.box[2]]
+        width = widths[len(widths) // 2]
         score = min(1.0, 0.4 + 0.4 * drop / height + 5 * peak)
         return _FallCandidate(
             onset=onset,
             pre_top=pre.top,
             height=height,
+            width=width,
             drop=drop,
             peak=peak,
             box=o.box,
@@ -505,7 +542,10 @@ class RoomModel:
         gx0, gx1 = int(x * GRID_W), max(int(x * GRID_W) + 1, math.ceil((x + w) * GRID_W))
         gy0, gy1 = int(y * GRID_H), max(int(y * GRID_H) + 1, math.ceil((y + h) * GRID_H))
         fg_box = o.fg_grid[gy0:gy1, gx0:gx1]
-        fg = float(fg_box.mean()) if fg_box.size else 0.0
+        # Someone lies there: the densest band of rows of the place differs from the
+        # background (the body lies across the lowest rows; an arm that moved last can
+        # stretch the place upwards over empty floor).
+        fg = _densest_band(fg_box, p.fall_band_rows)
         if fg < p.fall_fg_min:
             return False
         place = np.zeros_like(o.fg_grid)
@@ -540,8 +580,11 @@ class RoomModel:
             return False
         if not _beside(o.box, f.last_box, p.fall_track_margin, 0.0):
             return False  # someone else moving
-        rest_h = max(0.05, f.box[3])
-        return o.box[1] < f.box[1] - p.fall_rise * max(rest_h, f.height * 0.5)
+        # Relative to the whole region where they came to rest, not to its lowest
+        # moving part (a foot twitching at the bottom edge would make any movement of
+        # the body on the floor look like rising).
+        _, y, _, h = f.last_box
+        return o.box[1] < y - p.fall_rise * max(0.05, h, f.height * 0.5)
 
     def _fall_active_update(self, o: Observation) -> list[Output]:
         f = self.fall_active
@@ -779,6 +822,16 @@ def _rest_region(moves: deque, fallback: Box, span_s: float = 0.6) -> Box:
     x1 = max(b[0] + b[2] for b in boxes)
     y1 = max(b[1] + b[3] for b in boxes)
     return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _densest_band(cells: np.ndarray, rows: int) -> float:
+    """Mean of the densest band of `rows` consecutive rows of `cells` (0 if empty)."""
+    if not cells.size:
+        return 0.0
+    per_row = cells.mean(axis=1)
+    k = min(rows, per_row.size)
+    sums = np.convolve(per_row, np.ones(k), mode="valid") / k
+    return float(sums.max())
 
 
 def _beside(box: Box, ref: Box, margin: float, vmargin: float | None = None) -> bool:
