@@ -54,6 +54,7 @@ class RoomParams:
     leave_window_s: float = 3.0  # ... and at most this long after (later: still there)
     door_share: float = 0.12  # share of the recent motion that must lie in a door zone
     leave_fg_max: float = 0.12  # where the track ended must be this close to the background
+    leave_motion: float = 0.01  # ... and someone walked there: this much motion in its last second
     # Where the person is.
     zone_share: float = 0.5  # share of where the person rests inside bed/chair for in_bed/in_chair
     place_memory_s: float = 2.0  # where the person rests: from their motion in this last time
@@ -196,6 +197,8 @@ class RoomModel:
         self._low_checked: float | None = None
         self._leave_conf = 0.7
         self._objects: Callable[[], np.ndarray | None] | None = None
+        self._last_grid: np.ndarray | None = None  # motion of the last active frame
+        self._track: deque[tuple[float, float]] = deque()  # (t, motion) of active frames, 1 s
         self.passage: np.ndarray | None = None  # where the last entry/exit happened (grid)
         self._configure()
 
@@ -248,6 +251,10 @@ class RoomModel:
             self._act_map *= decay
             self._act_map += o.motion_grid
             self._recent_map = self._recent_map * (decay * decay) + o.motion_grid
+            self._last_grid = o.motion_grid
+            self._track.append((o.t, o.motion))
+            while self._track and self._track[0][0] < o.t - 1.0:
+                self._track.popleft()
             self.last_activity = o.t
             if o.box is not None:
                 self._support.append((o.t, o.box))
@@ -353,6 +360,16 @@ class RoomModel:
         door = share_in(recent, self._w_door)
         bath = share_in(recent, self._w_bath)
         if max(door, bath) < p.door_share:
+            return
+        # The track ends there: its last movement is in the doorway, and it was someone
+        # walking (person-sized motion in its last second), not a hand twitching at the
+        # bottom edge of the view while someone else walked out a moment before.
+        last = self._last_grid
+        if last is None or max(share_in(last, self._w_door), share_in(last, self._w_bath)) < (
+            p.door_share
+        ):
+            return
+        if max((m for _, m in self._track), default=0.0) < p.leave_motion:
             return
         # Has the place where the track ended gone back to the background?
         weights = recent / float(recent.sum())
