@@ -450,8 +450,11 @@ class RoomModel:
                 return out
             if f.still_since is not None and o.t - f.still_since >= p.fall_still_s:
                 f.last_box = _rest_region(f.moves, f.box)
-                # Still down by the fall criterion (not a squat or a bend caught mid-rise).
-                ended_low = f.last_box[1] - f.pre_top >= p.fall_drop_rel * f.height
+                # Still down by the fall criterion (not a squat or a bend caught mid-rise):
+                # judged on the last clear movement (legs swinging down after a roll on the
+                # floor stretch the region of the last moments upwards).
+                last_top = f.moves[-1][1][1] if f.moves else f.last_box[1]
+                ended_low = last_top - f.pre_top >= p.fall_drop_rel * f.height
                 # A body came to rest, not a hand or a foot that moved last.
                 body = f.last_box[2] * f.last_box[3] >= p.floor_area_rel * f.width * f.height
                 if not ended_low or not body or not self._lies_there(o, f):
