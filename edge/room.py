@@ -83,7 +83,8 @@ class RoomParams:
     # ... unless that leaves less than this share of the place (then the place is judged whole)
     fall_upright_recent_s: float = 5.0  # the person's upright size: from this long before the drop
     fall_gap_max_s: float = 0.55  # the drop's moving frames are at most this far apart
-    fall_onset_speed: float = 0.12  # the fall starts where the top sinks at least this fast (/s)
+    fall_onset_speed: float = 0.12  # the descent starts where the top sinks at least this fast (/s)
+    fall_fast_speed: float = 0.3  # ... and the fall itself where it sinks this fast (/s)
     fall_back_up: float = 0.4  # before resting, the top back within this share of the drop: no fall
     fall_rise: float = 0.5  # getting up: the moving region's top rises this share of its height
     fall_rise_motion: float = 0.01  # ... with at least this much motion
@@ -92,6 +93,9 @@ class RoomParams:
     # Lying low without a seen drop (a slow slide down, a drop the camera missed).
     floor_upright_s: float = 30.0  # the person's own upright size: from their motion this long
     floor_low_rel: float = 0.6  # at rest, at most this share of that height (and ended low)
+    floor_descent_s: float = 8.0  # a fast descent remembered this long ...
+    floor_event_area_rel: float = 0.3  # ... and the body at rest is at least this share of upright
+    floor_descent_gap_s: float = 2.5  # ... ending this close to the rest makes lying low a fall
     floor_area_rel: float = 0.15  # ... and its last movements at least this share of its area
 
 
@@ -196,6 +200,9 @@ class RoomModel:
         self._low_box: Box | None = None
         self._low_checked: float | None = None
         self._leave_conf = 0.7
+        # (t, top, motion, box) of recent moving frames
+        self._tops: deque[tuple[float, float, float, Box]] = deque()
+        self._low_onset: float | None = None  # a fast descent just before lying low
         self._objects: Callable[[], np.ndarray | None] | None = None
         self._last_grid: np.ndarray | None = None  # motion of the last active frame
         self._track: deque[tuple[float, float]] = deque()  # (t, motion) of active frames, 1 s
@@ -268,7 +275,7 @@ class RoomModel:
         out += self._motion_event(o)
         self._occupancy(o, active)
         out += self._fall_update(o)
-        self._low_update(o, active)
+        out += self._low_update(o, active)
         out += self._room_state(o)
         return out
 
@@ -392,6 +399,9 @@ class RoomModel:
         box = o.box
         if box is not None and o.motion >= p.fall_track_motion:
             self._samples.append(_Sample(o.t, box[1], box[1] + box[3], o.motion, box))
+            self._tops.append((o.t, box[1], o.motion, box))
+        while self._tops and self._tops[0][0] < o.t - p.floor_descent_s:
+            self._tops.popleft()
         while self._samples and self._samples[0].t < o.t - 2 * p.fall_window_s:
             self._samples.popleft()
 
@@ -517,9 +527,19 @@ class RoomModel:
                 break
             i -= 1
         onset = seq[i - 1].t if i > 0 else seq[0].t
-        # The person's size before the fall: the moving region's height up to the onset
-        # (legs swinging off a bed already stretch the region when the top starts to drop).
+        # The person's size before the fall: the moving region's height up to where the
+        # descent began (legs swinging off a bed already stretch the region when the top
+        # starts to drop).
         before = sorted(s.bottom - s.top for s in seq if s.t <= onset)
+        # The fall itself starts where the top begins to sink fast; a slow bend or a
+        # lean before it is not part of it (the event's start is the fall's).
+        j = len(seq) - 1
+        while j > i:
+            a, b = seq[j - 1], seq[j]
+            if (b.top - a.top) / max(1e-3, b.t - a.t) < p.fall_fast_speed:
+                break
+            j -= 1
+        fast_onset = seq[j - 1].t if j > 0 else seq[0].t
         height = pre.bottom - pre.top
         if before:
             height = min(height, before[len(before) // 2])
@@ -537,7 +557,7 @@ class RoomModel:
         width = widths[len(widths) // 2]
         score = min(1.0, 0.4 + 0.4 * drop / height + 5 * peak)
         return _FallCandidate(
-            onset=onset,
+            onset=fast_onset,
             pre_top=pre.top,
             height=height,
             width=width,
@@ -623,7 +643,7 @@ class RoomModel:
 
     # -- lying low without a seen drop ------------------------------------------------
 
-    def _low_update(self, o: Observation, active: bool) -> None:
+    def _low_update(self, o: Observation, active: bool) -> list[Output]:
         """`on_floor` also when the drop itself was missed: the person came to rest low
         (relative to their own upright size seen shortly before) and still, outside bed
         and chair, where the image still differs from the background."""
@@ -645,7 +665,7 @@ class RoomModel:
             or self.fall_active is not None
         ):
             self._low_since = None
-            return
+            return []
         if self._low_since is not None:
             lb = self._low_box
             if (
@@ -656,14 +676,101 @@ class RoomModel:
                 and o.box[1] < lb[1] - p.fall_rise * max(0.05, lb[3])
             ):
                 self._low_since = self._low_box = None  # got up
-            return
+                return []
+            if (
+                self._low_onset is not None
+                and self._low_box is not None
+                and o.t - self._low_since >= p.fall_confirm_s
+            ):
+                # Lying low and still after a fast descent: that was a fall, even though
+                # the drop itself did not meet the drop criteria (a fall seen from high up,
+                # a fall towards the camera). The event starts where the descent began.
+                f = _FallCandidate(
+                    onset=self._low_onset,
+                    pre_top=self._low_box[1],
+                    height=self._low_box[3],
+                    drop=0.0,
+                    peak=0.0,
+                    box=self._low_box,
+                    last_box=self._low_box,
+                    last_motion_t=self._low_since,
+                    detected_t=o.t,
+                    settled_t=self._low_since,
+                    score=0.6,
+                )
+                self._low_since = self._low_onset = None
+                self.fall_active = f
+                return [
+                    EventOut(
+                        "fall",
+                        EventType.possible_fall,
+                        EventPhase.new,
+                        f.onset,
+                        o.t,
+                        f.score,
+                        f.box,
+                        self._zone_name(None),
+                    )
+                ]
+            return []
         last = self._person_t
         if last is None or o.t - last < p.fall_still_s or self._low_checked == last:
-            return
+            return []
         self._low_checked = last
         low = self._lies_low(o, last)
         if low is not None:
             self._low_since, self._low_box = last, low
+            found = self._descent_before(last, low)
+            self._low_onset = None
+            if found is not None and self._whole_body(low):
+                self._low_onset = found
+        return []
+
+    def _whole_body(self, rest: Box) -> bool:
+        """Whether the region at rest is a whole body lying down (at least
+        floor_event_area_rel of the person's upright area), not hands moving in front of
+        someone standing or sitting still."""
+        ups = [b for _, b in self._upright]
+        if len(ups) < 3:
+            return False
+        height = sorted(b[3] for b in ups)[-2]
+        width = sorted(b[2] for b in ups)[len(ups) // 2]
+        return rest[2] * rest[3] >= self.params.floor_event_area_rel * width * height
+
+    def _descent_before(self, last: float, rest: Box) -> float | None:
+        """Start of the fast descent of the moving region's top that ended just before the
+        person came to rest (None if there was none): the top sank at least fall_drop_min
+        within fall_window_s, in one continuous movement with fall_peak motion, and that
+        movement ended at most floor_descent_gap_s before their last movement."""
+        p = self.params
+        tr = [x for x in self._tops if x[0] <= last + 1e-6]
+        for j in range(len(tr) - 1, 0, -1):
+            tb, yb, _, bb = tr[j]
+            if tb < last - p.floor_descent_gap_s:
+                break
+            if not _beside(bb, rest, 0.0, 1.0):
+                continue  # it must end where the person lies
+            for i in range(j - 1, -1, -1):
+                ta, ya, _, _ = tr[i]
+                if tb - ta > p.fall_window_s:
+                    break
+                seg = tr[i : j + 1]
+                if any(
+                    b[0] - a[0] > p.fall_gap_max_s or not _beside(b[3], a[3], 0.0, 1.0)
+                    for a, b in pairwise(seg)
+                ):
+                    break  # one body going down, without a pause
+                if yb - ya >= p.fall_drop_min and max(x[2] for x in seg) >= p.fall_peak:
+                    # the fall starts where the top begins to sink fast
+                    k = j
+                    while (
+                        k > i
+                        and (tr[k][1] - tr[k - 1][1]) / max(1e-3, tr[k][0] - tr[k - 1][0])
+                        >= p.fall_fast_speed
+                    ):
+                        k -= 1
+                    return tr[k][0]
+        return None
 
     def _lies_low(self, o: Observation, last: float) -> Box | None:
         p = self.params
