@@ -76,6 +76,7 @@ class RoomParams:
     fall_still_s: float = 1.0  # ... for this long
     fall_settle_max_s: float = 10.0  # no rest within this time after the drop: not a fall
     fall_fg_min: float = 0.2  # where the person came to rest differs from the background this much
+    fall_body_rel: float = 0.15  # ... and is at least this share of the region before the drop
     fall_band_rows: int = 3  # ... judged on its densest band of this many grid rows
     fall_bed_chair_max: float = 0.5  # at most this share of that place in bed/chair zones
     fall_floor_min: float = 0.3  # at least this share in floor zones (if the room has any)
@@ -94,9 +95,8 @@ class RoomParams:
     floor_upright_s: float = 30.0  # the person's own upright size: from their motion this long
     floor_low_rel: float = 0.6  # at rest, at most this share of that height (and ended low)
     floor_descent_s: float = 8.0  # a fast descent remembered this long ...
-    floor_event_area_rel: float = 0.3  # ... and the body at rest is at least this share of upright
     floor_descent_gap_s: float = 2.5  # ... ending this close to the rest makes lying low a fall
-    floor_area_rel: float = 0.15  # ... and its last movements at least this share of its area
+    floor_area_rel: float = 0.3  # ... and its last movements at least this share of its area
 
 
 @dataclass(frozen=True)
@@ -466,7 +466,7 @@ class RoomModel:
                 last_top = f.moves[-1][1][1] if f.moves else f.last_box[1]
                 ended_low = last_top - f.pre_top >= p.fall_drop_rel * f.height
                 # A body came to rest, not a hand or a foot that moved last.
-                body = f.last_box[2] * f.last_box[3] >= p.floor_area_rel * f.width * f.height
+                body = f.last_box[2] * f.last_box[3] >= p.fall_body_rel * f.width * f.height
                 if not ended_low or not body or not self._lies_there(o, f):
                     self.fall = None
                     return out
@@ -722,20 +722,9 @@ class RoomModel:
             self._low_since, self._low_box = last, low
             found = self._descent_before(last, low)
             self._low_onset = None
-            if found is not None and self._whole_body(low):
+            if found is not None:
                 self._low_onset = found
         return []
-
-    def _whole_body(self, rest: Box) -> bool:
-        """Whether the region at rest is a whole body lying down (at least
-        floor_event_area_rel of the person's upright area), not hands moving in front of
-        someone standing or sitting still."""
-        ups = [b for _, b in self._upright]
-        if len(ups) < 3:
-            return False
-        height = sorted(b[3] for b in ups)[-2]
-        width = sorted(b[2] for b in ups)[len(ups) // 2]
-        return rest[2] * rest[3] >= self.params.floor_event_area_rel * width * height
 
     def _descent_before(self, last: float, rest: Box) -> float | None:
         """Start of the fast descent of the moving region's top that ended just before the
