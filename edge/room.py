@@ -86,6 +86,9 @@ class RoomParams:
     fall_gap_max_s: float = 0.55  # the drop's moving frames are at most this far apart
     fall_onset_speed: float = 0.12  # the descent starts where the top sinks at least this fast (/s)
     fall_fast_speed: float = 0.3  # ... and the fall itself where it sinks this fast (/s)
+    # At rest the top must still be this share of the height below where it was (the drop
+    # itself needed fall_drop_rel): a rise back up caught half way stops well above it.
+    fall_rest_rel: float = 0.35
     fall_back_up: float = 0.4  # before resting, the top back within this share of the drop: no fall
     fall_rise: float = 0.5  # getting up: the moving region's top rises this share of its height
     fall_rise_motion: float = 0.01  # ... with at least this much motion
@@ -464,7 +467,7 @@ class RoomModel:
                 # judged on the last clear movement (legs swinging down after a roll on the
                 # floor stretch the region of the last moments upwards).
                 last_top = f.moves[-1][1][1] if f.moves else f.last_box[1]
-                ended_low = last_top - f.pre_top >= p.fall_drop_rel * f.height
+                ended_low = last_top - f.pre_top >= p.fall_rest_rel * f.height
                 # A body came to rest, not a hand or a foot that moved last.
                 body = f.last_box[2] * f.last_box[3] >= p.fall_body_rel * f.width * f.height
                 if not ended_low or not body or not self._lies_there(o, f):
