@@ -89,6 +89,7 @@ class RoomParams:
     # At rest the top must still be this share of the height below where it was (the drop
     # itself needed fall_drop_rel): a rise back up caught half way stops well above it.
     fall_rest_rel: float = 0.35
+    fall_low_motion: float = 0.01  # the drop's lowest frame moves at least this much
     fall_back_up: float = 0.4  # before resting, the top back within this share of the drop: no fall
     fall_rise: float = 0.5  # getting up: the moving region's top rises this share of its height
     fall_rise_motion: float = 0.01  # ... with at least this much motion
@@ -505,6 +506,11 @@ class RoomModel:
         drop = now.top - pre.top
         peak = max(s.motion for s in window if s.t >= pre.t)
         if drop < p.fall_drop_min or peak < p.fall_peak:
+            return None
+        # The body itself is down there, moving: not only a hand or the legs still moving
+        # after the head and the shoulders have stopped higher up (sitting down: the
+        # moving region shrinks to the lap, its top "drops" without anybody falling).
+        if now.motion < p.fall_low_motion:
             return None
         # One body going down: the high region and the low one, and every step between
         # them (0.2 s apart), overlap side by side. A jump from one person's region to
