@@ -102,6 +102,4 @@ def test_multi_source_targets_when_the_videos_are_placed() -> None:
         if d["falls_total"] >= 5:
             assert d["fall_recall"] >= 0.9, name
     assert s["presence_balanced_accuracy"] >= 0.95
-    # Known failure (docs/edge.md): a person sitting down on a chair seen from high up, without
-    # a chair zone (le2i_home_02_42). The fall onto a bed (gmdcsa24_s2_fall_14) is not one.
-    assert s["false_fall_events_on_activity_clips"] <= 1
+    assert s["false_fall_events_on_activity_clips"] == 0
