@@ -67,6 +67,8 @@ class MotionParams:
     noise_every_s: float = 1.0  # how often the noise level is measured
     structure_every_s: float = 1.0  # how often the structure signature is computed
     structure_tau_s: float = 120.0  # how fast the reference structure follows slow changes
+    light_ncc: float = 0.5  # a changed cell whose pattern still correlates this much: light
+    texture_min_var: float = 9.0  # cells with less luma variance than this have no pattern
 
 
 class MotionDetector:
@@ -89,6 +91,11 @@ class MotionDetector:
         self._noise = 0.0  # typical frame difference from camera noise alone
         self._next_noise = 0.0
         self._noise_measured = False
+        # The current frame and the background it was compared with, for `object_grid`
+        # (asked for only at candidate moments); replaced by the next frame.
+        self._cur: np.ndarray | None = None
+        self._cur_bg: np.ndarray | None = None
+        self._cur_fg: np.ndarray | None = None
 
     def set_keep_mask(self, keep: np.ndarray | None) -> None:
         self._keep = keep
@@ -188,6 +195,7 @@ class MotionDetector:
         ):
             # Lighting, not a person: start the background again from this frame.
             assert self._energy is not None
+            self._cur = self._cur_bg = self._cur_fg = None
             self._bg = g.astype(np.float32)
             self._energy[:] = 0
             ring.clear()
@@ -223,6 +231,7 @@ class MotionDetector:
             fg = cv2.bitwise_and(fg, self._keep)
         fg_grid = cv2.resize(fg, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA)
         fg_grid = fg_grid.astype(np.float32) * (1 / 255)
+        self._cur, self._cur_bg, self._cur_fg = g, bg8, fg_grid
         quiet = cv2.compare(self._energy, 0, cv2.CMP_EQ)
         alpha = 1.0 - math.exp(-dt / p.bg_tau_s)
         cv2.accumulateWeighted(g, self._bg, alpha, quiet)
@@ -283,6 +292,35 @@ class MotionDetector:
         sx, sy, sw, sh = sub
         bw, bh = (x1 - x0) / W, (y1 - y0) / H
         return (x0 / W + sx * bw, y0 / H + sy * bh, sw * bw, sh * bh)
+
+    def object_grid(self) -> np.ndarray | None:
+        """The foreground of the last frame without what light alone explains.
+
+        Per grid cell, the share of pixels that differ from the background (as
+        `fg_grid`), kept only where the cell's pattern changed: a shadow that moved or a
+        patch of floor lit by a lamp keeps the texture of the floor (the frame and the
+        background correlate in the cell, only brighter or darker), a body replaces it.
+        Cells too plain to tell (no texture in either) are kept. Computed on request,
+        at candidate moments only (a drop coming to rest, someone lying low), from the
+        frame just analysed; None when there is none.
+        """
+        g, bg, fg = self._cur, self._cur_bg, self._cur_fg
+        if g is None or bg is None or fg is None:
+            return None
+        size = (GRID_W, GRID_H)
+        a = g.astype(np.float32)
+        b = bg.astype(np.float32)
+        ma = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        mb = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+        va = cv2.resize(a * a, size, interpolation=cv2.INTER_AREA) - ma * ma
+        vb = cv2.resize(b * b, size, interpolation=cv2.INTER_AREA) - mb * mb
+        cov = cv2.resize(a * b, size, interpolation=cv2.INTER_AREA) - ma * mb
+        va = np.maximum(va, 0.0)
+        vb = np.maximum(vb, 0.0)
+        ncc = cov / np.sqrt(np.maximum(va * vb, 1e-6))
+        plain = np.maximum(va, vb) < self.p.texture_min_var
+        light = (ncc >= self.p.light_ncc) & ~plain
+        return np.where(light, 0.0, fg).astype(np.float32)
 
     def edge_grid(self) -> np.ndarray | None:
         """Edge strength of the learned background on the coarse grid (placement aid)."""

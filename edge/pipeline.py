@@ -82,7 +82,8 @@ class Analysis:
         if self.health.rebase_requested and isinstance(self.detector, MotionDetector):
             self.detector.rebase_structure()
             self.health.rebase_requested = False
-        out += self.model.update(o, blind=self.health.blind)
+        objects = self.detector.object_grid if isinstance(self.detector, MotionDetector) else None
+        out += self.model.update(o, blind=self.health.blind, objects=objects)
         if self.model.passage is not None:
             self.placement.add_passage(self.model.passage)
             self.model.passage = None

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import pairwise
 
 import numpy as np
 
@@ -52,6 +54,7 @@ class RoomParams:
     leave_window_s: float = 3.0  # ... and at most this long after (later: still there)
     door_share: float = 0.12  # share of the recent motion that must lie in a door zone
     leave_fg_max: float = 0.12  # where the track ended must be this close to the background
+    leave_motion: float = 0.01  # ... and someone walked there: this much motion in its last second
     # Where the person is.
     zone_share: float = 0.5  # share of where the person rests inside bed/chair for in_bed/in_chair
     place_memory_s: float = 2.0  # where the person rests: from their motion in this last time
@@ -73,9 +76,20 @@ class RoomParams:
     fall_still_s: float = 1.0  # ... for this long
     fall_settle_max_s: float = 10.0  # no rest within this time after the drop: not a fall
     fall_fg_min: float = 0.2  # where the person came to rest differs from the background this much
+    fall_body_rel: float = 0.15  # ... and is at least this share of the region before the drop
+    fall_band_rows: int = 3  # ... judged on its densest band of this many grid rows
     fall_bed_chair_max: float = 0.5  # at most this share of that place in bed/chair zones
     fall_floor_min: float = 0.3  # at least this share in floor zones (if the room has any)
-    fall_onset_speed: float = 0.12  # the fall starts where the top sinks at least this fast (/s)
+    fall_body_min: float = 0.25  # where light alone explains the change, it is not the body ...
+    # ... unless that leaves less than this share of the place (then the place is judged whole)
+    fall_upright_recent_s: float = 5.0  # the person's upright size: from this long before the drop
+    fall_gap_max_s: float = 0.55  # the drop's moving frames are at most this far apart
+    fall_onset_speed: float = 0.12  # the descent starts where the top sinks at least this fast (/s)
+    fall_fast_speed: float = 0.3  # ... and the fall itself where it sinks this fast (/s)
+    # At rest the top must still be this share of the height below where it was (the drop
+    # itself needed fall_drop_rel): a rise back up caught half way stops well above it.
+    fall_rest_rel: float = 0.35
+    fall_low_motion: float = 0.01  # the drop's lowest frame moves at least this much
     fall_back_up: float = 0.4  # before resting, the top back within this share of the drop: no fall
     fall_rise: float = 0.5  # getting up: the moving region's top rises this share of its height
     fall_rise_motion: float = 0.01  # ... with at least this much motion
@@ -84,7 +98,9 @@ class RoomParams:
     # Lying low without a seen drop (a slow slide down, a drop the camera missed).
     floor_upright_s: float = 30.0  # the person's own upright size: from their motion this long
     floor_low_rel: float = 0.6  # at rest, at most this share of that height (and ended low)
-    floor_area_rel: float = 0.15  # ... and its last movements at least this share of its area
+    floor_descent_s: float = 8.0  # a fast descent remembered this long ...
+    floor_descent_gap_s: float = 2.5  # ... ending this close to the rest makes lying low a fall
+    floor_area_rel: float = 0.3  # ... and its last movements at least this share of its area
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,7 @@ class _FallCandidate:
     up_frames: int = 0
     score: float = 0.0
     zone: str | None = None
+    width: float = 0.0  # width of the moving region before the drop
 
 
 @dataclass
@@ -187,6 +204,12 @@ class RoomModel:
         self._low_box: Box | None = None
         self._low_checked: float | None = None
         self._leave_conf = 0.7
+        # (t, top, motion, box) of recent moving frames
+        self._tops: deque[tuple[float, float, float, Box]] = deque()
+        self._low_onset: float | None = None  # a fast descent just before lying low
+        self._objects: Callable[[], np.ndarray | None] | None = None
+        self._last_grid: np.ndarray | None = None  # motion of the last active frame
+        self._track: deque[tuple[float, float]] = deque()  # (t, motion) of active frames, 1 s
         self.passage: np.ndarray | None = None  # where the last entry/exit happened (grid)
         self._configure()
 
@@ -211,8 +234,16 @@ class RoomModel:
 
     # -- main entry ---------------------------------------------------------------
 
-    def update(self, o: Observation, blind: bool = False) -> list[Output]:
+    def update(
+        self,
+        o: Observation,
+        blind: bool = False,
+        objects: Callable[[], np.ndarray | None] | None = None,
+    ) -> list[Output]:
+        """`objects`: asked at candidate moments only, the foreground of this frame without
+        what light alone explains (`MotionDetector.object_grid`); None: the foreground."""
         p = self.params
+        self._objects = objects
         out: list[Output] = []
         if self.first_t is None:
             self.first_t = o.t
@@ -231,6 +262,10 @@ class RoomModel:
             self._act_map *= decay
             self._act_map += o.motion_grid
             self._recent_map = self._recent_map * (decay * decay) + o.motion_grid
+            self._last_grid = o.motion_grid
+            self._track.append((o.t, o.motion))
+            while self._track and self._track[0][0] < o.t - 1.0:
+                self._track.popleft()
             self.last_activity = o.t
             if o.box is not None:
                 self._support.append((o.t, o.box))
@@ -244,7 +279,7 @@ class RoomModel:
         out += self._motion_event(o)
         self._occupancy(o, active)
         out += self._fall_update(o)
-        self._low_update(o, active)
+        out += self._low_update(o, active)
         out += self._room_state(o)
         return out
 
@@ -337,6 +372,16 @@ class RoomModel:
         bath = share_in(recent, self._w_bath)
         if max(door, bath) < p.door_share:
             return
+        # The track ends there: its last movement is in the doorway, and it was someone
+        # walking (person-sized motion in its last second), not a hand twitching at the
+        # bottom edge of the view while someone else walked out a moment before.
+        last = self._last_grid
+        if last is None or max(share_in(last, self._w_door), share_in(last, self._w_bath)) < (
+            p.door_share
+        ):
+            return
+        if max((m for _, m in self._track), default=0.0) < p.leave_motion:
+            return
         # Has the place where the track ended gone back to the background?
         weights = recent / float(recent.sum())
         fg = float((o.fg_grid * weights).sum())
@@ -358,6 +403,9 @@ class RoomModel:
         box = o.box
         if box is not None and o.motion >= p.fall_track_motion:
             self._samples.append(_Sample(o.t, box[1], box[1] + box[3], o.motion, box))
+            self._tops.append((o.t, box[1], o.motion, box))
+        while self._tops and self._tops[0][0] < o.t - p.floor_descent_s:
+            self._tops.popleft()
         while self._samples and self._samples[0].t < o.t - 2 * p.fall_window_s:
             self._samples.popleft()
 
@@ -374,8 +422,8 @@ class RoomModel:
         # Follow the drop to its end; rising back up before coming to rest is a squat,
         # a bend or someone catching themselves, not a fall. Motion beside the fall (a
         # second person elsewhere in the room) is not the fallen person's.
-        ref = f.box if f.settled_t is None else f.last_box
-        if box is not None and not _beside(box, ref, p.fall_track_margin):
+        ref, vm = (f.box, None) if f.settled_t is None else (f.last_box, 0.0)
+        if box is not None and not _beside(box, ref, p.fall_track_margin, vm):
             box = None
         if box is not None and o.motion >= p.fall_track_motion:
             if f.settled_t is None:
@@ -384,7 +432,14 @@ class RoomModel:
                 if box[1] >= f.box[1]:
                     f.box = box
                 f.drop = max(f.drop, box[1] - f.pre_top)
-                if o.motion >= p.fall_rise_motion and box[1] < f.pre_top + p.fall_back_up * f.drop:
+                # Up again: a region that reaches back up AND down to where the drop went
+                # (a person rising from a squat or catching themselves), not a small blob
+                # higher up (an arm flung up, something moving on a shelf).
+                if (
+                    o.motion >= p.fall_rise_motion
+                    and box[1] < f.pre_top + p.fall_back_up * f.drop
+                    and box[1] + box[3] >= f.box[1]
+                ):
                     f.up_frames += 1
                     if f.up_frames >= 2:  # up again for two frames: not a stray arm
                         self.fall = None
@@ -409,9 +464,14 @@ class RoomModel:
                 return out
             if f.still_since is not None and o.t - f.still_since >= p.fall_still_s:
                 f.last_box = _rest_region(f.moves, f.box)
-                # Still down by the fall criterion (not a squat or a bend caught mid-rise).
-                ended_low = f.last_box[1] - f.pre_top >= p.fall_drop_rel * f.height
-                if not ended_low or not self._lies_there(o, f):
+                # Still down by the fall criterion (not a squat or a bend caught mid-rise):
+                # judged on the last clear movement (legs swinging down after a roll on the
+                # floor stretch the region of the last moments upwards).
+                last_top = f.moves[-1][1][1] if f.moves else f.last_box[1]
+                ended_low = last_top - f.pre_top >= p.fall_rest_rel * f.height
+                # A body came to rest, not a hand or a foot that moved last.
+                body = f.last_box[2] * f.last_box[3] >= p.fall_body_rel * f.width * f.height
+                if not ended_low or not body or not self._lies_there(o, f):
                     self.fall = None
                     return out
                 f.settled_t = f.still_since
@@ -447,6 +507,24 @@ class RoomModel:
         peak = max(s.motion for s in window if s.t >= pre.t)
         if drop < p.fall_drop_min or peak < p.fall_peak:
             return None
+        # The body itself is down there, moving: not only a hand or the legs still moving
+        # after the head and the shoulders have stopped higher up (sitting down: the
+        # moving region shrinks to the lap, its top "drops" without anybody falling).
+        if now.motion < p.fall_low_motion:
+            return None
+        # One body going down: the high region and the low one, and every step between
+        # them (0.2 s apart), overlap side by side. A jump from one person's region to
+        # another's (someone walking past high up, then a seated person's hand low down)
+        # is not a drop.
+        if not _beside(now.box, pre.box, p.fall_track_margin, 1.0):
+            return None
+        steps = [s for s in window if s.t >= pre.t]
+        if any(not _beside(b.box, a.box, 0.0, 1.0) for a, b in pairwise(steps)):
+            return None
+        # A fall is one continuous movement: motion in every frame from the highest point
+        # to now (a burst at start-up, a pause, then a small movement lower down is not).
+        if any(b.t - a.t > p.fall_gap_max_s for a, b in pairwise(steps)):
+            return None
         # Onset: where the continuous descent that ends now began (a slow lean first is
         # not part of the fall; the fast part is).
         seq = [s for s in self._samples if s.t <= now.t]
@@ -458,20 +536,40 @@ class RoomModel:
                 break
             i -= 1
         onset = seq[i - 1].t if i > 0 else seq[0].t
-        # The person's size before the fall: the moving region's height up to the onset
-        # (legs swinging off a bed already stretch the region when the top starts to drop).
+        # The person's size before the fall: the moving region's height up to where the
+        # descent began (legs swinging off a bed already stretch the region when the top
+        # starts to drop).
         before = sorted(s.bottom - s.top for s in seq if s.t <= onset)
+        # The fall itself starts where the top begins to sink fast; a slow bend or a
+        # lean before it is not part of it (the event's start is the fall's).
+        j = len(seq) - 1
+        while j > i:
+            a, b = seq[j - 1], seq[j]
+            if (b.top - a.top) / max(1e-3, b.t - a.t) < p.fall_fast_speed:
+                break
+            j -= 1
+        fast_onset = seq[j - 1].t if j > 0 else seq[0].t
         height = pre.bottom - pre.top
         if before:
             height = min(height, before[len(before) // 2])
+        # ... and not less than their own upright size seen just before (someone who sits
+        # down moves only their upper body, but was seen walking in a moment ago).
+        ups = sorted(
+            b[3] for t, b in self._upright if onset - p.fall_upright_recent_s <= t <= onset
+        )
+        if len(ups) >= 3:
+            height = max(height, ups[-2])
         height = max(p.fall_min_height, height)
         if drop < p.fall_drop_rel * height:
             return None
+        widths = sorted(s.box[2] for s in seq if s.t <= onset) or [pre.box[2]]
+        width = widths[len(widths) // 2]
         score = min(1.0, 0.4 + 0.4 * drop / height + 5 * peak)
         return _FallCandidate(
-            onset=onset,
+            onset=fast_onset,
             pre_top=pre.top,
             height=height,
+            width=width,
             drop=drop,
             peak=peak,
             box=o.box,
@@ -493,13 +591,24 @@ class RoomModel:
         gx0, gx1 = int(x * GRID_W), max(int(x * GRID_W) + 1, math.ceil((x + w) * GRID_W))
         gy0, gy1 = int(y * GRID_H), max(int(y * GRID_H) + 1, math.ceil((y + h) * GRID_H))
         fg_box = o.fg_grid[gy0:gy1, gx0:gx1]
-        fg = float(fg_box.mean()) if fg_box.size else 0.0
+        # Someone lies there: the densest band of rows of the place differs from the
+        # background (the body lies across the lowest rows; an arm that moved last can
+        # stretch the place upwards over empty floor).
+        fg = _densest_band(fg_box, p.fall_band_rows)
         if fg < p.fall_fg_min:
             return False
         place = np.zeros_like(o.fg_grid)
         place[gy0:gy1, gx0:gx1] = fg_box
         furniture = _union(self._w_bed, self._w_chair)
         if furniture is not None:
+            # Where the body lies: the place without light and shadow (a shadow that left
+            # the floor in front of the bed, a lamp-lit patch of floor), if any is left.
+            objects = self._objects() if self._objects is not None else None
+            if objects is not None:
+                body = np.zeros_like(place)
+                body[gy0:gy1, gx0:gx1] = objects[gy0:gy1, gx0:gx1]
+                if float(body.sum()) >= p.fall_body_min * float(place.sum()):
+                    place = body
             if share_in(place, furniture) > p.fall_bed_chair_max:
                 return False
             total = float(place.sum())
@@ -518,10 +627,13 @@ class RoomModel:
         p = self.params
         if o.box is None or o.motion < p.fall_rise_motion:
             return False
-        if not _beside(o.box, f.last_box, p.fall_track_margin):
+        if not _beside(o.box, f.last_box, p.fall_track_margin, 0.0):
             return False  # someone else moving
-        rest_h = max(0.05, f.box[3])
-        return o.box[1] < f.box[1] - p.fall_rise * max(rest_h, f.height * 0.5)
+        # Relative to the whole region where they came to rest, not to its lowest
+        # moving part (a foot twitching at the bottom edge would make any movement of
+        # the body on the floor look like rising).
+        _, y, _, h = f.last_box
+        return o.box[1] < y - p.fall_rise * max(0.05, h, f.height * 0.5)
 
     def _fall_active_update(self, o: Observation) -> list[Output]:
         f = self.fall_active
@@ -540,7 +652,7 @@ class RoomModel:
 
     # -- lying low without a seen drop ------------------------------------------------
 
-    def _low_update(self, o: Observation, active: bool) -> None:
+    def _low_update(self, o: Observation, active: bool) -> list[Output]:
         """`on_floor` also when the drop itself was missed: the person came to rest low
         (relative to their own upright size seen shortly before) and still, outside bed
         and chair, where the image still differs from the background."""
@@ -562,25 +674,101 @@ class RoomModel:
             or self.fall_active is not None
         ):
             self._low_since = None
-            return
+            return []
         if self._low_since is not None:
             lb = self._low_box
             if (
                 lb is not None
                 and o.box is not None
                 and o.motion >= p.fall_rise_motion
-                and _beside(o.box, lb, p.fall_track_margin)
+                and _beside(o.box, lb, p.fall_track_margin, 0.0)
                 and o.box[1] < lb[1] - p.fall_rise * max(0.05, lb[3])
             ):
                 self._low_since = self._low_box = None  # got up
-            return
+                return []
+            if (
+                self._low_onset is not None
+                and self._low_box is not None
+                and o.t - self._low_since >= p.fall_confirm_s
+            ):
+                # Lying low and still after a fast descent: that was a fall, even though
+                # the drop itself did not meet the drop criteria (a fall seen from high up,
+                # a fall towards the camera). The event starts where the descent began.
+                f = _FallCandidate(
+                    onset=self._low_onset,
+                    pre_top=self._low_box[1],
+                    height=self._low_box[3],
+                    drop=0.0,
+                    peak=0.0,
+                    box=self._low_box,
+                    last_box=self._low_box,
+                    last_motion_t=self._low_since,
+                    detected_t=o.t,
+                    settled_t=self._low_since,
+                    score=0.6,
+                )
+                self._low_since = self._low_onset = None
+                self.fall_active = f
+                return [
+                    EventOut(
+                        "fall",
+                        EventType.possible_fall,
+                        EventPhase.new,
+                        f.onset,
+                        o.t,
+                        f.score,
+                        f.box,
+                        self._zone_name(None),
+                    )
+                ]
+            return []
         last = self._person_t
         if last is None or o.t - last < p.fall_still_s or self._low_checked == last:
-            return
+            return []
         self._low_checked = last
         low = self._lies_low(o, last)
         if low is not None:
             self._low_since, self._low_box = last, low
+            found = self._descent_before(last, low)
+            self._low_onset = None
+            if found is not None:
+                self._low_onset = found
+        return []
+
+    def _descent_before(self, last: float, rest: Box) -> float | None:
+        """Start of the fast descent of the moving region's top that ended just before the
+        person came to rest (None if there was none): the top sank at least fall_drop_min
+        within fall_window_s, in one continuous movement with fall_peak motion, and that
+        movement ended at most floor_descent_gap_s before their last movement."""
+        p = self.params
+        tr = [x for x in self._tops if x[0] <= last + 1e-6]
+        for j in range(len(tr) - 1, 0, -1):
+            tb, yb, _, bb = tr[j]
+            if tb < last - p.floor_descent_gap_s:
+                break
+            if not _beside(bb, rest, 0.0, 1.0):
+                continue  # it must end where the person lies
+            for i in range(j - 1, -1, -1):
+                ta, ya, _, _ = tr[i]
+                if tb - ta > p.fall_window_s:
+                    break
+                seg = tr[i : j + 1]
+                if any(
+                    b[0] - a[0] > p.fall_gap_max_s or not _beside(b[3], a[3], 0.0, 1.0)
+                    for a, b in pairwise(seg)
+                ):
+                    break  # one body going down, without a pause
+                if yb - ya >= p.fall_drop_min and max(x[2] for x in seg) >= p.fall_peak:
+                    # the fall starts where the top begins to sink fast
+                    k = j
+                    while (
+                        k > i
+                        and (tr[k][1] - tr[k - 1][1]) / max(1e-3, tr[k][0] - tr[k - 1][0])
+                        >= p.fall_fast_speed
+                    ):
+                        k -= 1
+                    return tr[k][0]
+        return None
 
     def _lies_low(self, o: Observation, last: float) -> Box | None:
         p = self.params
@@ -761,9 +949,31 @@ def _rest_region(moves: deque, fallback: Box, span_s: float = 0.6) -> Box:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def _beside(box: Box, ref: Box, margin: float) -> bool:
-    """Whether `box` overlaps `ref` widened by `margin` (image widths) horizontally."""
-    return box[0] <= ref[0] + ref[2] + margin and box[0] + box[2] >= ref[0] - margin
+def _densest_band(cells: np.ndarray, rows: int) -> float:
+    """Mean of the densest band of `rows` consecutive rows of `cells` (0 if empty)."""
+    if not cells.size:
+        return 0.0
+    per_row = cells.mean(axis=1)
+    k = min(rows, per_row.size)
+    sums = np.convolve(per_row, np.ones(k), mode="valid") / k
+    return float(sums.max())
+
+
+def _beside(box: Box, ref: Box, margin: float, vmargin: float | None = None) -> bool:
+    """Whether `box` overlaps `ref` widened by `margin` horizontally and `vmargin`
+    (default: `margin`) vertically, in image sizes.
+
+    Someone seated at the other side of the room is beyond it horizontally; someone
+    walking past behind a person lying on the floor is above them in the image (their
+    region ends above where the person lies). Getting up starts where the person lies,
+    so its motion overlaps that place."""
+    vm = margin if vmargin is None else vmargin
+    return (
+        box[0] <= ref[0] + ref[2] + margin
+        and box[0] + box[2] >= ref[0] - margin
+        and box[1] <= ref[1] + ref[3] + vm
+        and box[1] + box[3] >= ref[1] - vm
+    )
 
 
 def _lower_part(m: np.ndarray, share: float = 0.4) -> np.ndarray | None:

@@ -125,6 +125,26 @@ def test_still_person_stays_foreground_for_a_while() -> None:
     assert cell.mean() > 0.5
 
 
+def test_object_grid_leaves_out_light_and_shadow() -> None:
+    """A patch of textured floor that only got darker (a shadow that moved there) differs
+    from the background like a body does, but keeps the floor's pattern: `object_grid`
+    drops it; a plain body lying on the same kind of floor stays."""
+    rng = np.random.default_rng(3)
+    floor = (110 + 40 * rng.standard_normal((H, W))).clip(0, 255).astype(np.uint8)
+    d = MotionDetector()
+    for i in range(10):
+        d.process(floor, i * 0.2)
+    frame = floor.copy()
+    frame[80:110, 10:60] = (floor[80:110, 10:60] * 0.55).astype(np.uint8)  # shadow
+    frame[80:110, 100:150] = 30  # a body in dark clothes
+    o = d.process(frame, 2.0)
+    objects = d.object_grid()
+    assert objects is not None
+    shadow, body = (slice(17, 22), slice(3, 11)), (slice(17, 22), slice(21, 29))
+    assert o.fg_grid[shadow].mean() > 0.8 and o.fg_grid[body].mean() > 0.8
+    assert objects[shadow].mean() < 0.2 and objects[body].mean() > 0.8
+
+
 def test_ignore_zone_hides_motion() -> None:
     zones = RoomZones.from_config(
         [Zone(name="tv", kind=ZoneKind.ignore, polygon=[(0.5, 0), (1, 0), (1, 1), (0.5, 1)])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -326,6 +327,44 @@ def test_a_second_person_moving_elsewhere_does_not_undo_the_fall() -> None:
     assert r.state is S.on_floor
 
 
+def test_someone_walking_past_behind_the_fallen_person_does_not_undo_the_fall() -> None:
+    """A passer-by far behind the person on the floor is above them in the image and in
+    the same columns: their walking neither keeps the fallen person "moving" nor is it
+    the fallen person getting up (UP-Fall: people walk past behind a glass wall)."""
+    r = Run(zones=[], fall_confirm_s=5)
+    lie, fg = _fall(r, end=(0.4, 0.95))
+    for i in range(40):
+        x = 0.8 - 0.015 * i  # walks right to left across the columns of the lying body
+        r.frame(box=(x, 0.25, 0.08, 0.35), motion=0.02, fg_box=lie, fg=fg)
+    assert len(r.events(EventType.possible_fall, EventPhase.new)) == 1
+    assert r.state is S.on_floor
+
+
+def test_two_people_are_not_one_drop() -> None:
+    """Someone's region high up on one side, then another person's small movement low
+    down on the other side: the tops differ as much as in a fall, but no body went down."""
+    r = Run(zones=[], fall_confirm_s=5)
+    r.walk([(0.15, 0.6)] * 3, size=(0.1, 0.45))  # someone standing at the left
+    seated = (0.7, 0.55, 0.1, 0.15)  # a seated person's hand at the right, lower down
+    r.frame(box=seated, motion=0.03, fg_box=seated)
+    r.frames(10, fg_box=seated, fg=0.6)
+    assert not r.events(EventType.possible_fall)
+
+
+def test_a_twitch_at_the_bottom_edge_is_not_leaving() -> None:
+    """Without door zones the image border is the way out; a person lying at the bottom
+    edge (cut by it) who moves a hand has not walked out, even where the background holds
+    them (they were there from the first frame)."""
+    r = Run(zones=[])
+    r.walk([(0.5, 0.9), (0.6, 0.9)])
+    r.frames(4)  # lies still
+    twitch = (0.3, 0.88, 0.06, 0.12)
+    for _ in range(3):
+        r.frame(box=twitch, motion=0.004)
+    r.frames(3)
+    assert r.state is S.present
+
+
 def _slide_down(r: Run, end=(0.4, 0.95), seconds=6.0) -> tuple:
     """Standing, then sinking slowly to the floor (too slow for a drop) and lying there."""
     x, floor_y = end
@@ -396,6 +435,31 @@ def test_drop_into_bed_or_chair_is_not_a_fall() -> None:
         lie, fg = _fall(r, end=end, lie_w=0.2)
         r.frames(20, fg_box=lie, fg=fg)
         assert not r.events(EventType.possible_fall), end
+
+
+@pytest.mark.parametrize("shadow_is_light", [True, False])
+def test_a_fall_onto_the_bed_is_judged_without_the_shadow_it_left_on_the_floor(
+    shadow_is_light,
+) -> None:
+    """Falling backwards onto the bed: the body lies in the bed zone, but the floor in front
+    of it changed too (the person's shadow left it) and the rest region spans both, its
+    centre on the floor. Where the detector says that change is only light, the body is in
+    the bed: no fall. If it were a body, it would be one on the floor."""
+    r = Run(zones=[BED], fall_confirm_s=5)
+    _fall(r, end=(0.3, 0.6), lie_w=0.25)
+    spread = (0.15, 0.45, 0.3, 0.5)  # body on the bed (rows 0.45-0.6) + floor below it
+    body = grid((0.15, 0.45, 0.3, 0.15), 0.8)
+    fg_all = np.maximum(grid((0.15, 0.6, 0.3, 0.35), 0.8), body)
+    objects = body if shadow_is_light else fg_all
+    for _ in range(3):
+        r.t = round(r.t + DT, 3)
+        o = replace(obs(r.t, box=spread, motion=0.03), fg_grid=fg_all)
+        r.out += r.m.update(o, objects=lambda: objects)
+    for _ in range(60):
+        r.t = round(r.t + DT, 3)
+        o = replace(obs(r.t), fg_grid=fg_all)
+        r.out += r.m.update(o, objects=lambda: objects)
+    assert bool(r.events(EventType.possible_fall)) is not shadow_is_light
 
 
 def test_drop_outside_floor_zone_is_not_a_fall_when_the_room_has_one() -> None:
