@@ -1,6 +1,6 @@
 // ESLint for the web pages (api/static): ES modules in the browser, the service worker a
-// classic script. Run by `./dev test` from the repository root:
-//   tests/eslint/node_modules/.bin/eslint --config tests/eslint/eslint.config.js api/static
+// classic script; and the test OpenID Provider on Node. Run by `./dev test` from the root:
+//   tests/eslint/node_modules/.bin/eslint --config tests/eslint/eslint.config.js api/static tests/oidc
 import js from "@eslint/js";
 import globals from "globals";
 
@@ -32,5 +32,12 @@ export default [
   {
     files: ["api/static/sw.js"],
     languageOptions: { sourceType: "script", globals: { ...globals.serviceworker } },
+  },
+  {
+    // The test OpenID Provider (tests/oidc), on Node.
+    files: ["tests/oidc/**/*.mjs"],
+    ...js.configs.recommended,
+    languageOptions: { ecmaVersion: 2024, sourceType: "module", globals: { ...globals.node } },
+    rules: { ...js.configs.recommended.rules, eqeqeq: ["error", "smart"], "no-var": "error", "prefer-const": "error" },
   },
 ];
