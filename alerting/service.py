@@ -271,7 +271,8 @@ class AlertingService:
             if self.sites is not None:
                 wait = min(wait, self.settings.gateway.snapshot_interval_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._refresh.wait(), wait)
+                async with asyncio.timeout(wait):  # wait_for (3.11) can swallow a cancel
+                    await self._refresh.wait()
             self._refresh.clear()
             try:
                 await self._reload_care()

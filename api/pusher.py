@@ -200,4 +200,5 @@ class ConfigPusher:
                 logger.exception("config reconciliation failed; retrying")
                 wait = min(wait, 5.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # wait_for (3.11) can swallow a cancel
+                    await self._wake.wait()

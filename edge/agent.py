@@ -552,7 +552,8 @@ class EdgeAgent:
             await self._send_live(TopicKind.heartbeat, msg)
             interval = self.config.heartbeat_s if self.config else self.cfg.heartbeat_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._beat_now.wait(), interval)
+                async with asyncio.timeout(interval):  # wait_for (3.11) can swallow a cancel
+                    await self._beat_now.wait()
 
     async def _periodic_state(self) -> None:
         while True:

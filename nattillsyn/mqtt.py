@@ -290,7 +290,8 @@ class MqttClient:
             self._down.clear()
             self._client.disconnect(reasoncode=reason)  # paho closes the socket once written
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._down.wait(), 2.0)
+                async with asyncio.timeout(2.0):  # wait_for (3.11) can swallow a cancel
+                    await self._down.wait()
             self._forget_socket()
         if self._runner is not None:
             self._runner.cancel()
@@ -328,7 +329,8 @@ class MqttClient:
                 except Exception as exc:
                     self._protocol_error(exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._down.wait(), 1.0)
+                    async with asyncio.timeout(1.0):  # wait_for (3.11) can swallow a cancel
+                        await self._down.wait()
             if self._stopped:
                 return
             if self.connects > before:
