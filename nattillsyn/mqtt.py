@@ -1,5 +1,8 @@
 """MQTT client on the asyncio event loop: the only module that imports paho.
 
+(Timeouts use `asyncio.timeout`: Python 3.11's `wait_for` swallows a cancellation that
+arrives as the awaited future completes, and a service being stopped then never stops.)
+
 paho-mqtt speaks the protocol; this module drives it from the event loop through
 paho's documented external-loop API (the socket callbacks, `loop_read`,
 `loop_write`, `loop_misc`), as Home Assistant's MQTT integration does. Everything
@@ -254,7 +257,8 @@ class MqttClient:
         self._client.connect_async(self.url.host, self.url.port, **kwargs)
         self._runner = self._loop.create_task(self._run(), name=f"mqtt {self.client_id}")
         try:
-            await asyncio.wait_for(asyncio.shield(self._first_connect), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._first_connect)
         except TimeoutError:
             await self._halt()
             raise MqttError(
@@ -272,7 +276,8 @@ class MqttClient:
         """Wait until what is queued (acknowledgements above all) is written."""
         if self.connected.is_set() and not self._write_idle.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._write_idle.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._write_idle.wait()
 
     def drop_connection(self) -> None:
         """Cut the TCP connection without DISCONNECT, as a crash or a network failure
@@ -290,7 +295,7 @@ class MqttClient:
             self._down.clear()
             self._client.disconnect(reasoncode=reason)  # paho closes the socket once written
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):  # wait_for (3.11) can swallow a cancel
+                async with asyncio.timeout(2.0):
                     await self._down.wait()
             self._forget_socket()
         if self._runner is not None:
@@ -329,7 +334,7 @@ class MqttClient:
                 except Exception as exc:
                     self._protocol_error(exc)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):  # wait_for (3.11) can swallow a cancel
+                    async with asyncio.timeout(1.0):
                         await self._down.wait()
             if self._stopped:
                 return
@@ -476,7 +481,8 @@ class MqttClient:
         fut = self._loop.create_future() if qos else None
         self._send(_Publish(fut, topic, payload, qos, retain, require_subscriber))
         if fut is not None:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                await fut
 
     def publish_nowait(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
@@ -540,7 +546,8 @@ class MqttClient:
             raise MqttError(f"subscribe failed: {paho.error_string(result)}")
         fut: asyncio.Future[None] = self._loop.create_future()
         self._subscribing[mid] = fut
-        await asyncio.wait_for(fut, timeout)
+        async with asyncio.timeout(timeout):
+            await fut
 
     # -- receiving ---------------------------------------------------------------
 
@@ -554,7 +561,8 @@ class MqttClient:
             if timeout is None:
                 await self._ready.wait()
             else:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
 
     async def next_message(self, timeout: float | None = None) -> Received:
         await self._wait_inbox(timeout)
