@@ -21,55 +21,46 @@ import sys
 import time
 import uuid
 
+from bench import ingest_wire as wire
 from nattillsyn import mqtt_fastpath
 from nattillsyn.embedded import PrivateMosquitto
 from nattillsyn.mqtt import MqttClient
 
-PUBLISHER = r"""
-import socket, struct, sys, threading
-n, topic = int(sys.argv[1]), sys.argv[2].encode()
-port = int(sys.argv[3])
-def pkt(cmd, body):
-    size, length = len(body), bytearray()
-    while True:
-        b, size = size & 0x7F, size >> 7
-        length.append(b | (0x80 if size else 0))
-        if not size:
-            return bytes([cmd]) + bytes(length) + body
-s = socket.create_connection(("127.0.0.1", port))
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-connect = struct.pack("!H", 4) + b"MQTT" + bytes([5, 2]) + struct.pack("!H", 60) + b"\x00"
-s.sendall(pkt(0x10, connect + struct.pack("!H", 6) + b"rawpub"))
-s.recv(100)
-acked, cv = [0], threading.Condition()
-def drain():
-    while True:
-        d = s.recv(1 << 16)
-        if not d:
-            return
-        with cv:
-            acked[0] += len(d) // 4  # PUBACK: 40 02 <id>
-            cv.notify()
-threading.Thread(target=drain, daemon=True).start()
-payload = (b'{"v":1,"id":"0f8fad5b-d9cb-469f-a165-70867728950e","site":"site-1",'
-           b'"room":"rum-101","device":"cam-101","session":1,"seq":%d,'
-           b'"ts":"2026-12-04T03:00:00Z","type":"motion","phase":"update"}')
-buf = bytearray()
-for i in range(n):
-    body = struct.pack("!H", len(topic)) + topic + struct.pack("!H", i % 60000 + 1) + b"\x00"
-    buf += pkt(0x32, body + payload % i)
-    if len(buf) > 1500 or i == n - 1:
-        s.sendall(buf)
-        buf = bytearray()
-        with cv:
-            cv.wait_for(lambda: i + 1 - acked[0] < 18)
-with cv:
-    cv.wait_for(lambda: acked[0] >= n)
-s.sendall(pkt(0xE0, b"\x00"))
-"""
+
+def publish(n: int, topic: str, url: str) -> None:
+    """The publisher process: n QoS 1 messages, at most 18 unconfirmed (Mosquitto's
+    default receive maximum is 20), then DISCONNECT."""
+    sock, _ack, buf = wire.connect(url, "rawpub")
+    sock.settimeout(None)
+    name = topic.encode()
+    payload = (
+        b'{"v":1,"id":"0f8fad5b-d9cb-469f-a165-70867728950e","site":"site-1",'
+        b'"room":"rum-101","device":"cam-101","session":1,"seq":%d,'
+        b'"ts":"2026-12-04T03:00:00Z","type":"motion","phase":"update"}'
+    )
+    out, acked = bytearray(), 0
+
+    def take_acks() -> int:
+        nonlocal buf
+        buf += sock.recv(1 << 16)
+        packets, used = wire.parse(buf)
+        del buf[:used]
+        return sum(1 for first, _s, _e in packets if first & 0xF0 == wire.PUBACK)
+
+    for i in range(n):
+        out += wire.publish_packet(name, payload % i, i % 60000 + 1)
+        if len(out) > 1500 or i == n - 1:
+            sock.sendall(out)
+            out.clear()
+            while i + 1 - acked >= 18:
+                acked += take_acks()
+    while acked < n:
+        acked += take_acks()
+    sock.sendall(wire.DISCONNECT_PACKET)
+    sock.close()
 
 
-async def receive(url: str, port: int, n: int, fast: bool) -> dict:
+async def receive(url: str, n: int, fast: bool) -> dict:
     saved = mqtt_fastpath.AVAILABLE
     mqtt_fastpath.AVAILABLE = fast
     try:
@@ -80,7 +71,7 @@ async def receive(url: str, port: int, n: int, fast: bool) -> dict:
     await sub.start()
     await sub.subscribe(topic, qos=1)
     pub = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", PUBLISHER, str(n), topic, str(port)
+        sys.executable, "-m", "bench.mqtt_receive", "--role", "publisher", str(n), topic, url
     )
     got, t0, c0 = 0, 0.0, 0.0
     while got < n:
@@ -109,7 +100,7 @@ async def main() -> None:
     try:
         for _ in range(args.rounds):
             for name in ("fast", "stock"):
-                r = await receive(url, broker.port, args.messages, name == "fast")
+                r = await receive(url, args.messages, name == "fast")
                 runs[name].append(r)
                 print(f"{name:5}  {r['cpu_us']:6.2f} CPU µs/message  {r['per_s']:>8,}/s")
     finally:
@@ -128,4 +119,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--role"]:  # ["--role", "publisher", n, topic, url]
+        publish(int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    else:
+        asyncio.run(main())

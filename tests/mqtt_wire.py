@@ -1,5 +1,6 @@
 """MQTT 5 on the wire, written for tests without paho: a one-shot CONNECT probe and a
-scripted broker. Tests of the transport then share no decoder with what they test."""
+scripted broker. Tests of the transport then share no decoder with what they test.
+Packet encoding is the ingest benchmark's (bench/ingest_wire.py, no paho either)."""
 
 from __future__ import annotations
 
@@ -11,24 +12,11 @@ import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bench.ingest_wire import packet, utf8
+
 CONNECT, CONNACK, PUBLISH, PUBACK = 0x10, 0x20, 0x30, 0x40
 PUBREC, PUBREL, PUBCOMP = 0x50, 0x60, 0x70
 SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 0x80, 0x90, 0xC0, 0xD0, 0xE0
-
-
-def packet(cmd: int, body: bytes = b"") -> bytes:
-    """Fixed header (type and flags, remaining length in 7-bit groups) and body."""
-    n, length = len(body), bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        length.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes([cmd]) + bytes(length) + body
-
-
-def utf8(s: str) -> bytes:
-    data = s.encode()
-    return struct.pack("!H", len(data)) + data
 
 
 def connect_packet(
@@ -53,8 +41,7 @@ def publish_packet(
     properties: bytes | None = b"\x00",
 ) -> bytes:
     """PUBLISH; `properties` is MQTT 5's encoded property block (None: MQTT 3.1.1)."""
-    name = topic.encode() if isinstance(topic, str) else topic
-    body = struct.pack("!H", len(name)) + name + (struct.pack("!H", mid) if qos else b"")
+    body = utf8(topic) + (struct.pack("!H", mid) if qos else b"")
     body += (properties or b"") + payload
     return packet(PUBLISH | (qos << 1) | (0x08 if dup else 0) | int(retain), body)
 
@@ -179,7 +166,7 @@ class ScriptedBroker:
                     conn.v5 = body[6] == 5
                     await conn.send(packet(CONNACK, b"\x00\x00\x00" if conn.v5 else b"\x00\x00"))
                 elif cmd == PINGREQ:
-                    await conn.send(packet(PINGRESP))
+                    await conn.send(packet(PINGRESP, b""))
                 elif cmd & 0xF0 == SUBSCRIBE:
                     await conn.send(
                         packet(SUBACK, body[:2] + (b"\x00\x01" if conn.v5 else b"\x01"))

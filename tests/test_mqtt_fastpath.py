@@ -31,7 +31,7 @@ def _stream(v5: bool) -> tuple[bytes, int]:
                     n += 1
         mid += 1
         out += publish_packet(topic, b"with properties", 1, mid, properties=props or plain)
-        out += packet(PINGRESP)
+        out += packet(PINGRESP, b"")
         n += 1
     mid += 1
     out += publish_packet(b"bad\xff/utf8", b"payload", 1, mid, properties=plain)  # paho's path
