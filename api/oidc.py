@@ -98,12 +98,7 @@ class OidcClient:
                 r.raise_for_status()
                 return await r.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Refused(
-                "provider_unreachable",
-                "Inloggningstjänsten svarar inte. Försök igen om en stund.",
-                f"the identity provider did not answer: {exc}",
-                502,
-            ) from None
+            raise _unreachable("the identity provider", exc) from None
 
     async def metadata(self) -> dict:
         now = time.monotonic()
@@ -159,12 +154,7 @@ class OidcClient:
                     )
                 return body
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Refused(
-                "provider_unreachable",
-                "Inloggningstjänsten svarar inte. Försök igen om en stund.",
-                f"the token endpoint did not answer: {exc}",
-                502,
-            ) from None
+            raise _unreachable("the token endpoint", exc) from None
 
     async def validate(self, id_token: str, nonce: str) -> dict:
         """The ID token's claims, or Refused saying what was wrong."""
@@ -369,3 +359,12 @@ def refusal_page(err: Refused, back: str) -> web.Response:
 
 def safe_next(value: str | None) -> str:
     return value if value in PAGES else "/"
+
+
+def _unreachable(what: str, exc: BaseException) -> Refused:
+    return Refused(
+        "provider_unreachable",
+        "Inloggningstjänsten svarar inte. Försök igen om en stund.",
+        f"{what} did not answer: {exc}",
+        502,
+    )
