@@ -32,8 +32,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.db.migrate import migrate
-from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import DeviceConfig, RoomState, RoomStateName, TopicKind, Topics, decode
 from nattillsyn.protocol import encode as encode_msg
@@ -84,7 +84,7 @@ async def _pg_ok(url: str) -> bool:
 
 async def main(rooms: int, iterations: int) -> dict:
     from nattillsyn.api.app import ApiService
-    from nattillsyn.demo import seed, seed_admin, seed_devices
+    from nattillsyn.app.demo import seed, seed_admin, seed_devices
     from nattillsyn.edge.agent import EdgeAgent
 
     pg = broker = None

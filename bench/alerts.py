@@ -43,8 +43,8 @@ import aiohttp
 import psycopg
 from psycopg import sql
 
+from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.db.migrate import migrate
-from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Event, Heartbeat, RoomState, TopicKind, Topics, encode
 from nattillsyn.settings import default_clips_dir
@@ -143,7 +143,7 @@ async def seed(db_url: str, schema: str, sites: list[str], rooms_per_site: int) 
 
 def spawn(cmd: str, env: dict, log: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("nattillsyn")
-    argv = [str(exe), cmd] if exe.exists() else [sys.executable, "-m", "nattillsyn.cli", cmd]
+    argv = [str(exe), cmd] if exe.exists() else [sys.executable, "-m", "nattillsyn.app.cli", cmd]
     return subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 

@@ -46,11 +46,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nattillsyn.app.embedded import PrivateMosquitto, port_open
 from nattillsyn.edge.detector import MotionParams
 from nattillsyn.edge.evaluate import load_room_config
 from nattillsyn.edge.pipeline import Analysis
 from nattillsyn.edge.sources import ClipReader, clip_files
-from nattillsyn.embedded import PrivateMosquitto, port_open
 from nattillsyn.settings import default_clips_dir
 
 ZONES = Path(__file__).resolve().parents[1] / "tests" / "data" / "zones"
@@ -168,7 +168,7 @@ def whole_agent(seconds: float, warmup: float = 8.0) -> dict:
             "NATTILLSYN_LOG__LEVEL": "WARNING",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nattillsyn.cli", "edge"],
+            [sys.executable, "-m", "nattillsyn.app.cli", "edge"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

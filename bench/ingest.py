@@ -44,7 +44,7 @@ import os
 import sys
 import time
 
-from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres
+from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres
 from nattillsyn.settings.ingest import IngestSettings
 
 PHASES = ("ceiling", "throughput", "faults", "latency")

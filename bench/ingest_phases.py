@@ -18,8 +18,8 @@ import urllib.request
 from pathlib import Path
 
 from bench import ingest_db as db
+from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, free_port, port_open
 from nattillsyn.db.migrate import migrate
-from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres, free_port, port_open
 
 COUNTERS = ("nattillsyn_ingest_redelivered_total", "nattillsyn_ingest_duplicates_total")
 
@@ -248,7 +248,7 @@ class Ingest:
             prefix="bench-ingest-", suffix=".log", delete=False
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nattillsyn.cli", "ingest"],
+            [sys.executable, "-m", "nattillsyn.app.cli", "ingest"],
             env=env,
             start_new_session=True,
             stdout=self.log,

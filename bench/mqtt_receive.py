@@ -23,7 +23,7 @@ import uuid
 
 from bench import ingest_wire as wire
 from nattillsyn import mqtt_fastpath
-from nattillsyn.embedded import PrivateMosquitto
+from nattillsyn.app.embedded import PrivateMosquitto
 from nattillsyn.mqtt import MqttClient
 
 

@@ -71,7 +71,7 @@ def netns_unavailable() -> str | None:
         return f"`ip netns add` failed: {getattr(exc, 'stderr', b'') or exc}"
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
-    from nattillsyn.embedded import find_pg_bin
+    from nattillsyn.app.embedded import find_pg_bin
 
     if find_pg_bin() is None:
         return "no PostgreSQL server binaries"
@@ -465,9 +465,9 @@ async def run_centre(a: argparse.Namespace) -> None:
     from nattillsyn import log
     from nattillsyn.alerting.service import AlertingService
     from nattillsyn.api.app import ApiService
+    from nattillsyn.app.demo import seed
+    from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres
     from nattillsyn.db.migrate import migrate
-    from nattillsyn.demo import seed
-    from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres
     from nattillsyn.ingest.service import DUPLICATES, IngestService
     from nattillsyn.settings import Settings
 
@@ -589,7 +589,7 @@ async def _centre_report(settings, cmd: dict, watch: AlertWatch, duplicates) -> 
 
 async def run_site(a: argparse.Namespace) -> None:
     from nattillsyn import log
-    from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres
+    from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres
     from nattillsyn.gateway.service import GatewayService
     from nattillsyn.settings import Settings
 
@@ -707,7 +707,7 @@ async def _with_ticks(cmds, every: float = 0.1):
 
 async def run_reference(a: argparse.Namespace) -> None:
     from nattillsyn import log
-    from nattillsyn.embedded import PrivateMosquitto
+    from nattillsyn.app.embedded import PrivateMosquitto
 
     log.configure("WARNING", json=False)
     host, port = a.upstream.removeprefix("mqtt://").rsplit(":", 1)

@@ -30,8 +30,8 @@ from datetime import date, timedelta
 import psycopg
 from psycopg import sql
 
+from nattillsyn.app.embedded import PrivatePostgres
 from nattillsyn.db.migrate import migrate
-from nattillsyn.embedded import PrivatePostgres
 from nattillsyn.evaluation import load, report, store, synthetic
 from nattillsyn.settings.evaluation import EvaluationSettings
 

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import psycopg
 
-from nattillsyn.embedded import PrivatePostgres, free_port, wait_port
+from nattillsyn.app.embedded import PrivatePostgres, free_port, wait_port
 from nattillsyn.ids import new_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -379,7 +379,7 @@ class Services:
         tag = tag or name
         log = open(self.tmp / f"{tag}.log", "wb")  # noqa: SIM115 - the child's for its life
         self.procs[tag] = subprocess.Popen(
-            [sys.executable, "-m", "nattillsyn.cli", name],
+            [sys.executable, "-m", "nattillsyn.app.cli", name],
             env=self.env | env,
             stdout=log,
             stderr=subprocess.STDOUT,

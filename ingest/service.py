@@ -27,7 +27,7 @@ from psycopg_pool import PoolTimeout
 
 from nattillsyn import log, metrics
 from nattillsyn.db.pool import make_pool
-from nattillsyn.db.storage import Maintainer, set_policy
+from nattillsyn.ingest.storage import Maintainer, set_policy
 from nattillsyn.mqtt import MqttClient, MqttUrl, Received
 from nattillsyn.protocol import DeviceMessage, TopicKind, Topics
 from nattillsyn.protocol.validate import DeadLetter, Record, decode_message
@@ -486,7 +486,7 @@ class IngestSupervisor:
         self._stopping = False
 
     def _command(self, worker: int) -> list[str]:
-        cmd = [sys.executable, "-m", "nattillsyn.cli"]
+        cmd = [sys.executable, "-m", "nattillsyn.app.cli"]
         if self.config_file:
             cmd += ["--config", self.config_file]
         return [*cmd, "ingest", "--worker", str(worker)]

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from nattillsyn.api.app import ApiService
-from nattillsyn.demo import ADMIN_DEMO_USERS, DEMO_USERS, OTHER_UNIT_USERS, seed, seed_admin
+from nattillsyn.app.demo import ADMIN_DEMO_USERS, DEMO_USERS, OTHER_UNIT_USERS, seed, seed_admin
 
 PASSWORDS = {u: p for u, p, _, _ in DEMO_USERS + ADMIN_DEMO_USERS + OTHER_UNIT_USERS}
 ROLE_USER = {"night_staff": "natt", "unit_manager": "chef", "sysadmin": "admin", "evaluator": "utv"}

@@ -23,9 +23,9 @@ from backends import BACKENDS, timescale_missing
 from playwright.async_api import async_playwright
 from psycopg import sql
 
+from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.db.migrate import migrate
 from nattillsyn.db.pool import make_pool
-from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.settings import Settings, default_clips_dir
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -261,7 +261,7 @@ async def services(settings):
     """Ingest, alerting and the api on the test's schema and topic root (api on a free port)."""
     from nattillsyn.alerting.service import AlertingService
     from nattillsyn.api.app import ApiService
-    from nattillsyn.demo import seed
+    from nattillsyn.app.demo import seed
     from nattillsyn.ingest.service import IngestService
 
     settings = settings.model_copy(

@@ -19,7 +19,7 @@ from mqtt_wire import connack_reason
 from psycopg import sql
 
 from nattillsyn.api import mosquitto
-from nattillsyn.embedded import PrivateMosquitto
+from nattillsyn.app.embedded import PrivateMosquitto
 from nattillsyn.mqtt import MqttClient, MqttError
 from nattillsyn.protocol import (
     Availability,

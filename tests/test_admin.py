@@ -352,7 +352,7 @@ async def test_csrf_origin_and_login_throttle(settings, pool) -> None:
 async def test_claim_cli_and_replacement_keep_room_history(settings, pool, tmp_path) -> None:
     import asyncio
 
-    from nattillsyn.claim import run as claim_run
+    from nattillsyn.edge.claim import run as claim_run
     from nattillsyn.settings import load
 
     topics = Topics(settings.topic_root)

@@ -25,7 +25,7 @@ from nattillsyn.alerting.notifiers import (
     vapid_public_key,
 )
 from nattillsyn.alerting.service import AlertingService
-from nattillsyn.demo import seed
+from nattillsyn.app.demo import seed
 from nattillsyn.protocol import Alert
 from nattillsyn.settings.alerting import AlertingSettings
 

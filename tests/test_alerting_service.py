@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from nattillsyn.alerting.service import AlertingService
-from nattillsyn.demo import seed
+from nattillsyn.app.demo import seed
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import (
     Alert,

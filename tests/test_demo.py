@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nattillsyn.api.oidc_testprovider import unavailable
-from nattillsyn.embedded import find_pg_bin
+from nattillsyn.app.embedded import find_pg_bin
 
 pytestmark = pytest.mark.clips
 
@@ -69,7 +69,7 @@ def test_demo_shows_a_fall_alert_and_stops_cleanly(clips_dir, tmp_path) -> None:
     # --sso (when Node's test provider is installed): local logins keep working beside it,
     # and Ctrl-C stops the provider too (it is one of the processes below).
     sso = unavailable() is None
-    cmd = [sys.executable, "-m", "nattillsyn.cli", "demo", "--port", "0", "--rooms", "2"]
+    cmd = [sys.executable, "-m", "nattillsyn.app.cli", "demo", "--port", "0", "--rooms", "2"]
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
             cmd + (["--sso"] if sso else []),

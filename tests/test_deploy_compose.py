@@ -22,7 +22,7 @@ import pytest
 import yaml
 from mqtt_wire import connack_reason
 
-from nattillsyn.embedded import PrivatePostgres, free_port, wait_port
+from nattillsyn.app.embedded import PrivatePostgres, free_port, wait_port
 from nattillsyn.settings import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -414,7 +414,7 @@ def test_settings_errors_do_not_print_urls_with_passwords(tmp_path: Path):
         "NATTILLSYN_INGEST__BATCH_SIZE": "0",
     }
     res = subprocess.run(
-        [sys.executable, "-m", "nattillsyn.cli", "ingest"],
+        [sys.executable, "-m", "nattillsyn.app.cli", "ingest"],
         env=env,
         capture_output=True,
         text=True,

@@ -241,7 +241,7 @@ def test_real_service_process_notifies_systemd(notify_socket, settings, test_id)
         "NATTILLSYN_LOG__JSON": "true",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nattillsyn.cli", "ingest"],
+        [sys.executable, "-m", "nattillsyn.app.cli", "ingest"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

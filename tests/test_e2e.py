@@ -11,11 +11,11 @@ import pytest
 
 from nattillsyn.alerting.service import AlertingService
 from nattillsyn.api.app import ApiService
-from nattillsyn.demo import DEMO_USERS, seed
+from nattillsyn.app.demo import DEMO_USERS, seed
+from nattillsyn.app.simulate import room_settings
 from nattillsyn.edge.agent import EdgeAgent
 from nattillsyn.edge.sources import PlaylistSource
 from nattillsyn.ingest.service import IngestService
-from nattillsyn.simulate import room_settings
 
 pytestmark = pytest.mark.clips
 

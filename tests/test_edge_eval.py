@@ -37,7 +37,7 @@ def test_evaluate_reaches_the_targets(clips_dir) -> None:
         [
             sys.executable,
             "-m",
-            "nattillsyn.cli",
+            "nattillsyn.app.cli",
             "edge",
             "evaluate",
             str(clips_dir),

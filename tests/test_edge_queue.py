@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from test_edge_agent import edge_settings
 
+from nattillsyn.app.embedded import PrivateMosquitto, wait_port
 from nattillsyn.edge.agent import EdgeAgent
 from nattillsyn.edge.sources import Frame, Pacer
 from nattillsyn.edge.store import Store
-from nattillsyn.embedded import PrivateMosquitto, wait_port
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import TopicKind, Topics
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from test_edge_agent import SyntheticSource, Watcher, edge_settings
 
+from nattillsyn.app.embedded import free_port, wait_port
 from nattillsyn.edge.agent import EdgeAgent
-from nattillsyn.embedded import free_port, wait_port
 from nattillsyn.mqtt import MqttClient, MqttError, TlsFiles
 from nattillsyn.protocol import TopicKind
 

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from nattillsyn import cli
+from nattillsyn.app import cli
 from nattillsyn.evaluation import synthetic
 
 # Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.

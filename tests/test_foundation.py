@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from nattillsyn.cli import build_parser
+from nattillsyn.app.cli import build_parser
 from nattillsyn.db.migrate import migrate
 from nattillsyn.protocol import TopicKind, Topics
 from nattillsyn.protocol.asyncapi import PATH, render
@@ -19,7 +19,7 @@ SUBCOMMANDS = ("edge", "gateway", "ingest", "alerting", "api", "db", "simulate",
 
 def test_cli_help_lists_every_subcommand() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "nattillsyn.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "nattillsyn.app.cli", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0
     for name in SUBCOMMANDS:

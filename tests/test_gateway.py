@@ -18,9 +18,9 @@ from psycopg import sql
 
 from nattillsyn.alerting import gateways, rules
 from nattillsyn.alerting.service import AlertingService
+from nattillsyn.app.demo import seed
+from nattillsyn.app.embedded import PrivateMosquitto
 from nattillsyn.db.migrate import migrate
-from nattillsyn.demo import seed
-from nattillsyn.embedded import PrivateMosquitto
 from nattillsyn.gateway.modes import ModeMachine
 from nattillsyn.gateway.replica import apply_snapshot
 from nattillsyn.gateway.service import GatewayService
@@ -584,7 +584,7 @@ def tls_centre(tmp_path):
 
     from test_edge_tls import MOSQUITTO, OPENSSL, make_pki
 
-    from nattillsyn.embedded import free_port, wait_port
+    from nattillsyn.app.embedded import free_port, wait_port
 
     if OPENSSL is None or not Path(MOSQUITTO).exists():
         pytest.skip("openssl and mosquitto are needed for the TLS test")

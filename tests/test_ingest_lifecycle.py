@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from nattillsyn.db.migrate import migrate
-from nattillsyn.db.storage import maintain, refresh_summary, set_policy
+from nattillsyn.ingest.storage import maintain, refresh_summary, set_policy
 
 # Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.
 pytestmark = pytest.mark.both_backends

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from backends import timescale_missing
 
+from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres
 from nattillsyn.db.migrate import migrate
-from nattillsyn.embedded import PrivateMosquitto, PrivatePostgres
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Event, TopicKind, Topics, encode
 
@@ -46,7 +46,7 @@ def _children(pid: int) -> dict[int, int]:
 def _start_ingest(env: dict[str, str]) -> subprocess.Popen:
     """`nattillsyn ingest`: the supervisor and its worker processes."""
     return subprocess.Popen(
-        [sys.executable, "-m", "nattillsyn.cli", "ingest"], env=env, start_new_session=True
+        [sys.executable, "-m", "nattillsyn.app.cli", "ingest"], env=env, start_new_session=True
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from admin_helpers import PASSWORDS, Client, running_api
 from psycopg import sql
 
-from nattillsyn.demo import OTHER_UNIT
+from nattillsyn.app.demo import OTHER_UNIT
 
 pytestmark = pytest.mark.browser
 

@@ -70,7 +70,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(database_url: str, mqtt_url: str) -> Iterator[Served]:
     from nattillsyn.api.app import ApiService
-    from nattillsyn.demo import seed, seed_admin
+    from nattillsyn.app.demo import seed, seed_admin
 
     schema = f"t_st_{uuid.uuid4().hex[:10]}"
     s = Settings(

@@ -14,7 +14,7 @@ import yarl
 from test_tablet_browser import publish_fall
 
 from nattillsyn.alerting.care import load_open_visits
-from nattillsyn.demo import DEMO_PINS, DEMO_USERS
+from nattillsyn.app.demo import DEMO_PINS, DEMO_USERS
 from nattillsyn.settings.tablet import TabletSettings
 
 PASSWORDS = {u: p for u, p, *_ in DEMO_USERS}

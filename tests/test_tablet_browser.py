@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from nattillsyn.api.app import ApiService
-from nattillsyn.demo import DEMO_USERS
+from nattillsyn.app.demo import DEMO_USERS
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Event, Heartbeat, TopicKind, Topics, encode
 from nattillsyn.settings.alerting import AlertingSettings

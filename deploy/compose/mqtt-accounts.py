@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from nattillsyn import cli
 from nattillsyn.api.mosquitto import hash_password, verify_password
+from nattillsyn.app import cli
 from nattillsyn.settings import load
 
 

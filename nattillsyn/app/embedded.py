@@ -240,7 +240,7 @@ class PrivatePostgres:
 
 
 PROJECT_MOSQUITTO_CONF = (
-    Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
+    Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 )
 
 # What PrivateMosquitto replaces in the template: where it listens, where it keeps
@@ -283,7 +283,7 @@ def mosquitto_config(template: str, *, port: int, data_dir: Path, extra: str = "
     )
     kept += [
         "",
-        "# -- rewritten by nattillsyn.embedded.PrivateMosquitto --",
+        "# -- rewritten by nattillsyn.app.embedded.PrivateMosquitto --",
         *([] if own_auth else ["allow_anonymous true"]),
         f"persistence_location {data_dir}/",
         f"log_dest file {data_dir}/mosquitto.log",

@@ -139,11 +139,11 @@ async def seed_history(settings: Settings) -> None:
 async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080, sso: bool = False) -> int:
     from nattillsyn.alerting.service import AlertingService
     from nattillsyn.api.app import ApiService
+    from nattillsyn.app.embedded import InProcessBroker, PrivatePostgres
+    from nattillsyn.app.simulate import make_agents, room_ids
     from nattillsyn.db.migrate import migrate
-    from nattillsyn.embedded import InProcessBroker, PrivatePostgres
     from nattillsyn.ingest.service import IngestService
     from nattillsyn.service import run_until_signalled
-    from nattillsyn.simulate import make_agents, room_ids
 
     pg: PrivatePostgres | None = None
     broker: InProcessBroker | None = None

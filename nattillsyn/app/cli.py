@@ -110,7 +110,7 @@ def _db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
 
     import psycopg
 
-    from nattillsyn.db.storage import maintain
+    from nattillsyn.ingest.storage import maintain
 
     _require(settings, "database_url")
 
@@ -130,13 +130,13 @@ def _db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from nattillsyn.demo import run_demo
+    from nattillsyn.app.demo import run_demo
 
     return asyncio.run(run_demo(settings, rooms=args.rooms, port=args.port, sso=args.sso))
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from nattillsyn.simulate import run_simulation
+    from nattillsyn.app.simulate import run_simulation
 
     _require(settings, "mqtt_url")
     return asyncio.run(run_simulation(settings, rooms=args.rooms, speed=args.speed))
@@ -185,7 +185,7 @@ def _mqtt_auth(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _claim(settings: Settings, args: argparse.Namespace) -> int:
-    from nattillsyn.claim import run
+    from nattillsyn.edge.claim import run
 
     return run(args.api, args.code, args.write)
 
