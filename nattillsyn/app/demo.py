@@ -15,8 +15,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
 from nattillsyn import log
-from nattillsyn.settings import Settings
+from nattillsyn.alerting.service import AlertingService
+from nattillsyn.api.app import ApiService
+from nattillsyn.api.auth import hash_password
+from nattillsyn.api.oidc_testprovider import TestProvider, oidc_settings
+from nattillsyn.app.embedded import InProcessBroker, PrivatePostgres
+from nattillsyn.app.simulate import make_agents, room_ids
+from nattillsyn.db.migrate import migrate
+from nattillsyn.evaluation.demo import seed_history as generate
+from nattillsyn.ingest.service import IngestService
+from nattillsyn.service import run_until_signalled
+from nattillsyn.settings import OidcSettings, Settings
 
 logger = log.get(__name__)
 
@@ -49,7 +63,6 @@ _HASHES: dict[str, str] = {}
 
 def _demo_hash(password: str) -> str:
     """argon2 is slow by design; each demo password is hashed once per process."""
-    from nattillsyn.api.auth import hash_password
 
     if password not in _HASHES:
         _HASHES[password] = hash_password(password)
@@ -58,8 +71,6 @@ def _demo_hash(password: str) -> str:
 
 async def seed(settings: Settings, rooms: list[str]) -> None:
     """Idempotently create the demo site, its rooms and the demo users."""
-    import psycopg
-    from psycopg import sql
 
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         await conn.execute(
@@ -119,10 +130,6 @@ async def seed(settings: Settings, rooms: list[str]) -> None:
 
 async def seed_history(settings: Settings) -> None:
     """Months of synthetic nights behind the evaluation report (once per database)."""
-    import psycopg
-    from psycopg import sql
-
-    from nattillsyn.evaluation.demo import seed_history as generate
 
     async with await psycopg.AsyncConnection.connect(
         settings.database_url, autocommit=True
@@ -137,13 +144,6 @@ async def seed_history(settings: Settings) -> None:
 
 
 async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080, sso: bool = False) -> int:
-    from nattillsyn.alerting.service import AlertingService
-    from nattillsyn.api.app import ApiService
-    from nattillsyn.app.embedded import InProcessBroker, PrivatePostgres
-    from nattillsyn.app.simulate import make_agents, room_ids
-    from nattillsyn.db.migrate import migrate
-    from nattillsyn.ingest.service import IngestService
-    from nattillsyn.service import run_until_signalled
 
     pg: PrivatePostgres | None = None
     broker: InProcessBroker | None = None
@@ -153,9 +153,6 @@ async def run_demo(settings: Settings, rooms: int = 4, port: int = 8080, sso: bo
     try:
         updates: dict = {}
         if sso:  # the test OpenID Provider on loopback (npm's oidc-provider; any password)
-            from nattillsyn.api.oidc_testprovider import TestProvider, oidc_settings
-            from nattillsyn.settings import OidcSettings
-
             provider = await asyncio.to_thread(TestProvider)
             updates["oidc"] = OidcSettings(**oidc_settings(provider.issuer, settings.site))
         if settings.database_url is None:
@@ -248,8 +245,6 @@ def _all_logins() -> list[tuple[str, str, str, str]]:
 
 
 async def _connect(settings: Settings):
-    import psycopg
-    from psycopg import sql
 
     conn = await psycopg.AsyncConnection.connect(settings.database_url)
     await conn.execute(
@@ -346,7 +341,6 @@ async def seed_inclusions(conn) -> None:
 
 async def seed_devices(settings: Settings, rooms: list[str], device_settings: dict) -> None:
     """Provision the demo's simulated room devices so administration manages their config."""
-    from psycopg.types.json import Jsonb
 
     async with await _connect(settings) as conn:
         for room in rooms:

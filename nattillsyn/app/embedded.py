@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+from amqtt.broker import Broker
+
 from nattillsyn import log
 
 logger = log.get(__name__)
@@ -213,7 +216,6 @@ class PrivatePostgres:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def _wait_ready(self, timeout: float) -> None:
-        import psycopg
 
         deadline = time.monotonic() + timeout
         while True:
@@ -421,7 +423,6 @@ class InProcessBroker:
         return f"mqtt://127.0.0.1:{self.port}?protocol=3.1.1"
 
     async def start(self) -> str:
-        from amqtt.broker import Broker
 
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
@@ -433,7 +434,8 @@ class InProcessBroker:
         # amqtt 0.12 iterates its subscription table across awaits while other clients
         # subscribe ("dictionary changed size during iteration", a dropped connection):
         # iterating a snapshot is what it means to do.
-        self._broker._subscriptions = _SnapshotDict(self._broker._subscriptions)
+        table = self._broker._subscriptions  # noqa: SLF001 (the amqtt bug above)
+        self._broker._subscriptions = _SnapshotDict(table)  # noqa: SLF001
         await self._broker.start()
         return self.url
 

@@ -10,6 +10,9 @@ from functools import partial
 from pathlib import Path
 
 from nattillsyn import log
+from nattillsyn.edge.agent import EdgeAgent
+from nattillsyn.edge.sources import PlaylistSource
+from nattillsyn.service import run_until_signalled
 from nattillsyn.settings import Settings
 
 logger = log.get(__name__)
@@ -62,8 +65,6 @@ def room_settings(
 def make_agents(
     settings: Settings, rooms: int, *, speed: float = 1.0, fall_confirm_s: float = 10.0
 ):
-    from nattillsyn.edge.agent import EdgeAgent
-    from nattillsyn.edge.sources import PlaylistSource
 
     agents = []
     for i in range(rooms):
@@ -82,7 +83,6 @@ def make_agents(
 
 
 async def run_simulation(settings: Settings, rooms: int, speed: float) -> int:
-    from nattillsyn.service import run_until_signalled
 
     await run_until_signalled(make_agents(settings, rooms, speed=speed))
     return 0
