@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from nattillsyn import __version__, log, metrics
+from nattillsyn.service import run_until_signalled
 from nattillsyn.settings import Settings, SettingsError, load
 
 DESCRIPTION = """\
@@ -34,8 +36,6 @@ def _run_services(
     factory: Callable[[Settings], list],
 ) -> Callable[[Settings, argparse.Namespace], int]:
     def run(settings: Settings, _args: argparse.Namespace) -> int:
-        from nattillsyn.service import run_until_signalled
-
         asyncio.run(run_until_signalled(factory(settings)))
         return 0
 
@@ -68,7 +68,6 @@ def _edge_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     from nattillsyn.ingest.service import services
-    from nattillsyn.service import run_until_signalled
 
     _require(settings, "mqtt_url", "database_url")
     asyncio.run(run_until_signalled(services(settings, args.worker, args.config)))
@@ -106,8 +105,6 @@ def _db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
-    import json
-
     import psycopg
 
     from nattillsyn.ingest.storage import maintain

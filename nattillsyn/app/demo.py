@@ -106,18 +106,7 @@ async def seed(settings: Settings, rooms: list[str]) -> None:
                         (row[0], at, mode),
                     )
         for username, password, name, role in DEMO_USERS:
-            cur = await conn.execute(
-                """INSERT INTO users (username, display_name, role, password_hash)
-                   VALUES (%s, %s, %s, %s)
-                   ON CONFLICT (username) DO UPDATE SET display_name = EXCLUDED.display_name
-                   RETURNING id""",
-                (username, name, role, _demo_hash(password)),
-            )
-            user_id = (await cur.fetchone())[0]
-            await conn.execute(
-                "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (user_id, settings.site),
-            )
+            user_id = await _user(conn, username, password, name, role, settings.site)
             if username in DEMO_PINS:
                 await conn.execute(
                     """INSERT INTO staff_pins (user_id, pin_hash) VALUES (%s, %s)
@@ -253,7 +242,7 @@ async def _connect(settings: Settings):
     return conn
 
 
-async def _user(conn, username: str, password: str, name: str, role: str, site: str) -> None:
+async def _user(conn, username: str, password: str, name: str, role: str, site: str) -> int:
     cur = await conn.execute(
         """INSERT INTO users (username, display_name, role, password_hash)
            VALUES (%s, %s, %s, %s)
@@ -266,6 +255,7 @@ async def _user(conn, username: str, password: str, name: str, role: str, site: 
         "INSERT INTO user_sites (user_id, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
         (user_id, site),
     )
+    return user_id
 
 
 async def seed_admin(settings: Settings) -> None:

@@ -78,6 +78,17 @@ def timescale_installed(pg_bin: Path) -> bool:
     return (Path(share.stdout.strip()) / "extension" / "timescaledb.control").exists()
 
 
+def stop_group(proc: subprocess.Popen | None, sig: int, grace_s: float) -> None:
+    """Signal a server's process group; SIGKILL it if it has not exited after `grace_s`."""
+    if proc and proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 class PrivatePostgres:
     """A throw-away PostgreSQL cluster (trust auth, loopback only).
 
@@ -228,13 +239,7 @@ class PrivatePostgres:
                 time.sleep(0.1)
 
     def _shutdown(self, sig: int) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc, sig, 20)
 
     def stop(self) -> None:
         self._shutdown(signal.SIGINT)  # PostgreSQL's fast shutdown
@@ -343,9 +348,8 @@ class PrivateMosquitto:
             os.kill(self.proc.pid, signal.SIGHUP)
 
     def _write_config(self) -> None:
-        # An installed wheel has no deploy/: the same limits, inline.
-        exists = self.template.exists()
-        template = self.template.read_text() if exists else _FALLBACK_MOSQUITTO_CONF
+        # The project's broker configuration as shipped (tests and benchmarks run from a checkout).
+        template = self.template.read_text()
         extra = self.extra_conf.replace("{dir}", str(self._tmp))
         self.config_path.write_text(
             mosquitto_config(template, port=self.port, data_dir=self._tmp, extra=extra)
@@ -363,13 +367,7 @@ class PrivateMosquitto:
         return self.url
 
     def _terminate(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc, sig, 30)
 
     def restart(self, timeout: float = 10.0) -> None:
         """Graceful stop (SIGTERM: Mosquitto writes its persistence file) and start again."""
@@ -386,19 +384,6 @@ class PrivateMosquitto:
     def stop(self) -> None:
         self._terminate(signal.SIGTERM)
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-_FALLBACK_MOSQUITTO_CONF = """\
-per_listener_settings false
-persistence true
-autosave_interval 60
-max_queued_messages 1000000
-max_queued_bytes 0
-max_inflight_messages 1000
-max_packet_size 1048576
-persistent_client_expiration 7d
-set_tcp_nodelay true
-"""
 
 
 class _SnapshotDict(dict):
