@@ -1,6 +1,7 @@
 """Settings of OpenID Connect single sign-on (the municipality's identity provider)."""
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -110,8 +111,6 @@ class OidcSettings(Section):
     @field_validator("issuer")
     @classmethod
     def _https(cls, v: str | None) -> str | None:
-        from urllib.parse import urlsplit
-
         loopback = ("127.0.0.1", "localhost", "::1")
         if v is not None and v.startswith("http://") and urlsplit(v).hostname not in loopback:
             raise ValueError("must be https:// (plain http only on loopback, for tests)")
