@@ -40,15 +40,12 @@ async def _audit(conn, action: str, what: str, site: str | None, detail: dict) -
 
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
     ev = settings.evaluation
-    overrides = {
-        k: v
-        for k, v in (
-            ("minutes_per_visit", args.minutes_per_visit),
-            ("awakening_window_min", args.awakening_min),
-            ("k_anonymity", args.k),
-        )
-        if v is not None
+    given = {
+        "minutes_per_visit": args.minutes_per_visit,
+        "awakening_window_min": args.awakening_min,
+        "k_anonymity": args.k,
     }
+    overrides = {k: v for k, v in given.items() if v is not None}
     if overrides:
         ev = ev.model_validate({**ev.model_dump(), **overrides})
     if args.end < args.start:

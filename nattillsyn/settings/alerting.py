@@ -3,6 +3,7 @@
 from pydantic import Field, SecretStr, field_validator
 
 from .base import Section
+from .fields import AlertDelay, MetricsPort, Targets
 
 
 class EscalationStep(Section):
@@ -11,12 +12,10 @@ class EscalationStep(Section):
         ge=0,
         le=24 * 3600,
     )
-    targets: list[str] = Field(
+    targets: Targets = Field(
         description="`unit` (the unit's tablets), `group:<name>` (tablets enrolled in that "
         "group, e.g. a neighbouring unit or the night nurse), `notifier:<name>` (external: "
-        "`notifier:webhook` for an SMS/phone gateway).",
-        min_length=1,
-        max_length=10,
+        "`notifier:webhook` for an SMS/phone gateway)."
     )
 
     @field_validator("targets")
@@ -65,26 +64,24 @@ class AlertingSettings(Section):
         ge=1,
         le=3600,
     )
-    camera_covered_delay_s: float = Field(
-        30.0, description="Camera covered this long → system alert (s).", ge=0, le=3600
+    camera_covered_delay_s: AlertDelay = Field(
+        30.0, description="Camera covered this long → system alert (s)."
     )
-    too_dark_delay_s: float = Field(
-        60.0, description="Image too dark this long → system alert (s).", ge=0, le=3600
+    too_dark_delay_s: AlertDelay = Field(
+        60.0, description="Image too dark this long → system alert (s)."
     )
-    camera_moved_delay_s: float = Field(
-        0.0, description="Camera moved → system alert after (s).", ge=0, le=3600
+    camera_moved_delay_s: AlertDelay = Field(
+        0.0, description="Camera moved → system alert after (s)."
     )
     backlog_threshold: int = Field(
         100, description="Edge send queue at or above this → backlog condition.", ge=1
     )
-    backlog_delay_s: float = Field(
-        60.0, description="Edge backlog this long → system alert (s).", ge=0, le=3600
+    backlog_delay_s: AlertDelay = Field(
+        60.0, description="Edge backlog this long → system alert (s)."
     )
-    paused_delay_s: float = Field(
+    paused_delay_s: AlertDelay = Field(
         120.0,
         description="Device reports `paused` this long while monitoring should run → alert (s).",
-        ge=0,
-        le=3600,
     )
     care_refresh_s: float = Field(
         5.0,
@@ -130,4 +127,4 @@ class AlertingSettings(Section):
         ge=10,
         le=600,
     )
-    metrics_port: int = Field(0, description="Prometheus port; 0 = off.", ge=0, le=65535)
+    metrics_port: MetricsPort = 0
