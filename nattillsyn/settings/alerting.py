@@ -1,5 +1,7 @@
 """Settings of the alerting service (and the tablet parts of the api that share them)."""
 
+from typing import Any
+
 from pydantic import Field, SecretStr, field_validator
 
 from .base import Section
@@ -34,6 +36,10 @@ DEFAULT_STEPS = [
 ]
 
 
+def _system_alert(delay_s: float, condition: str) -> Any:
+    return Field(delay_s, description=f"{condition} this long → system alert (s).")
+
+
 class AlertingSettings(Section):
     client_id: str = Field("nattillsyn-alerting", description="MQTT client id.", min_length=1)
     repeat_s: float = Field(
@@ -64,21 +70,15 @@ class AlertingSettings(Section):
         ge=1,
         le=3600,
     )
-    camera_covered_delay_s: AlertDelay = Field(
-        30.0, description="Camera covered this long → system alert (s)."
-    )
-    too_dark_delay_s: AlertDelay = Field(
-        60.0, description="Image too dark this long → system alert (s)."
-    )
+    camera_covered_delay_s: AlertDelay = _system_alert(30.0, "Camera covered")
+    too_dark_delay_s: AlertDelay = _system_alert(60.0, "Image too dark")
     camera_moved_delay_s: AlertDelay = Field(
         0.0, description="Camera moved → system alert after (s)."
     )
     backlog_threshold: int = Field(
         100, description="Edge send queue at or above this → backlog condition.", ge=1
     )
-    backlog_delay_s: AlertDelay = Field(
-        60.0, description="Edge backlog this long → system alert (s)."
-    )
+    backlog_delay_s: AlertDelay = _system_alert(60.0, "Edge backlog")
     paused_delay_s: AlertDelay = Field(
         120.0,
         description="Device reports `paused` this long while monitoring should run → alert (s).",

@@ -1,9 +1,15 @@
 """Settings of the ingest service."""
 
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from .base import Section
 from .fields import Days, MetricsPort
+
+
+def _kept(days: int, rows: str) -> Any:
+    return Field(days, description=f"Keep {rows} this many days (0 = for ever).")
 
 
 class IngestSettings(Section):
@@ -70,18 +76,10 @@ class IngestSettings(Section):
     apply_policies: bool = Field(
         True, description="Set the retention/compression policies below at start."
     )
-    retention_events_days: Days = Field(
-        90, description="Keep raw events this many days (0 = for ever)."
-    )
-    retention_room_states_days: Days = Field(
-        90, description="Keep raw room states this many days (0 = for ever)."
-    )
-    retention_heartbeats_days: Days = Field(
-        30, description="Keep raw heartbeats this many days (0 = for ever)."
-    )
-    retention_dead_letters_days: Days = Field(
-        30, description="Keep dead letters this many days (0 = for ever)."
-    )
+    retention_events_days: Days = _kept(90, "raw events")
+    retention_room_states_days: Days = _kept(90, "raw room states")
+    retention_heartbeats_days: Days = _kept(30, "raw heartbeats")
+    retention_dead_letters_days: Days = _kept(30, "dead letters")
     compress_after_days: Days = Field(
         7,
         description="Compress telemetry chunks older than this many days (TimescaleDB; 0 = never).",
