@@ -74,6 +74,38 @@ def _ticks(c: Canvas, y: Callable[[float], float], ymax: float, x0: float, x1: f
         c.text(x0 - 6, y(v) + 4, fmt(v, 1), text_anchor="end", fill=AXIS_TEXT)
 
 
+def _name_margin(names: Sequence[str], most: float) -> float:
+    """Left margin for row names, right-aligned against the plot."""
+    return min(most, 16 + max((len(n) for n in names), default=0) * CHAR_W)
+
+
+def _x_axis(
+    c: Canvas, left: float, xmax: float, top: float, foot: float, fmt, digits: int
+) -> Callable[[float], float]:
+    """Vertical grid lines with their values below, from `left` to the right margin; returns
+    the value → x mapping. `foot`: the space below the grid (labels 14 px above its end)."""
+    right = c.width - 16
+
+    def x(v: float) -> float:
+        return left + (right - left) * v / xmax
+
+    for k in range(5):
+        v = xmax * k / 4
+        c.line(x(v), top, x(v), c.height - foot, stroke=GRID)
+        c.text(x(v), c.height - foot + 14, fmt(v, digits), text_anchor="middle", fill=AXIS_TEXT)
+    return x
+
+
+def _legend(
+    c: Canvas, items: Sequence[tuple[str, str]], x: float, box_y: float, box_h: float, text_y: float
+) -> None:
+    """Colour boxes with their labels in one row."""
+    for label, color in items:
+        c.rect(x, box_y, 12, box_h, fill=color)
+        c.text(x + 17, text_y, label, fill=INK)
+        x += 17 + len(label) * CHAR_W + 24
+
+
 def line_chart(
     title: str,
     xs: Sequence[str],
@@ -107,15 +139,12 @@ def line_chart(
                    fill_opacity="0.12")  # fmt: skip
         c.line(left, y(e.value), w - right, y(e.value), stroke="#888", stroke_dasharray="5 4")
         c.text(w - right, y(e.value) - 4, label, text_anchor="end", fill="#666")
-    lx = left + 10.0
     for s in series:
         pts = " ".join(
             f"{_attr(x(i))},{_attr(y(v))}" for i, v in enumerate(s.values) if v is not None
         )
         c.add("polyline", points=pts, fill="none", stroke=s.color, stroke_width=2)
-        c.rect(lx, h - 14, 12, 4, fill=s.color)
-        c.text(lx + 17, h - 9, s.label, fill=INK)
-        lx += 17 + len(s.label) * CHAR_W + 24
+    _legend(c, [(s.label, s.color) for s in series], left + 10.0, h - 14, 4, h - 9)
     return c
 
 
@@ -166,22 +195,13 @@ def dot_chart(
     scale: float = 1.0,
 ) -> Canvas:
     """One dot per unit with its interval (the reported unit highlighted)."""
-    longest = max((len(name) for name, _, _ in rows), default=0)
-    left = min(220.0, 16 + longest * CHAR_W)
-    w, right, top, row = 420 + int(left), 16, 26, 24
+    left = _name_margin([name for name, _, _ in rows], 220.0)
+    w, top, row = 420 + int(left), 26, 24
     h = top + row * len(rows) + 24
     c = Canvas(w, h, title)
     c.text(6, 14, title, fill=INK, font_size=12)
     his = [(e.high if e.high is not None else e.value) or 0 for _, e, _ in rows]
-    xmax = max([0.01, *(v * scale for v in his)]) * 1.1
-
-    def x(v: float) -> float:
-        return left + (w - left - right) * v / xmax
-
-    for k in range(5):
-        v = xmax * k / 4
-        c.line(x(v), top, x(v), h - 20, stroke=GRID)
-        c.text(x(v), h - 6, fmt(v, 1), text_anchor="middle", fill=AXIS_TEXT)
+    x = _x_axis(c, left, max([0.01, *(v * scale for v in his)]) * 1.1, top, 20, fmt, 1)
     for i, (name, e, own) in enumerate(rows):
         cy = top + row * i + row / 2
         c.text(left - 8, cy + 4, name, text_anchor="end", fill=INK)
@@ -200,29 +220,16 @@ def stacked_bars(
     fmt: Callable[[float, int], str],
 ) -> Canvas:
     """Horizontal bars of two parts (alerts: not false, false)."""
-    longest = max((len(name) for name, _, _ in rows), default=0)
-    left = min(240.0, 16 + longest * CHAR_W)
-    w, right, top, row = 420 + int(left), 16, 10, 22
+    left = _name_margin([name for name, _, _ in rows], 240.0)
+    w, top, row = 420 + int(left), 10, 22
     h = top + row * len(rows) + 44
     c = Canvas(w, h, title)
-    xmax = max([1, *(a + b for _, a, b in rows)]) * 1.05
-
-    def x(v: float) -> float:
-        return left + (w - left - right) * v / xmax
-
-    for k in range(5):
-        v = xmax * k / 4
-        c.line(x(v), top, x(v), h - 40, stroke=GRID)
-        c.text(x(v), h - 26, fmt(v, 0), text_anchor="middle", fill=AXIS_TEXT)
+    x = _x_axis(c, left, max([1, *(a + b for _, a, b in rows)]) * 1.05, top, 40, fmt, 0)
     colors = ("#69c", "#c63")
     for i, (name, a, b) in enumerate(rows):
         cy = top + row * i
         c.text(left - 8, cy + row / 2 + 4, name, text_anchor="end", fill=INK)
         c.rect(left, cy + 3, x(a) - left, row - 6, fill=colors[0])
         c.rect(x(a), cy + 3, x(a + b) - x(a), row - 6, fill=colors[1])
-    lx = left
-    for label, color in zip(legend, colors, strict=True):
-        c.rect(lx, h - 12, 12, 6, fill=color)
-        c.text(lx + 17, h - 6, label, fill=INK)
-        lx += 17 + len(label) * CHAR_W + 24
+    _legend(c, list(zip(legend, colors, strict=True)), left, h - 12, 6, h - 6)
     return c

@@ -10,11 +10,13 @@ checks them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from .model import (
     AlertCell,
@@ -33,6 +35,16 @@ from .stats import Bootstrap, Interval, ratio, safe_div
 from .totals import NUMERIC, AlertStats, BaselineTotals, NightTotals, ResidentTotals
 
 REASONS = ("round", "alert", "planned", "unplanned")
+LATENCIES = (
+    "ack_median_s",
+    "ack_p90_s",
+    "response_median_s",
+    "response_p90_s",
+    "resolve_median_s",
+    "resolve_p90_s",
+)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -55,6 +67,19 @@ def _est(iv: Interval) -> Estimate:
 
 
 HIDDEN = Estimate(suppressed=True)
+
+
+def _row(model: type[M], totals: object, **derived: object) -> M:
+    """`model` with the figures `totals` (a dataclass or a row) holds under the same names,
+    and the `derived` ones."""
+    have = totals if isinstance(totals, Mapping) else vars(totals)
+    same = {n: have[n] for n in model.model_fields if n in have and n not in derived}
+    return model(**same, **derived)
+
+
+def _coverage(covered_s: float, scheduled_s: float, paused_s: float) -> float | None:
+    """Share of scheduled, unpaused time with a healthy device."""
+    return ratio(covered_s, scheduled_s - paused_s)
 
 
 def staff_minutes(t: ResidentTotals | Sequence[ResidentTotals], minutes_per_visit: float) -> float:
@@ -124,12 +149,7 @@ def unit_summary(
         alerts_per_100_nights=rate("alerts", "nights", 100.0),
         false_alarm_share=rate("false_alarms", "alerts_with_outcome"),
         alerts_without_outcome=a.alerts - a.with_outcome,
-        ack_median_s=a.ack_median_s,
-        ack_p90_s=a.ack_p90_s,
-        response_median_s=a.response_median_s,
-        response_p90_s=a.response_p90_s,
-        resolve_median_s=a.resolve_median_s,
-        resolve_p90_s=a.resolve_p90_s,
+        **{n: getattr(a, n) for n in LATENCIES},
         coverage=est(lambda s: safe_div(s["covered_s"], s["scheduled_s"] - s["paused_s"])),
         paused_nights=int(tot["paused_nights"]),
         paused_share=ratio(tot["paused_nights"], tot["nights"]),
@@ -146,17 +166,12 @@ def alert_cells(cells: Sequence[AlertStats], ctx: Context) -> list[AlertCell]:
             out.append(AlertCell(kind=c.kind or "", priority=c.priority or "", suppressed=True))
             continue
         out.append(
-            AlertCell(
+            _row(
+                AlertCell,
+                c,
                 kind=c.kind or "",
                 priority=c.priority or "",
-                alerts=c.alerts,
-                false_alarms=c.false_alarms,
-                with_outcome=c.with_outcome,
                 false_alarm_share=ratio(c.false_alarms, c.with_outcome),
-                ack_median_s=c.ack_median_s,
-                ack_p90_s=c.ack_p90_s,
-                response_median_s=c.response_median_s,
-                response_p90_s=c.response_p90_s,
             )
         )
     if any(hidden):
@@ -174,18 +189,7 @@ def night_rows(nights: Sequence[NightTotals], ctx: Context) -> list[NightRow]:
             hidden += 1
             out.append(NightRow(night=t.night, suppressed=True))
             continue
-        out.append(
-            NightRow(
-                night=t.night,
-                residents=t.residents,
-                rounds=t.rounds,
-                digital_ok=t.digital_ok,
-                visits=t.visits,
-                alerts=t.alerts,
-                coverage=ratio(t.covered_s, t.scheduled_s - t.paused_s),
-                paused=t.paused,
-            )
-        )
+        out.append(_row(NightRow, t, coverage=_coverage(t.covered_s, t.scheduled_s, t.paused_s)))
     if hidden:
         ctx.notes.append(f"{hidden} night(s) with fewer than {ctx.k} residents suppressed.")
     return out
@@ -199,22 +203,15 @@ def resident_rows(
         ctx.notes.append(f"Per-resident figures withheld: fewer than {ctx.k} residents.")
         return None
     rows = [
-        ResidentRow(
+        _row(
+            ResidentRow,
+            r,
             pseudonym=pseudonym(r.resident_id),
-            nights=r.nights,
-            rounds=r.rounds,
-            digital_ok=r.digital_ok,
-            visits=r.visits,
             visits_per_night=ratio(r.visits, r.nights),
             avoided_share=ratio(r.digital_ok, r.rounds),
-            checks_physical=r.checks_physical,
             woken_after_physical=r.woken_physical,
-            checks_digital=r.checks_digital,
             woken_after_digital=r.woken_digital,
-            alerts=r.alerts,
-            false_alarms=r.false_alarms,
-            coverage=ratio(r.covered_s, r.scheduled_s - r.paused_s),
-            paused_nights=r.paused_nights,
+            coverage=_coverage(r.covered_s, r.scheduled_s, r.paused_s),
         )
         for r in residents
     ]
@@ -331,20 +328,11 @@ def resident_night_rows(
     if small(n_residents, ctx.k):
         return None
     out = [
-        ResidentNightRow(
+        _row(
+            ResidentNightRow,
+            r,
             pseudonym=pseudonym(r["resident_id"]),
-            night=r["night"],
-            rounds=r["rounds"],
-            digital_ok=r["digital_ok"],
-            physical_needed=r["physical_needed"],
-            visits=r["visits"],
-            visits_round=r["visits_round"],
-            visits_alert=r["visits_alert"],
-            visits_planned=r["visits_planned"],
-            visits_unplanned=r["visits_unplanned"],
-            visit_minutes=r["visit_minutes"],
-            alerts=r["alerts"],
-            coverage=ratio(r["covered_s"], r["scheduled_s"] - r["paused_s"]),
+            coverage=_coverage(r["covered_s"], r["scheduled_s"], r["paused_s"]),
             paused=r["paused_s"] > 0,
         )
         for r in rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,69 +28,18 @@ from .model import Estimate, NightRow, Report
 
 LANGS = ("sv", "en")
 
-# Labels: (Swedish, English).
-L = {
-    "title": ("Utvärdering av digital nattillsyn", "Evaluation of digital night supervision"),
-    "period": ("Period", "Period"),
-    "generated": ("skapad", "generated"),
-    "key": ("Nyckeltal", "Key figures"),
-    "ci_note": ("Värden med {ci} konfidensintervall (bootstrap över boende).",
-                "Values with {ci} confidence intervals (bootstrap over residents)."),
-    "residents": ("Boende", "Residents"),
-    "nights": ("Boendenätter", "Resident-nights"),
-    "visits_prn": ("Fysiska besök per boendenatt", "Physical visits per resident-night"),
-    "minutes_prn": ("Minuter per boendenatt", "Minutes per resident-night"),
-    "avoided": ("Andel tillsyner klarade digitalt", "Share of rounds settled digitally"),
-    "saved": ("Sparade personalminuter", "Staff minutes saved"),
-    "staff_min": ("Personalminuter på fysiska besök", "Staff minutes on physical visits"),
-    "wake_p": ("Väckningar efter fysisk tillsyn", "Awakenings after a physical check"),
-    "wake_d": ("Aktivitet efter digital tillsyn", "Activity after a digital check"),
-    "wake_diff": ("Skillnad (fysisk − digital)", "Difference (physical − digital)"),
-    "wake_excess": ("Personalorsakade väckningar", "Staff-caused awakenings"),
-    "alerts_100": ("Larm per 100 boendenätter", "Alerts per 100 resident-nights"),
-    "false": ("Andel falsklarm", "False-alarm share"),
-    "ack": ("Kvitteringstid median / p90", "Acknowledgement time median / p90"),
-    "resp": ("Tid till personal i rummet median / p90", "Time to staff in the room median / p90"),
-    "coverage": ("Sensortäckning", "Sensor coverage"),
-    "paused": ("Pausade boendenätter", "Paused resident-nights"),
-    "trend": ("Per vecka", "Per week"),
-    "physical": ("Fysiska besök", "Physical visits"),
-    "digital": ("Undvikna (digitala)", "Avoided (digital)"),
-    "baseline_line": ("Före införandet", "Before introduction"),
-    "before_after": ("Före och efter införandet", "Before and after introduction"),
-    "before": ("Före", "Before"),
-    "after": ("Efter", "After"),
-    "diff_visits": ("Skillnad i besök per boendenatt", "Difference in visits per resident-night"),
-    "change": ("Relativ förändring", "Relative change"),
-    "diff_minutes": ("Skillnad i minuter per boendenatt",
-                     "Difference in minutes per resident-night"),
-    "awakenings": ("Väckningar efter tillsyn", "Awakenings after checks"),
-    "after_physical": ("Efter fysisk", "After physical"),
-    "after_digital": ("Efter digital", "After digital"),
-    "awake_chart": ("Aktivitet inom {min} min efter tillsyn (%)",
-                    "Activity within {min} min of a check (%)"),
-    "units": ("Jämförelse mellan enheter", "Comparison between units"),
-    "unit": ("Enhet", "Unit"),
-    "share_digital": ("Andel digitalt (%)", "Share digital (%)"),
-    "diff_note": ("Skillnad mot andra enheter (denna minus den andra)",
-                  "Difference from other units (this minus the other)"),
-    "alerts": ("Larm per typ och prioritet", "Alerts by type and priority"),
-    "kind": ("Typ", "Kind"),
-    "priority": ("Prioritet", "Priority"),
-    "count": ("Larm", "Alerts"),
-    "not_false": ("Ej falsklarm", "Not false"),
-    "false_alarm": ("Falsklarm", "False alarm"),
-    "per_resident": ("Per boende (pseudonymer bara för denna rapport)",
-                     "Per resident (pseudonyms for this report only)"),
-    "pseudonym": ("Pseudonym", "Pseudonym"),
-    "visits_night": ("Besök/natt", "Visits/night"),
-    "notes": ("Sekretess och anmärkningar", "Confidentiality and notes"),
-    "k_note": ("k = {k}: uppgifter bakom färre än k boende visas inte; pseudonymer gäller bara "
-               "denna rapport.", "k = {k}: figures behind fewer than k residents are not shown; "
-               "pseudonyms are valid in this report only."),
-    "method": ("Metod", "Method"),
-    "suppressed": ("dold (< k boende)", "suppressed (< k residents)"),
-}  # fmt: skip
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _labels() -> dict[str, tuple[str, str]]:
+    """Labels by key: (Swedish, English), from one locale file per language."""
+    sv, en = (json.loads((TEMPLATES / f"report.{lang}.json").read_text("utf-8")) for lang in LANGS)
+    if sv.keys() != en.keys():
+        raise RuntimeError(f"report.sv.json and report.en.json differ in {set(sv) ^ set(en)}")
+    return {k: (sv[k], en[k]) for k in sv}
+
+
+L = _labels()
 
 
 @dataclass(frozen=True)
@@ -385,8 +335,9 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_parquet(rows: list[dict]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    # Optional and heavy: only Parquet exports load it (RUF100 until PLC0415 is switched on).
+    import pyarrow as pa  # noqa: PLC0415, RUF100
+    import pyarrow.parquet as pq  # noqa: PLC0415, RUF100
 
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf)

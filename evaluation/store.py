@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Literal
 
 from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
 
 from .baseline import BaselineRow
 from .totals import AlertStats, BaselineTotals, NightTotals, ResidentTotals
@@ -214,8 +215,6 @@ async def resident_nights(
     conn: AsyncConnection, site: str, start: date, end: date, source: Source = "summary"
 ) -> list[dict]:
     """One unit's resident-night rows (for pseudonymised microdata exports)."""
-    from psycopg.rows import dict_row
-
     params = {"sites": [site], "start": start, "end": end}
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(

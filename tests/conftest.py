@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import playwright
@@ -23,9 +23,13 @@ from backends import BACKENDS, timescale_missing
 from playwright.async_api import async_playwright
 from psycopg import sql
 
+from nattillsyn.alerting.service import AlertingService
+from nattillsyn.api.app import ApiService
+from nattillsyn.app.demo import seed
 from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.db.migrate import migrate
 from nattillsyn.db.pool import make_pool
+from nattillsyn.ingest.service import IngestService
 from nattillsyn.settings import Settings, default_clips_dir
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -49,20 +53,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("database_url", BACKENDS, indirect=True, scope="session")
 
 
-@pytest.fixture(scope="session")
-def plain_database_url() -> Iterator[str]:
-    url = os.environ.get("NATTILLSYN_DATABASE_URL")
+def _server_url(
+    env: str, local: str, reachable: Callable[[], bool], private: Callable[[], object]
+) -> Iterator[str]:
+    """The URL in `env`, else `local` if it answers, else a private server for the session."""
+    url = os.environ.get(env)
     if url:
         yield url
         return
-    if _pg_reachable(LOCAL_PG):
-        yield LOCAL_PG
+    if reachable():
+        yield local
         return
-    pg = PrivatePostgres(timescale=False)
+    server = private()
     try:
-        yield pg.start()
+        yield server.start()
     finally:
-        pg.stop()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_database_url() -> Iterator[str]:
+    yield from _server_url(
+        "NATTILLSYN_DATABASE_URL",
+        LOCAL_PG,
+        lambda: _pg_reachable(LOCAL_PG),
+        lambda: PrivatePostgres(timescale=False),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -109,18 +125,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def mqtt_url() -> Iterator[str]:
-    url = os.environ.get("NATTILLSYN_MQTT_URL")
-    if url:
-        yield url
-        return
-    if port_open("127.0.0.1", 1883):
-        yield LOCAL_MQTT
-        return
-    broker = PrivateMosquitto()
-    try:
-        yield broker.start()
-    finally:
-        broker.stop()
+    yield from _server_url(
+        "NATTILLSYN_MQTT_URL", LOCAL_MQTT, lambda: port_open("127.0.0.1", 1883), PrivateMosquitto
+    )
 
 
 @pytest.fixture
@@ -259,11 +266,6 @@ async def page(context):
 @pytest.fixture
 async def services(settings):
     """Ingest, alerting and the api on the test's schema and topic root (api on a free port)."""
-    from nattillsyn.alerting.service import AlertingService
-    from nattillsyn.api.app import ApiService
-    from nattillsyn.app.demo import seed
-    from nattillsyn.ingest.service import IngestService
-
     settings = settings.model_copy(
         update={"api": settings.api.model_copy(update={"port": 0, "cookie_secure": False})}
     )

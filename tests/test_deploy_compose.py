@@ -8,6 +8,7 @@ configure: a real Mosquitto with TLS, a real PostgreSQL, the services' real metr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -21,8 +22,17 @@ import psycopg
 import pytest
 import yaml
 from mqtt_wire import connack_reason
+from prometheus_client import REGISTRY
 
+# The services register their metrics on import (_exposed_metric_names reads the registry).
+import nattillsyn.alerting.service
+import nattillsyn.api.app
+import nattillsyn.api.live
+import nattillsyn.gateway.service
+import nattillsyn.ingest.service  # noqa: F401
+from nattillsyn.alerting.notifiers import vapid_public_key
 from nattillsyn.app.embedded import PrivatePostgres, free_port, wait_port
+from nattillsyn.db.migrate import migrate
 from nattillsyn.settings import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,8 +398,6 @@ def test_init_secrets_makes_valid_settings_once(tmp_path: Path):
         s = load(out / f"{svc}.toml")
         assert s.database_url and pw in s.database_url and s.mqtt_url.startswith("mqtt://svc-")
     # Web Push: alerting signs with the key, the api derives the public half for tablets.
-    from nattillsyn.alerting.notifiers import vapid_public_key
-
     alerting, api = load(out / "alerting.toml"), load(out / "api.toml")
     key = alerting.alerting.vapid_private_key.get_secret_value()
     assert api.alerting.vapid_private_key.get_secret_value() == key
@@ -466,14 +474,6 @@ def test_dashboards_chart_what_operators_need():
 
 
 def _exposed_metric_names() -> set[str]:
-    from prometheus_client import REGISTRY
-
-    import nattillsyn.alerting.service
-    import nattillsyn.api.app
-    import nattillsyn.api.live
-    import nattillsyn.gateway.service
-    import nattillsyn.ingest.service  # noqa: F401
-
     suffixes = {
         "counter": ("_total", "_created"),
         "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -541,10 +541,6 @@ def stack_database(tmp_path_factory):
         assert res.returncode == 0, res.stderr
         assert "app-pw" not in res.stdout + res.stderr
         base = f"postgresql://{{}}@127.0.0.1:{pg.port}/nattillsyn"
-        import asyncio
-
-        from nattillsyn.db.migrate import migrate
-
         asyncio.run(migrate(base.format("nattillsyn")))
         grants = str(COMPOSE_DIR / "postgres" / "grants.sql")
         res = subprocess.run(

@@ -54,19 +54,26 @@ def _unit(path: Path) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def fake_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sysroot")
+def _sysroot(root: Path, program: str, units: list[Path]) -> Path:
+    """A throw-away root: the distribution's units, a stand-in `program`, `units` installed."""
     shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
-    exe = root / "opt/nattillsyn/venv/bin/nattillsyn"
+    exe = root / program
     exe.parent.mkdir(parents=True)
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
-    (root / "etc/nattillsyn").mkdir(parents=True)
     dest = root / "etc/systemd/system"
     dest.mkdir(parents=True)
-    for unit in SERVICES:
+    for unit in units:
         shutil.copy(unit, dest / unit.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory) -> Path:
+    root = _sysroot(
+        tmp_path_factory.mktemp("sysroot"), "opt/nattillsyn/venv/bin/nattillsyn", SERVICES
+    )
+    (root / "etc/nattillsyn").mkdir(parents=True)
     return root
 
 
@@ -261,17 +268,12 @@ def test_real_service_process_notifies_systemd(notify_socket, settings, test_id)
 
 @needs_analyze
 def test_backup_timer_and_service_verify(tmp_path: Path):
-    root = tmp_path / "root"
-    shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
-    docker = root / "usr/bin/docker"
-    docker.parent.mkdir(parents=True)
-    docker.write_text("#!/bin/sh\n")
-    docker.chmod(0o755)
+    backup = [
+        ROOT / "deploy/backup" / n for n in ("nattillsyn-backup.service", "nattillsyn-backup.timer")
+    ]
+    root = _sysroot(tmp_path / "root", "usr/bin/docker", backup)
     (root / "opt/nattillsyn/deploy/compose").mkdir(parents=True)
     dest = root / "etc/systemd/system"
-    dest.mkdir(parents=True)
-    for name in ("nattillsyn-backup.service", "nattillsyn-backup.timer"):
-        shutil.copy(ROOT / "deploy/backup" / name, dest / name)
     if not (root / "usr/lib/systemd/system/docker.service").exists():
         (dest / "docker.service").write_text("[Service]\nExecStart=/usr/bin/docker\n")
     res = subprocess.run(

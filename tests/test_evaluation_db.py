@@ -33,6 +33,7 @@ import pytest
 from psycopg import sql
 
 from nattillsyn.evaluation import report, store
+from nattillsyn.evaluation.baseline import BaselineRow
 from nattillsyn.evaluation.store import refresh, refresh_all
 from nattillsyn.settings.evaluation import EvaluationSettings
 
@@ -278,8 +279,6 @@ async def test_migration_marks_existing_history_dirty_and_refresh_is_idempotent(
 
 
 async def test_baseline_store_replaces_same_resident_night(conn):
-    from nattillsyn.evaluation.baseline import BaselineRow
-
     await conn.execute("INSERT INTO sites (id, name) VALUES ('hand', 'H')")
     rows = [BaselineRow("hand", "B-1", date(2025, 1, d), 3, 1, 12.0) for d in range(1, 6)]
     await store.save_baseline(conn, "hand", rows, by="test")

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime
 
+import pyarrow.parquet as pq
 import pytest
 
 from nattillsyn.evaluation import baseline, metrics, render
 from nattillsyn.evaluation.metrics import AlertStats, BaselineTotals, Context, ResidentTotals
 from nattillsyn.evaluation.model import Params
 from nattillsyn.evaluation.privacy import Pseudonymizer, suppress_cells
+from nattillsyn.evaluation.report import Request, compose
 from nattillsyn.evaluation.stats import Bootstrap, percentile
+from nattillsyn.evaluation.store import Totals
+from nattillsyn.settings.evaluation import EvaluationSettings
 
 PARAMS = Params(
     minutes_per_visit=4.0,
@@ -253,12 +258,6 @@ def test_baseline_csv_header_and_duplicates():
 
 
 def _report():
-    from datetime import UTC, datetime
-
-    from nattillsyn.evaluation.report import Request, compose
-    from nattillsyn.evaluation.store import Totals
-    from nattillsyn.settings.evaluation import EvaluationSettings
-
     totals = Totals(
         residents={"hand": [A, B]},
         nights={
@@ -283,12 +282,6 @@ def _report():
 
 
 def test_per_resident_tables_need_consent_to_evaluation():
-    from dataclasses import replace
-
-    from nattillsyn.evaluation.report import Request, compose
-    from nattillsyn.evaluation.store import Totals
-    from nattillsyn.settings.evaluation import EvaluationSettings
-
     rows = [replace(A, resident_id=str(i)) for i in range(6)]
     totals = Totals(residents={"hand": rows}, consented={"0", "1", "2", "3", "4"})
     settings = EvaluationSettings(k_anonymity=5, bootstrap_samples=100)
@@ -318,8 +311,6 @@ def test_report_renders_html_and_tables_without_ids():
     assert "a" not in ids and "b" not in ids and all(p.startswith("P-") for p in ids)
     csv_text = render.to_csv(tables["residents"])
     assert csv_text.splitlines()[0].startswith("pseudonym,nights")
-    import pyarrow.parquet as pq
-
     table = pq.read_table(io.BytesIO(render.to_parquet(tables["units"])))
     assert table.num_rows == 1
     assert math.isclose(table.column("avoided_share").to_pylist()[0], 4 / 6)

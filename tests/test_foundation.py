@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from nattillsyn.api.app import ROUTES, create_app
+from nattillsyn.api.openapi import document
 from nattillsyn.app.cli import build_parser
 from nattillsyn.db.migrate import migrate
 from nattillsyn.protocol import TopicKind, Topics
@@ -70,9 +72,6 @@ async def test_migrations_are_idempotent(database_url, db_schema) -> None:
 
 
 def test_openapi_covers_every_api_route(settings) -> None:
-    from nattillsyn.api.app import ROUTES, create_app
-    from nattillsyn.api.openapi import document
-
     app = create_app(settings)
     served = {
         (r.method.lower(), r.resource.canonical)

@@ -151,19 +151,19 @@ def _alerting_keys(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:
-    from nattillsyn.evaluation.cli import run_report
+    from nattillsyn.evaluation.commands import run_report
 
     return run_report(settings, args)
 
 
 def _baseline_import(settings: Settings, args: argparse.Namespace) -> int:
-    from nattillsyn.evaluation.cli import run_baseline_import
+    from nattillsyn.evaluation.commands import run_baseline_import
 
     return run_baseline_import(settings, args)
 
 
 def _synthesize(settings: Settings, args: argparse.Namespace) -> int:
-    from nattillsyn.evaluation.cli import run_synthesize
+    from nattillsyn.evaluation.commands import run_synthesize
 
     return run_synthesize(settings, args)
 

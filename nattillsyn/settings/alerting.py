@@ -1,8 +1,11 @@
 """Settings of the alerting service (and the tablet parts of the api that share them)."""
 
+from typing import Any
+
 from pydantic import Field, SecretStr, field_validator
 
 from .base import Section
+from .fields import AlertDelay, MetricsPort, Targets
 
 
 class EscalationStep(Section):
@@ -11,12 +14,10 @@ class EscalationStep(Section):
         ge=0,
         le=24 * 3600,
     )
-    targets: list[str] = Field(
+    targets: Targets = Field(
         description="`unit` (the unit's tablets), `group:<name>` (tablets enrolled in that "
         "group, e.g. a neighbouring unit or the night nurse), `notifier:<name>` (external: "
-        "`notifier:webhook` for an SMS/phone gateway).",
-        min_length=1,
-        max_length=10,
+        "`notifier:webhook` for an SMS/phone gateway)."
     )
 
     @field_validator("targets")
@@ -33,6 +34,10 @@ DEFAULT_STEPS = [
     EscalationStep(after_s=180, targets=["group:backup"]),
     EscalationStep(after_s=360, targets=["notifier:webhook"]),
 ]
+
+
+def _system_alert(delay_s: float, condition: str) -> Any:
+    return Field(delay_s, description=f"{condition} this long → system alert (s).")
 
 
 class AlertingSettings(Section):
@@ -65,26 +70,18 @@ class AlertingSettings(Section):
         ge=1,
         le=3600,
     )
-    camera_covered_delay_s: float = Field(
-        30.0, description="Camera covered this long → system alert (s).", ge=0, le=3600
-    )
-    too_dark_delay_s: float = Field(
-        60.0, description="Image too dark this long → system alert (s).", ge=0, le=3600
-    )
-    camera_moved_delay_s: float = Field(
-        0.0, description="Camera moved → system alert after (s).", ge=0, le=3600
+    camera_covered_delay_s: AlertDelay = _system_alert(30.0, "Camera covered")
+    too_dark_delay_s: AlertDelay = _system_alert(60.0, "Image too dark")
+    camera_moved_delay_s: AlertDelay = Field(
+        0.0, description="Camera moved → system alert after (s)."
     )
     backlog_threshold: int = Field(
         100, description="Edge send queue at or above this → backlog condition.", ge=1
     )
-    backlog_delay_s: float = Field(
-        60.0, description="Edge backlog this long → system alert (s).", ge=0, le=3600
-    )
-    paused_delay_s: float = Field(
+    backlog_delay_s: AlertDelay = _system_alert(60.0, "Edge backlog")
+    paused_delay_s: AlertDelay = Field(
         120.0,
         description="Device reports `paused` this long while monitoring should run → alert (s).",
-        ge=0,
-        le=3600,
     )
     care_refresh_s: float = Field(
         5.0,
@@ -130,4 +127,4 @@ class AlertingSettings(Section):
         ge=10,
         le=600,
     )
-    metrics_port: int = Field(0, description="Prometheus port; 0 = off.", ge=0, le=65535)
+    metrics_port: MetricsPort = 0

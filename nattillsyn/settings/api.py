@@ -3,11 +3,12 @@
 from pydantic import Field
 
 from .base import Section
+from .fields import Port
 
 
 class ApiSettings(Section):
     host: str = Field("127.0.0.1", description="Address to listen on.")
-    port: int = Field(8080, description="Port to listen on; 0 picks a free one.", ge=0, le=65535)
+    port: Port = Field(8080, description="Port to listen on; 0 picks a free one.")
     cookie_secure: bool = Field(
         True, description="Mark the session cookie Secure (off only for plain-http demos)."
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from .base import Section
+from .fields import MetricsPort
 
 
 class EdgeSettings(Section):
@@ -49,7 +50,7 @@ class EdgeSettings(Section):
         ge=0,
         le=600,
     )
-    metrics_port: int = Field(0, description="Prometheus port; 0 = off.", ge=0, le=65535)
+    metrics_port: MetricsPort = 0
     room_config: Path | None = Field(
         None,
         description="Room-configuration file (a DeviceConfig JSON document: zones, thresholds, "

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from .base import Section
+from .fields import MetricsPort, Targets
 
 
 class GatewaySettings(Section):
@@ -31,7 +32,7 @@ class GatewaySettings(Section):
         description="This gateway's id within its site.",
         pattern=r"^[A-Za-z0-9_\-]{1,64}$",
     )
-    metrics_port: int = Field(0, description="Prometheus port; 0 = off.", ge=0, le=65535)
+    metrics_port: MetricsPort = 0
     state_dir: Path | None = Field(
         None,
         description="Folder of the store-and-forward spool; default $STATE_DIRECTORY (systemd), "
@@ -117,12 +118,10 @@ class GatewaySettings(Section):
         ge=3,
         le=3600,
     )
-    site_offline_targets: list[str] = Field(
+    site_offline_targets: Targets = Field(
         default_factory=lambda: ["group:oncall", "notifier:webhook"],
         description="(centre) Who hears 'site offline' (the on-call role): `group:<name>` "
         "tablets, `notifier:<name>`; the site's own tablets cannot be reached then.",
-        min_length=1,
-        max_length=10,
     )
     snapshot_interval_s: float = Field(
         60.0,

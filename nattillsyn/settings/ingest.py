@@ -1,8 +1,15 @@
 """Settings of the ingest service."""
 
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from .base import Section
+from .fields import Days, MetricsPort
+
+
+def _kept(days: int, rows: str) -> Any:
+    return Field(days, description=f"Keep {rows} this many days (0 = for ever).")
 
 
 class IngestSettings(Section):
@@ -56,8 +63,8 @@ class IngestSettings(Section):
     max_payload: int = Field(
         65536, description="Largest accepted payload (bytes).", ge=256, le=1 << 24
     )
-    metrics_port: int = Field(
-        0, description="Prometheus port; worker n uses this + n; 0 = off.", ge=0, le=65535
+    metrics_port: MetricsPort = Field(
+        0, description="Prometheus port; worker n uses this + n; 0 = off."
     )
     maintenance_s: float = Field(
         60.0,
@@ -69,23 +76,13 @@ class IngestSettings(Section):
     apply_policies: bool = Field(
         True, description="Set the retention/compression policies below at start."
     )
-    retention_events_days: int = Field(
-        90, description="Keep raw events this many days (0 = for ever).", ge=0, le=36_500
-    )
-    retention_room_states_days: int = Field(
-        90, description="Keep raw room states this many days (0 = for ever).", ge=0, le=36_500
-    )
-    retention_heartbeats_days: int = Field(
-        30, description="Keep raw heartbeats this many days (0 = for ever).", ge=0, le=36_500
-    )
-    retention_dead_letters_days: int = Field(
-        30, description="Keep dead letters this many days (0 = for ever).", ge=0, le=36_500
-    )
-    compress_after_days: int = Field(
+    retention_events_days: Days = _kept(90, "raw events")
+    retention_room_states_days: Days = _kept(90, "raw room states")
+    retention_heartbeats_days: Days = _kept(30, "raw heartbeats")
+    retention_dead_letters_days: Days = _kept(30, "dead letters")
+    compress_after_days: Days = Field(
         7,
         description="Compress telemetry chunks older than this many days (TimescaleDB; 0 = never).",
-        ge=0,
-        le=36_500,
     )
 
     @model_validator(mode="after")

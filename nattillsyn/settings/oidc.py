@@ -1,21 +1,21 @@
 """Settings of OpenID Connect single sign-on (the municipality's identity provider)."""
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section
+from .fields import ClaimNames, ProviderUrl
 
 Role = Literal["night_staff", "unit_manager", "evaluator", "sysadmin"]
 
 
 class OidcSettings(Section):
-    issuer: str | None = Field(
+    issuer: ProviderUrl | None = Field(
         None,
         description="Issuer URL of the identity provider (its discovery document is at "
         "<issuer>/.well-known/openid-configuration); unset: single sign-on is off.",
-        max_length=500,
-        pattern=r"^https?://[^\s]+$",
     )
     client_id: str = Field(
         "nattillsyn",
@@ -34,12 +34,10 @@ class OidcSettings(Section):
         min_length=1,
         max_length=32,
     )
-    redirect_url: str | None = Field(
+    redirect_url: ProviderUrl | None = Field(
         None,
         description="Redirect URI registered at the provider; default: this api's own "
         "<scheme>://<host>/sso/callback as the browser reached it.",
-        max_length=500,
-        pattern=r"^https?://[^\s]+$",
     )
     display_name: str = Field(
         "organisationens konto",
@@ -47,10 +45,9 @@ class OidcSettings(Section):
         min_length=1,
         max_length=80,
     )
-    role_claims: list[str] = Field(
+    role_claims: ClaimNames = Field(
         default_factory=lambda: ["groups", "roles"],
         description="ID-token claims whose values (string or list) are looked up in role_map.",
-        max_length=8,
     )
     role_map: dict[str, Role] = Field(
         default_factory=dict,
@@ -58,10 +55,9 @@ class OidcSettings(Section):
         "matches the broadest role wins (sysadmin, unit_manager, evaluator, night_staff).",
         max_length=1000,
     )
-    unit_claims: list[str] = Field(
+    unit_claims: ClaimNames = Field(
         default_factory=lambda: ["hsa_unit", "groups"],
         description="ID-token claims whose values (e.g. an HSA id) are looked up in unit_map.",
-        max_length=8,
     )
     unit_map: dict[str, str] = Field(
         default_factory=dict,
@@ -110,8 +106,6 @@ class OidcSettings(Section):
     @field_validator("issuer")
     @classmethod
     def _https(cls, v: str | None) -> str | None:
-        from urllib.parse import urlsplit
-
         loopback = ("127.0.0.1", "localhost", "::1")
         if v is not None and v.startswith("http://") and urlsplit(v).hostname not in loopback:
             raise ValueError("must be https:// (plain http only on loopback, for tests)")
