@@ -138,20 +138,18 @@ class FallTracking:
                 f.settled_t = f.still_since
             return out
         if o.t - f.settled_t >= p.fall_confirm_s:
-            self.fall_active, self.fall = f, None
-            out.append(
-                EventOut(
-                    "fall",
-                    EventType.possible_fall,
-                    EventPhase.new,
-                    f.onset,
-                    o.t,
-                    f.score,
-                    f.box,
-                    f.zone,
-                )
-            )
+            self.fall = None
+            return self._fall_new(f, o.t)
         return out
+
+    def _fall_new(self, f: FallCandidate, t: float) -> list[Output]:
+        """Confirm `f` (after a seen drop or lying low): it becomes the active fall."""
+        self.fall_active = f
+        return [
+            EventOut(
+                "fall", EventType.possible_fall, EventPhase.new, f.onset, t, f.score, f.box, f.zone
+            )
+        ]
 
     def _detect_drop(self, o: Observation) -> FallCandidate | None:
         p = self.params

@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections import deque
 from itertools import pairwise
 
-from nattillsyn.protocol import EventPhase, EventType
-
 from .detector import Box, Observation
 from .room_fall import FallCandidate
 from .room_geometry import beside, rest_region
 from .room_occupancy import Occupancy
-from .room_outputs import EventOut, Output
+from .room_outputs import Output
 
 
 class LyingLow:
@@ -83,19 +81,7 @@ class LyingLow:
                     score=0.6,
                 )
                 self._low_since = self._low_onset = None
-                self.fall_active = f
-                return [
-                    EventOut(
-                        "fall",
-                        EventType.possible_fall,
-                        EventPhase.new,
-                        f.onset,
-                        o.t,
-                        f.score,
-                        f.box,
-                        self._zone_name(None),
-                    )
-                ]
+                return self._fall_new(f, o.t)  # f.zone is None: no place judged
             return []
         last = self._person_t
         if last is None or o.t - last < p.fall_still_s or self._low_checked == last:
