@@ -33,12 +33,12 @@ class FallCandidate:
     onset: float
     pre_top: float
     height: float  # height of the moving region before the drop
-    drop: float
-    peak: float
     box: Box  # the lowest moving region of the drop
     last_box: Box  # where the person came to rest (set when they do)
     last_motion_t: float
     detected_t: float
+    drop: float = 0.0
+    peak: float = 0.0
     settled_t: float | None = None
     still_since: float | None = None
     moves: deque = field(default_factory=lambda: deque(maxlen=16))  # (t, box) clear motion
@@ -46,6 +46,14 @@ class FallCandidate:
     score: float = 0.0
     zone: str | None = None
     width: float = 0.0  # width of the moving region before the drop
+
+    @classmethod
+    def at(
+        cls, onset: float, pre_top: float, height: float, box: Box, moved_t: float, t: float, **more
+    ) -> FallCandidate:
+        """A candidate found at `t` whose lowest region `box` is where it rests so far, last
+        moving at `moved_t`."""
+        return cls(onset, pre_top, height, box, box, moved_t, t, **more)
 
 
 class FallTracking:
@@ -224,17 +232,16 @@ class FallTracking:
         widths = sorted(s.box[2] for s in seq if s.t <= onset) or [pre.box[2]]
         width = widths[len(widths) // 2]
         score = min(1.0, 0.4 + 0.4 * drop / height + 5 * peak)
-        return FallCandidate(
-            onset=fast_onset,
-            pre_top=pre.top,
-            height=height,
+        return FallCandidate.at(
+            fast_onset,
+            pre.top,
+            height,
+            o.box,
+            o.t,
+            o.t,
             width=width,
             drop=drop,
             peak=peak,
-            box=o.box,
-            last_box=o.box,
-            last_motion_t=o.t,
-            detected_t=o.t,
             score=score,
         )
 

@@ -61,24 +61,15 @@ class LyingLow:
                 return []
             if (
                 self._low_onset is not None
-                and self._low_box is not None
+                and lb is not None
                 and o.t - self._low_since >= p.fall_confirm_s
             ):
                 # Lying low and still after a fast descent: that was a fall, even though
                 # the drop itself did not meet the drop criteria (a fall seen from high up,
                 # a fall towards the camera). The event starts where the descent began.
-                f = FallCandidate(
-                    onset=self._low_onset,
-                    pre_top=self._low_box[1],
-                    height=self._low_box[3],
-                    drop=0.0,
-                    peak=0.0,
-                    box=self._low_box,
-                    last_box=self._low_box,
-                    last_motion_t=self._low_since,
-                    detected_t=o.t,
-                    settled_t=self._low_since,
-                    score=0.6,
+                since = self._low_since
+                f = FallCandidate.at(
+                    self._low_onset, lb[1], lb[3], lb, since, o.t, settled_t=since, score=0.6
                 )
                 self._low_since = self._low_onset = None
                 return self._fall_new(f, o.t)  # f.zone is None: no place judged
@@ -147,15 +138,5 @@ class LyingLow:
         width = sorted(b[2] for b in ups)[len(ups) // 2]
         if rest[2] * rest[3] < p.floor_area_rel * width * height:
             return None  # a hand or a foot moving last, not a body settling
-        f = FallCandidate(
-            onset=last,
-            pre_top=top,
-            height=height,
-            drop=rest[1] - top,
-            peak=0.0,
-            box=rest,
-            last_box=rest,
-            last_motion_t=last,
-            detected_t=o.t,
-        )
+        f = FallCandidate.at(last, top, height, rest, last, o.t, drop=rest[1] - top)
         return rest if self._lies_there(o, f) else None
