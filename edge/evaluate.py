@@ -108,8 +108,6 @@ class ClipResult:
     video_s: float
     processed_s: float
     native_fps: float
-    frames_scored: int = 0
-    frames_agree: int = 0
     falls_expected: int = 0
     falls_detected: int = 0
     false_falls: int = 0
@@ -140,6 +138,14 @@ class ClipResult:
                 activity and any(s == RoomStateName.on_floor.value for _, s in self.states)
             ),
         )
+
+    @property
+    def frames_scored(self) -> int:
+        return self.presence_counts.scored
+
+    @property
+    def frames_agree(self) -> int:
+        return self.presence_counts.agree
 
     @property
     def presence(self) -> float | None:
@@ -282,8 +288,6 @@ def evaluate_clip(
     result.presence_counts = presence_counts(
         rows, states, reader.native_fps or fps, reader.native_frames
     )
-    result.frames_scored = result.presence_counts.scored
-    result.frames_agree = result.presence_counts.agree
     result.on_floor_after_falls = score_on_floor(rows, [(t, s.value) for t, s in states], confirm)
     (
         result.falls_expected,
