@@ -140,16 +140,8 @@ class ClipResult:
         )
 
     @property
-    def frames_scored(self) -> int:
-        return self.presence_counts.scored
-
-    @property
-    def frames_agree(self) -> int:
-        return self.presence_counts.agree
-
-    @property
     def presence(self) -> float | None:
-        return self.frames_agree / self.frames_scored if self.frames_scored else None
+        return self.presence_counts.accuracy
 
 
 def _boundaries(rows: list[Label]) -> list[float]:
@@ -320,8 +312,8 @@ class Report:
     wall_s: float
 
     def summary(self) -> dict:
-        scored = sum(c.frames_scored for c in self.clips)
-        agree = sum(c.frames_agree for c in self.clips)
+        scored = sum(c.presence_counts.scored for c in self.clips)
+        agree = sum(c.presence_counts.agree for c in self.clips)
         delays = [d for c in self.clips for d in c.time_to_confirm_s]
         datasets, total = by_dataset((c.dataset, c.tally) for c in self.clips)
         overall = figures(total)
@@ -350,7 +342,7 @@ class Report:
                     "clip": c.clip,
                     "zones": c.zones,
                     "presence": round(c.presence, 4) if c.presence is not None else None,
-                    "frames_scored": c.frames_scored,
+                    "frames_scored": c.presence_counts.scored,
                     "falls_expected": c.falls_expected,
                     "falls_detected": c.falls_detected,
                     "false_falls": c.false_falls,
@@ -373,7 +365,7 @@ class Report:
             pres = f"{c.presence:.3f}" if c.presence is not None else "-"
             conf = ",".join(f"{d:.1f}" for d in c.time_to_confirm_s) or "-"
             lines.append(
-                f"{c.clip[:36]:36} {'yes' if c.zones else 'no':5} {pres:>9} {c.frames_scored:>6} "
+                f"{c.clip[:36]:36} {'yes' if c.zones else 'no':5} {pres:>9} {c.presence_counts.scored:>6} "
                 f"{c.falls_expected:>5} {c.falls_detected:>5} {c.on_floor_after_falls:>5} "
                 f"{c.false_falls:>5} {conf:>10}"
             )
