@@ -1,13 +1,13 @@
 """The edge agent: frames in (in a worker thread), contract messages out.
 
-Frames never leave the worker thread: it runs the complete analysis
-(`pipeline.Analysis`) and hands only its small outputs to the asyncio loop,
+Frames never leave the worker thread (`worker.AnalysisWorker`): it runs the complete
+analysis (`pipeline.Analysis`) and hands only its small outputs to the asyncio loop,
 which turns them into contract messages.
 
 - **Events** are encoded once, written to the on-disk queue (`store.Store`) and
   published from there in order, one at a time, each removed only after the
-  broker's PUBACK: nothing is lost or reordered across a broker outage, a
-  restart or a power cut (a redelivery keeps its message id, consumers dedupe).
+  broker's PUBACK (`outbox.EventOutbox`): nothing is lost or reordered across a broker
+  outage, a restart or a power cut (a redelivery keeps its message id, consumers dedupe).
 - **State, heartbeat, availability** are live: retained state is re-published on
   every (re)connection, so nothing of them needs to be queued.
 - **Inclusion gate**: the camera is open and analysed only while the room
@@ -15,6 +15,7 @@ which turns them into contract messages.
   the source is closed and the state is `paused`.
 - **Configuration** (`…/config/set`, retained) is applied between two frames,
   without a restart, and kept on disk for the next start.
+- Timers (heartbeat, state, schedule checks, retries) run on an injected `Clock`.
 """
 
 from __future__ import annotations
@@ -23,68 +24,64 @@ import asyncio
 import contextlib
 import json
 import os
-import threading
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
 from nattillsyn import __version__, log, metrics
-from nattillsyn.ids import new_id
-from nattillsyn.mqtt import MqttClient, MqttError, MqttUnrouted, Received, TlsFiles, Will
+from nattillsyn.clock import SYSTEM, Clock
+from nattillsyn.mqtt import MqttClient, MqttError, TlsFiles, Will
 from nattillsyn.protocol import (
     Availability,
-    Command,
-    CommandResponse,
-    ConfigState,
     DeviceConfig,
-    Event,
-    EventPhase,
     Heartbeat,
     RoomState,
     RoomStateName,
     TopicKind,
     Topics,
-    decode,
     encode,
 )
 from nattillsyn.settings import Settings
 
+from .control import RemoteControl
 from .evaluate import load_room_config
+from .outbox import EventOutbox
 from .pipeline import Analysis
 from .room import EventOut, Output, RoomParams, StateChange
 from .schedule import monitoring_allowed
 from .sources import FrameSource, open_source
 from .store import Store
+from .worker import AnalysisWorker
 
 logger = log.get(__name__)
 
-FRAMES = Counter("nattillsyn_edge_frames_total", "Frames analysed.", ["device"])
-EVENTS = Counter("nattillsyn_edge_events_total", "Events produced.", ["device", "type"])
-QUEUE = Gauge("nattillsyn_edge_queue_events", "Events waiting on disk for the broker.", ["device"])
 MONITORING = Gauge("nattillsyn_edge_monitoring", "1 while the camera is analysed.", ["device"])
 
 GATE_CHECK_S = 15.0  # how often the schedule is re-checked
 
 
-class EdgeAgent:
+class EdgeAgent(RemoteControl):
     name = "edge"
 
-    def __init__(self, settings: Settings, source: Callable[[], FrameSource] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: Callable[[], FrameSource] | None = None,
+        clock: Clock = SYSTEM,
+    ) -> None:
         """`source` makes a frame source (again after a pause); default: from settings."""
         self.settings = settings
         self.cfg = settings.edge
+        self.clock = clock
         self.topics = Topics(settings.topic_root)
         self.site, self.room, self.device = settings.site, self.cfg.room, self.cfg.device
+        # An identity (also in the client id), not a timer: unique per start, so real time.
         self.session = time.time_ns() // 1_000_000
         self._seq = 1  # 0 is the last will
         self._make_source = source or self._source_from_settings
-        self._source: FrameSource | None = None
-        self._started_at = time.monotonic()
+        self._started_at = clock.monotonic()
         state_dir = self.cfg.state_dir or (
             Path(os.environ["STATE_DIRECTORY"].split(":")[0])
             if os.environ.get("STATE_DIRECTORY")
@@ -114,28 +111,37 @@ class EdgeAgent:
             will=Will(self._topic(TopicKind.availability), encode(will)),
             tls=tls,
         )
+        self.worker = AnalysisWorker(self.device, self._new_analysis, clock)
+        self.outbox = EventOutbox(
+            self.store,
+            self.mqtt,
+            self._topic(TopicKind.event),
+            self._ids,
+            self.room,
+            self.device,
+            self.cfg.replay_speed,
+            clock,
+        )
         self._outputs: asyncio.Queue[tuple[float, float, list[Output]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
-        self._thread: threading.Thread | None = None
-        self._stop_analysis = threading.Event()
-        self._analysis: Analysis | None = None
-        self._pending_config: DeviceConfig | None = None
-        self._zone_map_requests: list[asyncio.Future[dict]] = []
-        self._lock = threading.Lock()
-        self._event_ids: dict[str, tuple[uuid.UUID, datetime]] = {}
         self._state = StateChange(RoomStateName.unknown, 0.0, 0.0)
-        self._state_since = datetime.now(UTC)
-        self._frames = 0
-        self._fps = 0.0
-        self._speed = self.cfg.replay_speed
-        self._queue_wakeup = asyncio.Event()
-        self._queue_idle = asyncio.Event()  # set while nothing waits on disk
+        self._state_since = clock.now()
         self._beat_now = asyncio.Event()  # a heartbeat at once (after a connection, a config)
         self._gate_lock = asyncio.Lock()
-        self._retry_s = 2.0
-        self.published = 0
-        self.events_created = 0
-        self.events_published = 0
+        self._live_published = 0
+
+    @property
+    def published(self) -> int:
+        """Messages the broker took: live ones and queued events."""
+        return self._live_published + self.outbox.published
+
+    @property
+    def events_created(self) -> int:
+        return self.outbox.created
+
+    @property
+    def events_published(self) -> int:
+        return self.outbox.published
 
     # -- configuration at start -----------------------------------------------------
 
@@ -157,12 +163,12 @@ class EdgeAgent:
     async def start(self) -> None:
         self.mqtt.on_connect(self._announce)
         metrics.serve(self.cfg.metrics_port)
-        QUEUE.labels(self.device).set(len(self.store))
-        self._queue_wakeup.set()  # events left from before a restart go first
+        self.outbox.gauge()
+        self.outbox.wakeup.set()  # events left from before a restart go first
         self._tasks = [
             asyncio.create_task(self._connect(), name="edge-connect"),
             asyncio.create_task(self._publish_outputs(), name="edge-publish"),
-            asyncio.create_task(self._drain_queue(), name="edge-queue"),
+            asyncio.create_task(self.outbox.drain(), name="edge-queue"),
             asyncio.create_task(self._heartbeat(), name="edge-heartbeat"),
             asyncio.create_task(self._periodic_state(), name="edge-state"),
             asyncio.create_task(self._control(), name="edge-control"),
@@ -171,6 +177,7 @@ class EdgeAgent:
         await self._gate()
         # Wait a moment for the broker so the retained config applies before we start
         # guessing; a device without network keeps analysing and queues its events.
+        # (I/O deadlines like this one stay on real time: a test clock moves no broker.)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.mqtt.connected.wait(), 5)
 
@@ -182,22 +189,22 @@ class EdgeAgent:
                 break
             except MqttError as exc:
                 logger.warning("broker unreachable, retrying", error=str(exc), device=self.device)
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(30.0, delay * 2)
         await self.mqtt.subscribe(
             self._topic(TopicKind.config_set), self._topic(TopicKind.command), qos=1
         )
 
     async def stop(self) -> None:
-        await self._stop_thread()
+        await self.worker.stop()
         # Flush what the analysis produced before it stopped (events go to disk).
         while not self._outputs.empty():
             await self._handle_outputs(*self._outputs.get_nowait())
-        await self._end_open_events()
+        await self.outbox.end_open_events()
         # Give the queue a moment to flush while the broker is there; the rest waits on disk.
         if self.mqtt.connected.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue_idle.wait(), 3.0)
+                await asyncio.wait_for(self.outbox.idle.wait(), 3.0)
         for t in self._tasks:
             t.cancel()
         await asyncio.wait(self._tasks, timeout=5)
@@ -218,7 +225,7 @@ class EdgeAgent:
 
     def _allowed(self) -> bool:
         return monitoring_allowed(
-            self.config, datetime.now(UTC), default=self.cfg.monitor_without_config
+            self.config, self.clock.now(), default=self.cfg.monitor_without_config
         )
 
     async def _gate(self) -> None:
@@ -234,44 +241,36 @@ class EdgeAgent:
                 await self._start_analysis()
             else:
                 logger.info("monitoring paused: camera closed", device=self.device)
-                await self._stop_thread()
+                await self.worker.stop()
                 while not self._outputs.empty():
                     await self._handle_outputs(*self._outputs.get_nowait())
-                await self._end_open_events()
+                await self.outbox.end_open_events()
             await self._publish_state()
 
     async def _gate_loop(self) -> None:
         while True:
-            await asyncio.sleep(GATE_CHECK_S)
+            await self.clock.sleep(GATE_CHECK_S)
             await self._gate()
 
     # -- analysis (worker thread) ---------------------------------------------------
 
     async def _start_analysis(self) -> None:
-        await self._stop_thread()
+        await self.worker.stop()
         try:
-            self._source = self._make_source()
+            source = self._make_source()
         except Exception as exc:
             logger.error("camera failed", device=self.device, error=str(exc)[:300])
             self._source_failed()
             return
-        with self._lock:
-            self._pending_config = None
         analysis = self._new_analysis()
         # A fresh view: nothing known until the analysis (or the resumed state) says so.
         self._state = StateChange(RoomStateName.unknown, 0.0, 0.0)
-        self._state_since = datetime.now(UTC)
+        self._state_since = self.clock.now()
         self._resume(analysis)
-        self._analysis = analysis
-        self._stop_analysis.clear()
-        loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(
-            target=self._analyse,
-            args=(loop, self._source, analysis),
-            name="edge-analysis",
-            daemon=True,
-        )
-        self._thread.start()
+        self.worker.start(source, analysis, self._deliver, self._source_failed)
+
+    def _deliver(self, t: float, mono: float, outputs: list[Output]) -> None:
+        self._outputs.put_nowait((t, mono, outputs))
 
     def _new_analysis(self) -> Analysis:
         return Analysis(
@@ -287,25 +286,10 @@ class EdgeAgent:
             return
         with contextlib.suppress(ValueError, KeyError, TypeError):
             doc = json.loads(saved)
-            name, age = doc["state"], time.time() - float(doc["at"])
+            name, age = doc["state"], self.clock.now().timestamp() - float(doc["at"])
             if 0 <= age <= self.cfg.resume_max_s:
                 analysis.restore(RoomStateName(name), 0.0)
                 logger.info("resumed room state", state=name, age_s=round(age))
-
-    async def _stop_thread(self) -> None:
-        self._stop_analysis.set()
-        if self._source is not None:
-            self._source.close()
-            self._source = None
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 15)
-            self._thread = None
-        self._analysis = None
-        with self._lock:
-            requests, self._zone_map_requests = self._zone_map_requests, []
-        for fut in requests:
-            if not fut.done():
-                fut.set_exception(RuntimeError("analysis stopped"))
 
     def _source_from_settings(self) -> FrameSource:
         return open_source(
@@ -317,67 +301,15 @@ class EdgeAgent:
             hold_last_s=self.cfg.hold_last_s,
         )
 
-    def _analyse(
-        self, loop: asyncio.AbstractEventLoop, source: FrameSource, analysis: Analysis
-    ) -> None:
-        window_start, window_frames = time.monotonic(), 0
-        frames = FRAMES.labels(self.device)
-        clip: str | None = None
-        try:
-            for frame in source.frames():
-                if self._stop_analysis.is_set():
-                    break
-                outputs: list[Output] = []
-                if frame.clip != clip:
-                    if clip is not None:
-                        # A replayed playlist moves to the next clip: a new view, not a
-                        # moved camera. Close what was open and start afresh.
-                        outputs += analysis.finish(frame.t)
-                        analysis = self._new_analysis()
-                        self._analysis = analysis
-                    clip = frame.clip
-                with self._lock:
-                    config, self._pending_config = self._pending_config, None
-                    requests, self._zone_map_requests = self._zone_map_requests, []
-                if config is not None:
-                    outputs += analysis.apply(config)
-                outputs += analysis.process(frame.image, frame.t)
-                t = frame.t
-                del frame  # the image goes no further than this thread
-                for fut in requests:
-                    answer = analysis.zone_map()
-                    loop.call_soon_threadsafe(_resolve, fut, answer)
-                frames.inc()
-                self._retry_s = 2.0  # frames flow again
-                window_frames += 1
-                now = time.monotonic()
-                if now - window_start >= 5:
-                    self._fps = window_frames / (now - window_start)
-                    window_start, window_frames = now, 0
-                self._frames += 1
-                if outputs:
-                    loop.call_soon_threadsafe(self._outputs.put_nowait, (t, now, outputs))
-        except Exception as exc:
-            logger.error("camera failed", device=self.device, error=str(exc)[:300])
-            if not self._stop_analysis.is_set():
-                outputs = analysis.finish(time.monotonic())
-                outputs.append(StateChange(RoomStateName.unknown, analysis.model.last_t, 0.0))
-                loop.call_soon_threadsafe(
-                    self._outputs.put_nowait, (analysis.model.last_t, time.monotonic(), outputs)
-                )
-                loop.call_soon_threadsafe(self._source_failed)
-        finally:
-            source.close()
-
     def _source_failed(self) -> None:
         """The camera stopped (unplugged, stream down): try again with a growing pause."""
-        delay = self._retry_s
-        self._retry_s = min(60.0, self._retry_s * 2)
+        delay = self.worker.retry_s
+        self.worker.retry_s = min(60.0, self.worker.retry_s * 2)
 
         async def retry() -> None:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
             async with self._gate_lock:
-                if self.monitoring and (self._thread is None or not self._thread.is_alive()):
+                if self.monitoring and not self.worker.alive:
                     logger.info("reopening camera", device=self.device)
                     await self._start_analysis()
 
@@ -402,7 +334,7 @@ class EdgeAgent:
         await self.mqtt.publish(
             self._topic(kind), encode(msg), qos=1, retain=retain, timeout=timeout
         )
-        self.published += 1
+        self._live_published += 1
 
     async def _send_live(self, kind: TopicKind, msg, retain: bool = False) -> bool:
         """Publish a live message (state, heartbeat, …); offline it is skipped, not queued."""
@@ -420,13 +352,7 @@ class EdgeAgent:
         self.mqtt.publish_nowait(self._topic(TopicKind.availability), encode(msg), retain=True)
         self._tasks.append(asyncio.create_task(self._publish_state()))
         self._beat_now.set()
-        self._queue_wakeup.set()
-
-    def _wall(self, t: float, t_now: float, mono: float) -> datetime:
-        """Source time `t` as wall time, given that `t_now` was seen at monotonic `mono`."""
-        ago = (t_now - t) / self._speed if self._speed > 0 else 0.0
-        ago += time.monotonic() - mono
-        return datetime.now(UTC) - timedelta(seconds=max(0.0, ago))
+        self.outbox.wakeup.set()
 
     async def _publish_outputs(self) -> None:
         while True:
@@ -436,100 +362,20 @@ class EdgeAgent:
         for out in outputs:
             if isinstance(out, StateChange):
                 self._state = out
-                self._state_since = self._wall(out.since, t_now, mono)
-                saved = json.dumps({"state": out.state.value, "at": round(time.time())})
+                self._state_since = self.outbox.wall(out.since, t_now, mono)
+                at = round(self.clock.now().timestamp())
+                saved = json.dumps({"state": out.state.value, "at": at})
                 await asyncio.to_thread(self.store.set, "state", saved)
                 await self._publish_state()
             elif isinstance(out, EventOut):
-                await self._queue_event(out, t_now, mono)
-
-    async def _queue_event(self, out: EventOut, t_now: float, mono: float) -> None:
-        if out.phase is EventPhase.new or out.key not in self._event_ids:
-            self._event_ids[out.key] = (new_id(), self._wall(out.start, t_now, mono))
-        event_id, start = self._event_ids[out.key]
-        if out.phase is EventPhase.end:
-            self._event_ids.pop(out.key, None)
-        msg = Event(
-            **self._ids(),
-            event_id=event_id,
-            type=out.type,
-            phase=out.phase,
-            start=start,
-            end=self._wall(out.t, t_now, mono) if out.phase is EventPhase.end else None,
-            score=round(min(1.0, max(0.0, out.score)), 3),
-            zone=out.zone,
-            box=tuple(round(v, 3) for v in out.box) if out.box else None,
-        )
-        await self._enqueue(msg)
-        EVENTS.labels(self.device, out.type.value).inc()
-        logger.info(
-            "event", type=out.type.value, phase=out.phase.value, room=self.room, device=self.device
-        )
-
-    async def _enqueue(self, msg: Event) -> None:
-        await asyncio.to_thread(
-            self.store.put, self._topic(TopicKind.event), encode(msg), msg.type.value
-        )
-        self.events_created += 1
-        self._queue_idle.clear()
-        QUEUE.labels(self.device).set(len(self.store))
-        self._queue_wakeup.set()
-
-    async def _end_open_events(self) -> None:
-        """Close events still open when the analysis stops (pause, shutdown)."""
-        now = datetime.now(UTC)
-        for key, (event_id, start) in list(self._event_ids.items()):
-            etype = key if key != "fall" else "possible_fall"
-            with contextlib.suppress(ValueError):
-                msg = Event(
-                    **self._ids(),
-                    event_id=event_id,
-                    type=etype,
-                    phase=EventPhase.end,
-                    start=start,
-                    end=now,
-                )
-                await self._enqueue(msg)
-        self._event_ids.clear()
-
-    async def _drain_queue(self) -> None:
-        """Publish queued events in order; each leaves the disk only after its PUBACK."""
-        unrouted = 0
-        while True:
-            await self._queue_wakeup.wait()
-            self._queue_wakeup.clear()
-            while True:
-                await self.mqtt.connected.wait()
-                items = await asyncio.to_thread(self.store.peek, 1)
-                if not items:
-                    self._queue_idle.set()
-                    break
-                item = items[0]
-                try:
-                    # Kept until a subscriber (ingest) took it: after a broker restart
-                    # Mosquitto has forgotten shared subscriptions until workers resubscribe.
-                    await self.mqtt.publish(
-                        item.topic, item.payload, qos=1, timeout=10, require_subscriber=True
-                    )
-                except MqttUnrouted:
-                    unrouted = min(unrouted + 1, 5)
-                    await asyncio.sleep(0.25 * 2**unrouted)  # same item again: order is kept
-                    continue
-                except (MqttError, TimeoutError):
-                    await asyncio.sleep(0.5)  # same item again: order is kept
-                    continue
-                unrouted = 0
-                await asyncio.to_thread(self.store.remove, item.id)
-                self.published += 1
-                self.events_published += 1
-                QUEUE.labels(self.device).set(len(self.store))
+                await self.outbox.event(out, t_now, mono)
 
     async def _publish_state(self) -> None:
         paused = not self.monitoring
         msg = RoomState(
             **self._ids(),
             state=RoomStateName.paused if paused else self._state.state,
-            since=self._state_since if not paused else datetime.now(UTC),
+            since=self._state_since if not paused else self.clock.now(),
             confidence=1.0 if paused else self._state.confidence,
             motion=0.0 if paused else min(1.0, self._state.motion),
         )
@@ -542,8 +388,8 @@ class EdgeAgent:
             self._beat_now.clear()
             msg = Heartbeat(
                 **self._ids(),
-                uptime_s=round(time.monotonic() - self._started_at, 1),
-                fps=round(self._fps if self.monitoring else 0.0, 2),
+                uptime_s=round(self.clock.monotonic() - self._started_at, 1),
+                fps=round(self.worker.fps if self.monitoring else 0.0, 2),
                 agent_version=__version__,
                 config_version=self.config_version,
                 queue=len(self.store),
@@ -551,100 +397,15 @@ class EdgeAgent:
             )
             await self._send_live(TopicKind.heartbeat, msg)
             interval = self.config.heartbeat_s if self.config else self.cfg.heartbeat_s
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):  # wait_for (3.11) can swallow a cancel
-                    await self._beat_now.wait()
+            await self.clock.wait(self._beat_now, interval)
 
     async def _periodic_state(self) -> None:
         while True:
-            await asyncio.sleep(self.cfg.state_interval_s)
-            if self._analysis is not None:
-                cur = self._analysis.model.current()
+            await self.clock.sleep(self.cfg.state_interval_s)
+            analysis = self.worker.analysis
+            if analysis is not None:
+                cur = analysis.model.current()
                 self._state = StateChange(
                     self._state.state, self._state.since, cur.confidence, cur.motion, cur.zone
                 )
             await self._publish_state()
-
-    # -- control: config and commands ---------------------------------------------------
-
-    async def _control(self) -> None:
-        async for msg in self.mqtt.messages():
-            try:
-                if msg.topic == self._topic(TopicKind.config_set):
-                    await self._apply_config(msg)
-                elif msg.topic == self._topic(TopicKind.command):
-                    await self._command(decode(Command, msg.payload))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("control message refused", topic=msg.topic, error=str(exc))
-
-    async def _apply_config(self, msg: Received) -> None:
-        if not msg.payload:
-            return  # retained config cleared
-        try:
-            cfg = decode(DeviceConfig, msg.payload)
-            ZoneInfo(cfg.timezone)
-        except Exception as exc:
-            await self._send_live(
-                TopicKind.config_state,
-                ConfigState(**self._ids(), version=self.config_version, error=str(exc)[:500]),
-                retain=True,
-            )
-            return
-        old = self.config
-        self.config = cfg
-        self.config_version = cfg.version
-        await asyncio.to_thread(self.store.set, "config", cfg.model_dump_json())
-        if old is not None and old.fps != cfg.fps and self.monitoring:
-            await self._start_analysis()  # a new frame rate needs a new source
-        else:
-            with self._lock:
-                self._pending_config = cfg  # picked up between two frames
-        await self._gate()
-        await self._send_live(
-            TopicKind.config_state, ConfigState(**self._ids(), version=cfg.version), retain=True
-        )
-        self._beat_now.set()
-        logger.info("config applied", version=cfg.version, monitoring=self.monitoring)
-
-    async def _zone_map(self) -> dict:
-        if not self.monitoring or self._analysis is None:
-            raise RuntimeError("monitoring is paused: the camera is closed")
-        fut: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._zone_map_requests.append(fut)
-        return await asyncio.wait_for(fut, 10)
-
-    async def _command(self, cmd: Command) -> None:
-        ok, result, error = True, {}, None
-        try:
-            if cmd.command == "ping":
-                result = {"uptime_s": round(time.monotonic() - self._started_at, 1)}
-            elif cmd.command == "publish_state":
-                await self._publish_state()
-            elif cmd.command == "restart":
-                if self.monitoring:
-                    await self._start_analysis()
-                result = {"monitoring": self.monitoring}
-            elif cmd.command == "zone_map":
-                result = await self._zone_map()
-            else:
-                ok, error = False, f"command {cmd.command!r} not supported"
-        except (RuntimeError, TimeoutError) as exc:
-            ok, error = False, str(exc) or "timed out"
-        await self._send_live(
-            TopicKind.command_response,
-            CommandResponse(
-                **self._ids(),
-                correlation_id=cmd.correlation_id,
-                ok=ok,
-                result=result if ok else {},
-                error=error,
-            ),
-        )
-
-
-def _resolve(fut: asyncio.Future, value: object) -> None:
-    if not fut.done():
-        fut.set_result(value)

@@ -108,8 +108,6 @@ class ClipResult:
     video_s: float
     processed_s: float
     native_fps: float
-    frames_scored: int = 0
-    frames_agree: int = 0
     falls_expected: int = 0
     falls_detected: int = 0
     false_falls: int = 0
@@ -143,7 +141,7 @@ class ClipResult:
 
     @property
     def presence(self) -> float | None:
-        return self.frames_agree / self.frames_scored if self.frames_scored else None
+        return self.presence_counts.accuracy
 
 
 def _boundaries(rows: list[Label]) -> list[float]:
@@ -282,8 +280,6 @@ def evaluate_clip(
     result.presence_counts = presence_counts(
         rows, states, reader.native_fps or fps, reader.native_frames
     )
-    result.frames_scored = result.presence_counts.scored
-    result.frames_agree = result.presence_counts.agree
     result.on_floor_after_falls = score_on_floor(rows, [(t, s.value) for t, s in states], confirm)
     (
         result.falls_expected,
@@ -316,8 +312,8 @@ class Report:
     wall_s: float
 
     def summary(self) -> dict:
-        scored = sum(c.frames_scored for c in self.clips)
-        agree = sum(c.frames_agree for c in self.clips)
+        scored = sum(c.presence_counts.scored for c in self.clips)
+        agree = sum(c.presence_counts.agree for c in self.clips)
         delays = [d for c in self.clips for d in c.time_to_confirm_s]
         datasets, total = by_dataset((c.dataset, c.tally) for c in self.clips)
         overall = figures(total)
@@ -346,7 +342,7 @@ class Report:
                     "clip": c.clip,
                     "zones": c.zones,
                     "presence": round(c.presence, 4) if c.presence is not None else None,
-                    "frames_scored": c.frames_scored,
+                    "frames_scored": c.presence_counts.scored,
                     "falls_expected": c.falls_expected,
                     "falls_detected": c.falls_detected,
                     "false_falls": c.false_falls,
@@ -369,7 +365,7 @@ class Report:
             pres = f"{c.presence:.3f}" if c.presence is not None else "-"
             conf = ",".join(f"{d:.1f}" for d in c.time_to_confirm_s) or "-"
             lines.append(
-                f"{c.clip[:36]:36} {'yes' if c.zones else 'no':5} {pres:>9} {c.frames_scored:>6} "
+                f"{c.clip[:36]:36} {'yes' if c.zones else 'no':5} {pres:>9} {c.presence_counts.scored:>6} "
                 f"{c.falls_expected:>5} {c.falls_detected:>5} {c.on_floor_after_falls:>5} "
                 f"{c.false_falls:>5} {conf:>10}"
             )

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TypeVar
 
 Z95 = 1.959963984540054
 
@@ -34,6 +35,14 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+_D = TypeVar("_D")
+
+
+def field_sum(a: _D, b: _D) -> _D:
+    """Field by field sum of two instances of one dataclass (counts and seconds add up)."""
+    return type(a)(*(getattr(a, f.name) + getattr(b, f.name) for f in fields(a)))
+
+
 @dataclass(frozen=True)
 class PresenceCounts:
     """Scored frames split by truth: present (any label but `empty`) and empty."""
@@ -44,12 +53,7 @@ class PresenceCounts:
     empty_agree: int = 0
 
     def __add__(self, other: PresenceCounts) -> PresenceCounts:
-        return PresenceCounts(
-            self.present + other.present,
-            self.present_agree + other.present_agree,
-            self.empty + other.empty,
-            self.empty_agree + other.empty_agree,
-        )
+        return field_sum(self, other)
 
     @property
     def scored(self) -> int:
@@ -117,19 +121,7 @@ class Tally:
     on_floor_on_activity: int = 0  # clips without a fall whose state still reached on_floor
 
     def __add__(self, o: Tally) -> Tally:
-        return Tally(
-            self.falls + o.falls,
-            self.detected + o.detected,
-            self.on_floor + o.on_floor,
-            self.false_falls + o.false_falls,
-            self.false_falls_on_activity + o.false_falls_on_activity,
-            self.video_s + o.video_s,
-            self.activity_video_s + o.activity_video_s,
-            self.presence + o.presence,
-            self.clips + o.clips,
-            self.activity_clips + o.activity_clips,
-            self.on_floor_on_activity + o.on_floor_on_activity,
-        )
+        return field_sum(self, o)
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:

@@ -155,22 +155,18 @@ class _Prefetch:
                             with contextlib.suppress(queue.Empty):
                                 self._q.get_nowait()
                     continue
-                while not self._closed.is_set():
-                    try:
-                        self._q.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                self._put(item)
                 if self._closed.is_set():
                     return
-            self._put_end(_END)
+            self._put(_END)
         except Exception as exc:  # handed to the consumer, raised there
-            self._put_end(exc)
+            self._put(exc)
         finally:
             with contextlib.suppress(Exception):
                 self._gen.close()  # type: ignore[attr-defined]
 
-    def _put_end(self, item: object) -> None:
+    def _put(self, item: object) -> None:
+        """Wait for room in the queue, or until the source is closed."""
         while not self._closed.is_set():
             try:
                 self._q.put(item, timeout=0.2)

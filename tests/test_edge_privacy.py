@@ -10,7 +10,6 @@ OpenCV's image writers were never called.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -175,8 +174,11 @@ async def test_no_image_leaves_the_agent(
                 )
                 await w.wait(lambda: w.of(TopicKind.command_response), what="zone map")
                 await admin.stop()
-                await w.wait(lambda: agent._thread is None or not agent._thread.is_alive(), 60)
-                await asyncio.sleep(0.3)  # the last heartbeat
+                await w.wait(
+                    lambda: agent.worker.thread is None or not agent.worker.thread.is_alive(), 60
+                )
+                beats = len(w.of(TopicKind.heartbeat))
+                await w.wait(lambda: len(w.of(TopicKind.heartbeat)) > beats, what="a heartbeat")
             finally:
                 await agent.stop()
                 AUDIT.active = False

@@ -4,11 +4,13 @@ a client without one is refused."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,18 +42,20 @@ def make_pki(d: Path, clients: list[str]) -> None:
              *(["-extfile", "san.ext"] if ext else []), cwd=d)  # fmt: skip
 
 
-@pytest.fixture
-def tls_broker(tmp_path):
+@contextlib.contextmanager
+def tls_mosquitto(tmp_path: Path, users: dict[str, str]) -> Iterator[tuple[str, Path, str]]:
+    """A private Mosquitto that wants a client certificate (its CN is the user name):
+    `users` maps each user to the topic filter under the test's root it may use.
+    Yields (url, PKI folder with ca/<user> .crt/.key, topic root)."""
     if OPENSSL is None or not Path(MOSQUITTO).exists():
         pytest.skip("openssl and mosquitto are needed for the TLS test")
     d = tmp_path / "pki"
     d.mkdir()
-    make_pki(d, ["cam-1", "watcher"])
+    make_pki(d, list(users))
     port = free_port()
     root = f"t{uuid.uuid4().hex[:10]}/nattillsyn"
     (d / "acl").write_text(
-        f"user cam-1\ntopic readwrite {root}/site-1/rum-1/cam-1/#\n\n"
-        f"user watcher\ntopic readwrite {root}/#\n"
+        "\n".join(f"user {u}\ntopic readwrite {root}/{t}\n" for u, t in users.items())
     )
     conf = d / "mosquitto.conf"
     conf.write_text(
@@ -72,6 +76,12 @@ def tls_broker(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
+
+
+@pytest.fixture
+def tls_broker(tmp_path):
+    with tls_mosquitto(tmp_path, {"cam-1": "site-1/rum-1/cam-1/#", "watcher": "#"}) as broker:
+        yield broker
 
 
 async def test_agent_with_its_own_certificate(tls_broker, tmp_path) -> None:
