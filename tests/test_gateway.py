@@ -419,7 +419,7 @@ async def test_gateway_takes_over_and_hands_back(settings, site_schema, site_bro
         aid1 = rules.alert_id("site-1", "rum-101", "possible_fall", f"event:{ev1.event_id}")
         await poll(lambda: staff_centre.of(aid1))
         await poll(lambda: staff_site.of(aid1))  # brought down by the bridge
-        assert gw.mode is GatewayMode.normal and aid1 in gw.confirmed
+        assert gw.mode is GatewayMode.normal and aid1 in gw.held.confirmed
         assert len([a for a in staff_site.of(aid1) if a.notify == "new"]) == 1
 
         # 2. The centre's alerting stops: the gateway takes over after takeover_after_s.
