@@ -20,7 +20,9 @@ from nattillsyn.alerting import gateways, rules
 from nattillsyn.alerting.service import AlertingService
 from nattillsyn.app.demo import seed
 from nattillsyn.app.embedded import PrivateMosquitto
+from nattillsyn.clock import ManualClock
 from nattillsyn.db.migrate import migrate
+from nattillsyn.gateway.held import HeldAlerts
 from nattillsyn.gateway.modes import ModeMachine
 from nattillsyn.gateway.replica import apply_snapshot
 from nattillsyn.gateway.service import GatewayService
@@ -124,6 +126,40 @@ def test_mode_machine() -> None:
     m.beacon(T0 + 86 * s)
     assert m.decide(T0 + 87 * s, unconfirmed=True) is GatewayMode.fallback
     assert m.reason == "alert not confirmed by the centre"
+
+
+async def test_mode_machine_reads_its_clock() -> None:
+    clock = ManualClock(T0)
+    m = ModeMachine(takeover_after_s=20, handback_after_s=10, clock=clock)
+    assert m.started == T0 and m.contact() and m.decide() is None
+    m.beacon()
+    await clock.advance(20)  # the centre silent for takeover_after_s
+    assert not m.contact() and m.decide() is GatewayMode.fallback
+    assert m.switch(GatewayMode.normal, None, "test") is GatewayMode.normal
+    assert m.mode_since == T0 + timedelta(seconds=20) and m.reason == "test"
+
+
+def _alert(priority: str = "high", **kw) -> Alert:
+    return Alert(alert_id=new_id(), site="site-1", room="rum-101", kind="possible_fall",
+                 priority=priority, status="firing", title="t", started=T0,
+                 **({"notify": "new"} | kw))  # fmt: skip
+
+
+async def test_held_alerts_fall_due_on_the_clock() -> None:
+    clock = ManualClock(T0)
+    held = HeldAlerts(confirm_s=5, clock=clock)
+    urgent, low, published = _alert(), _alert("low"), _alert()
+    for a in (urgent, low, published):
+        held.held(a)
+    held.published(encode(published))  # the centre published it: no longer held
+    held.held(_alert(notify="repeat"))  # only new alerts are held
+    await clock.advance(4.9)
+    assert not held.overdue()
+    await clock.advance(0.1)
+    assert held.overdue()  # the urgent one, unpublished for confirm_s
+    assert held.take() == {urgent.alert_id, low.alert_id} and not held.overdue()
+    held.held(published)  # seen from the centre before: not held again
+    assert held.take() == set()
 
 
 def _status(seq: int, **kw) -> GatewayStatus:
@@ -521,7 +557,8 @@ async def test_centre_raises_site_offline_to_the_on_call_role(settings) -> None:
         assert a.room == "_site" and a.priority == "high" and a.sound and a.notify == "new"
         assert {"unit", "group:oncall", "notifier:webhook"} <= set(a.targets)
         assert "Enhet offline" in a.title
-        await asyncio.sleep(4.0)  # past the room's offline_after_s: its gateway has the room
+        # Past the room's offline_after_s (the alerting's timer, driven): its gateway has it.
+        await alerting.tick(datetime.now(UTC) + timedelta(seconds=7))
         assert not [x for _, x in staff.alerts if x.kind == "device_offline"]
         # Back (with the room's heartbeats drained from its spool): resolved by the system.
         await dev.heartbeat()
