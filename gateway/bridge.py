@@ -117,9 +117,7 @@ class Bridge:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
     def backlog(self) -> int:

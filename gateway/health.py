@@ -60,20 +60,21 @@ class Health:
 
     def status(self, state: str = "online") -> GatewayStatus:
         self._seq += 1
+        m, sp = self.machine, self.spool
         return GatewayStatus(
             site=self.site,
             gateway=self.cfg.id,
             session=self.session,
             seq=self._seq,
             state=state,  # type: ignore[arg-type]
-            mode=self.machine.mode,
-            mode_since=self.machine.mode_since,
+            mode=m.mode,
+            mode_since=m.mode_since,
             interval_s=self.cfg.heartbeat_s,
-            spool_messages=self.spool.count,
-            spool_bytes=self.spool.bytes,
-            spool_limit_bytes=self.spool.max_bytes,
+            spool_messages=sp.count,
+            spool_bytes=sp.bytes,
+            spool_limit_bytes=sp.max_bytes,
             spool_warn_since=self.warn_since,
-            dropped=sum(self.spool.dropped.values()),
+            dropped=sum(sp.dropped.values()),
             version=__version__[:32],
         )
 

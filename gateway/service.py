@@ -217,9 +217,7 @@ class GatewayService:
         tasks = [*self._tasks, *([self._handback] if self._handback else [])]
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.bridge.stop()
         if self.site_services is not None:
             await self.site_services.stop()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from psycopg import sql
+from tls_broker import tls_mosquitto
 
 from nattillsyn.alerting import gateways, rules
 from nattillsyn.alerting.service import AlertingService
@@ -614,40 +615,10 @@ async def test_spool_near_its_bound_raises_a_system_alert(
 @pytest.fixture
 def tls_centre(tmp_path):
     """A central broker over TLS that wants the gateway's certificate (CN = its user)."""
-    import os
-    import signal
-    import subprocess
-    from pathlib import Path
-
-    from test_edge_tls import MOSQUITTO, OPENSSL, make_pki
-
-    from nattillsyn.app.embedded import free_port, wait_port
-
-    if OPENSSL is None or not Path(MOSQUITTO).exists():
-        pytest.skip("openssl and mosquitto are needed for the TLS test")
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    make_pki(pki, ["gw-site-1", "watcher"])
-    port = free_port()
     root = f"t{uuid.uuid4().hex[:10]}/nattillsyn"
-    (pki / "acl").write_text(
-        f"user gw-site-1\ntopic readwrite {root}/site-1/#\n\nuser watcher\ntopic readwrite {root}/#\n"
-    )
-    conf = pki / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\n"
-        f"cafile {pki}/ca.crt\ncertfile {pki}/server.crt\nkeyfile {pki}/server.key\n"
-        "require_certificate true\nuse_identity_as_username true\n"
-        f"acl_file {pki}/acl\npersistence false\n" + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    try:
-        wait_port("127.0.0.1", port, 10, proc)
-        yield f"mqtts://127.0.0.1:{port}", pki, root
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+    pki = tmp_path / "pki"
+    with tls_mosquitto(pki, {"gw-site-1": f"{root}/site-1/#", "watcher": f"{root}/#"}) as url:
+        yield url, pki, root
 
 
 async def test_bridge_over_tls_with_the_gateways_certificate(
