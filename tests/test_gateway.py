@@ -365,7 +365,7 @@ class Listener:
     def __init__(self, url: str, topics: Topics, name: str) -> None:
         self.c = MqttClient(url, f"{name}-{uuid.uuid4().hex[:6]}")
         self.topics = topics
-        self.alerts: list[tuple[float, Alert]] = []
+        self.alerts: list[Alert] = []
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -375,10 +375,10 @@ class Listener:
 
     async def _run(self) -> None:
         async for m in self.c.messages():
-            self.alerts.append((time.monotonic(), decode(Alert, m.payload)))
+            self.alerts.append(decode(Alert, m.payload))
 
     def of(self, alert_id) -> list[Alert]:
-        return [a for _, a in self.alerts if a.alert_id == alert_id]
+        return [a for a in self.alerts if a.alert_id == alert_id]
 
     async def stop(self) -> None:
         if self._task:
@@ -464,14 +464,11 @@ async def test_gateway_takes_over_and_hands_back(settings, site_schema, site_bro
         started.remove(alerting)
         await poll(lambda: gw.mode is GatewayMode.fallback, timeout=20)
         mark = len(staff_site.alerts)
-        t_fall = time.monotonic()
         ev2 = await r2.fall()
         aid2 = rules.alert_id("site-1", "rum-102", "possible_fall", f"event:{ev2.event_id}")
-        got = await poll(
-            lambda: [(t, a) for t, a in staff_site.alerts[mark:] if a.alert_id == aid2]
-        )
-        assert got[0][1].sound and got[0][1].notify == "new"
-        assert got[0][0] - t_fall < 1.0
+        got = await poll(lambda: [a for a in staff_site.alerts[mark:] if a.alert_id == aid2])
+        # Announced on site (how fast is bench.partition's fall_to_site_tablet_ms).
+        assert got[0].sound and got[0].notify == "new"
         # Staff acknowledge on site (the gateway's tablet page publishes this).
         act = AlertAction(alert_id=aid2, action="acknowledge", by="natt")
         await dev.publish(topics.room("site-1", "rum-102", TopicKind.alert_set), encode(act))
@@ -553,14 +550,14 @@ async def test_centre_raises_site_offline_to_the_on_call_role(settings) -> None:
         await poll(lambda: "site-1" in alerting.sites.sites)
         beacons.append((await gwc.next_message(10)).payload)  # the centre speaks to it
         # The gateway falls silent: "site offline" for the on-call role, not N room alerts.
-        off = await poll(lambda: [a for _, a in staff.alerts if a.kind == "site_offline"], 10)
+        off = await poll(lambda: [a for a in staff.alerts if a.kind == "site_offline"], 10)
         a = off[0]
         assert a.room == "_site" and a.priority == "high" and a.sound and a.notify == "new"
         assert {"unit", "group:oncall", "notifier:webhook"} <= set(a.targets)
         assert "Enhet offline" in a.title
         # Past the room's offline_after_s (the alerting's timer, driven): its gateway has it.
         await alerting.tick(datetime.now(UTC) + timedelta(seconds=7))
-        assert not [x for _, x in staff.alerts if x.kind == "device_offline"]
+        assert not [x for x in staff.alerts if x.kind == "device_offline"]
         # Back (with the room's heartbeats drained from its spool): resolved by the system.
         await dev.heartbeat()
         await gwc.publish(status, encode(_status(2).model_copy(update={"site": "site-1"})))
@@ -568,7 +565,7 @@ async def test_centre_raises_site_offline_to_the_on_call_role(settings) -> None:
             lambda: [x for x in staff.of(a.alert_id) if x.status == "resolved"], timeout=10
         )
         assert done[0].resolved_by == "system"
-        assert not [x for _, x in staff.alerts if x.kind == "device_offline"]
+        assert not [x for x in staff.alerts if x.kind == "device_offline"]
     finally:
         await staff.stop()
         await gwc.stop()
@@ -599,7 +596,7 @@ async def test_spool_near_its_bound_raises_a_system_alert(
         ev = await room.fall()
         for _ in range(60):
             await room.heartbeat()
-        warn = await poll(lambda: [a for _, a in site.alerts if a.kind == "gateway_storage"])
+        warn = await poll(lambda: [a for a in site.alerts if a.kind == "gateway_storage"])
         assert warn[0].sound and warn[0].room == "_site" and gw.mode is GatewayMode.fallback
         assert gw.spool.dropped[0] > 0  # heartbeats went first…
         assert gw.spool.dropped[3] == 0  # …the fall never
