@@ -148,10 +148,12 @@ class GatewayService:
             self.site_services = LocalSite(settings, self.held.held, clock)
         elif cfg.local_alerting:
             logger.warning("no database_url: the gateway bridges but cannot alert on site")
-        local = self.site_services
-        self.pool = local.pool if local else None
+        site_services = self.site_services
+        self.pool = site_services.pool if site_services else None
         self.ingest, self.alerting, self.api = (
-            (local.ingest, local.alerting, local.api) if local else (None, None, None)
+            (site_services.ingest, site_services.alerting, site_services.api)
+            if site_services
+            else (None, None, None)
         )
         self.health = Health(
             self.site,
@@ -161,7 +163,7 @@ class GatewayService:
             (self.local, self.upstream),
             self.spool,
             self.machine,
-            local,
+            site_services,
             clock,
         )
         self.uploader = Uploader(
