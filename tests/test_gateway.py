@@ -572,6 +572,32 @@ async def test_centre_raises_site_offline_to_the_on_call_role(settings) -> None:
         await alerting.stop()
 
 
+async def test_gateway_takes_over_when_its_clock_says_the_centre_is_silent(
+    settings, site_broker, tmp_path
+) -> None:
+    clock = ManualClock()
+    gw_settings = _fast(
+        settings,
+        upstream_url="mqtt://127.0.0.1:9",  # the centre is unreachable
+        state_dir=tmp_path,
+        local_alerting=False,
+    ).model_copy(update={"mqtt_url": site_broker.url})
+    gw = GatewayService(gw_settings, clock=clock)
+    try:
+        await gw.start()
+        await clock.until_sleeping(3)  # modes, heartbeat, upload
+        await clock.advance(5.8)  # takeover_after_s is 6 s
+        assert gw.mode is GatewayMode.normal
+        await clock.advance(0.4)
+        await poll(lambda: gw.mode is GatewayMode.fallback, timeout=5)
+        assert gw.machine.reason == "centre silent" and gw.spool.get("mode") == "fallback"
+        assert gw.events[-1]["event"] == "fallback"
+        took_over = datetime.fromisoformat(gw.events[-1]["at"])  # on the gateway's clock
+        assert clock.now() - timedelta(seconds=0.4) < took_over <= clock.now()
+    finally:
+        await gw.stop()
+
+
 async def test_spool_near_its_bound_raises_a_system_alert(
     settings, site_schema, site_broker, tmp_path
 ) -> None:
