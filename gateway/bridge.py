@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import Counter, Gauge
 
 from nattillsyn import log
+from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.mqtt import MqttClient, Received
 from nattillsyn.protocol import TopicKind, Topics
 from nattillsyn.protocol.topics import SITE_KINDS, SPEC
@@ -61,6 +62,7 @@ class Bridge:
         on_site: Callable[[Received], Awaitable[None]] | None = None,
         on_down: Callable[[TopicKind, bytes], None] | None = None,
         up_actions: Callable[[], bool] = lambda: True,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.topics = topics
         self.site = site
@@ -71,6 +73,7 @@ class Bridge:
         self.on_site = on_site
         self.on_down = on_down
         self.up_actions = up_actions  # whether local staff actions go to the centre now
+        self.clock = clock
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._down_ids: OrderedDict[str, None] = OrderedDict()
@@ -114,9 +117,7 @@ class Bridge:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
     def backlog(self) -> int:
@@ -174,7 +175,7 @@ class Bridge:
                 # Backpressure: the local broker (and the devices' own disks) hold the rest.
                 FULL.inc()
                 logger.error("spool full; holding back site messages", error=str(exc))
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     async def _action_up(self, msg: Received) -> None:
@@ -222,7 +223,7 @@ class Bridge:
             if failed:
                 # Kept on disk and sent again (MqttUnrouted: nobody at the centre took it yet).
                 logger.warning("centre did not take messages; retrying", error=str(failed[0]))
-                await asyncio.sleep(1.0)
+                await self.clock.sleep(1.0)
 
     def _stored_centrally(self, topic: str) -> bool:
         """The centre's ingest stores this kind: a PUBACK "no matching subscribers" (ingest

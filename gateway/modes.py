@@ -16,31 +16,37 @@ alerting look the same here, and each leads to the gateway alerting on site.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.protocol import GatewayMode
 
 
 @dataclass
 class ModeMachine:
+    """Every method takes the time it decides at; without one it asks `clock`."""
+
     takeover_after_s: float
     handback_after_s: float
-    started: datetime
+    started: datetime | None = None  # None: the clock's now
     mode: GatewayMode = GatewayMode.normal
     mode_since: datetime | None = None
     centre_seen: datetime | None = None  # last beacon
     contact_since: datetime | None = None  # first beacon of the current unbroken contact
     reason: str = "start"
+    clock: Clock = field(default=SYSTEM, repr=False)
 
     def __post_init__(self) -> None:
+        self.started = self.started or self.clock.now()
         self.mode_since = self.mode_since or self.started
 
-    def contact(self, now: datetime) -> bool:
+    def contact(self, now: datetime | None = None) -> bool:
         last = self.centre_seen or self.started  # at start: give the centre time to speak
-        return (now - last).total_seconds() < self.takeover_after_s
+        return ((now or self.clock.now()) - last).total_seconds() < self.takeover_after_s
 
-    def beacon(self, now: datetime) -> None:
+    def beacon(self, now: datetime | None = None) -> None:
+        now = now or self.clock.now()
         if self.contact_since is None or self.centre_seen is None or not self.contact(now):
             self.contact_since = now
         self.centre_seen = now
@@ -50,16 +56,21 @@ class ModeMachine:
         self.contact_since = None
 
     def decide(
-        self, now: datetime, *, unconfirmed: bool = False, handed_over: bool = False
+        self,
+        now: datetime | None = None,
+        *,
+        unconfirmed: bool = False,
+        handed_over: bool = False,
     ) -> GatewayMode | None:
         """The mode to switch to now, if any. `unconfirmed`: a high-priority alert the
         centre has not published in time; `handed_over`: upload done and spool drained."""
+        now = now or self.clock.now()
         contact = self.contact(now) and self.contact_since is not None
         if self.mode is GatewayMode.normal:
             if not self.contact(now):
-                return self._to(GatewayMode.fallback, now, "centre silent")
+                return self.switch(GatewayMode.fallback, now, "centre silent")
             if unconfirmed:
-                return self._to(GatewayMode.fallback, now, "alert not confirmed by the centre")
+                return self.switch(GatewayMode.fallback, now, "alert not confirmed by the centre")
             return None
         if self.mode is GatewayMode.fallback:
             stable = (
@@ -67,15 +78,17 @@ class ModeMachine:
                 and self.contact_since is not None
                 and (now - self.contact_since) >= timedelta(seconds=self.handback_after_s)
             )
-            return self._to(GatewayMode.handback, now, "centre back") if stable else None
+            return self.switch(GatewayMode.handback, now, "centre back") if stable else None
         # handback
         if not contact:
-            return self._to(GatewayMode.fallback, now, "centre silent during handback")
+            return self.switch(GatewayMode.fallback, now, "centre silent during handback")
         if handed_over:
-            return self._to(GatewayMode.normal, now, "handed back")
+            return self.switch(GatewayMode.normal, now, "handed back")
         return None
 
-    def _to(self, mode: GatewayMode, now: datetime, reason: str) -> GatewayMode:
+    def switch(self, mode: GatewayMode, now: datetime | None, reason: str) -> GatewayMode:
+        """Go to `mode` now, for `reason` (`decide` does this; a restart in fallback too)."""
+        now = now or self.clock.now()
         self.mode, self.mode_since, self.reason = mode, now, reason
         if mode is GatewayMode.fallback:
             self.contact_since = None  # the centre must be heard anew before a handback

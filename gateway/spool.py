@@ -23,14 +23,13 @@ a system alert and the metric `nattillsyn_gateway_spool_fill_ratio` shows it.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from nattillsyn.protocol import TopicKind
+from nattillsyn.sqlite_queue import SqliteQueue
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -43,8 +42,8 @@ CREATE TABLE IF NOT EXISTS spool (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spool_cls ON spool (cls, id);
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM spool"
 PROTECTED = 3
 CLASS_NAMES = {0: "heartbeat", 1: "motion", 2: "state", 3: "event"}
 
@@ -90,8 +89,9 @@ class Incoming:
         return len(self.topic) + len(self.payload)
 
 
-class Spool:
-    """Thread-safe; every call is one short transaction (run them off the event loop)."""
+class Spool(SqliteQueue):
+    """Thread-safe; every call is one short transaction (run them off the event loop).
+    `get`/`set` keep the upload's watermarks."""
 
     def __init__(
         self,
@@ -100,27 +100,15 @@ class Spool:
         warn_ratio: float = 0.8,
         synchronous: str = "FULL",
     ) -> None:
-        self.path = path
+        super().__init__(path, SCHEMA, synchronous)
         self.max_bytes = max_bytes
         self.warn_ratio = warn_ratio
         self.dropped: dict[int, int] = {c: 0 for c in CLASS_NAMES}
-        self._lock = threading.Lock()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            str(path) if path else ":memory:", check_same_thread=False, isolation_level=None
-        )
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            os.chmod(path, 0o600)
-        self._db.executescript(SCHEMA)
-        row = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM spool").fetchone()
-        self.count, self.bytes = int(row[0]), int(row[1])
+        self._recount(None)
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    def _recount(self, db: sqlite3.Connection | None) -> None:
+        (row,) = db.execute(TOTALS).fetchall() if db else self.read(TOTALS)
+        self.count, self.bytes = int(row[0]), int(row[1])
 
     @property
     def fill_ratio(self) -> float:
@@ -137,37 +125,27 @@ class Spool:
             return 0
         need = sum(i.size for i in items)
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                dropped = 0
-                if self.bytes + need > self.max_bytes:
-                    dropped = self._make_room(self.bytes + need - self.max_bytes)
-                self._db.executemany(
-                    "INSERT INTO spool (topic, payload, retain, cls, size, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(i.topic, i.payload, int(i.retain), i.cls, i.size, now) for i in items],
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                # Counters were changed by _make_room inside the rolled-back transaction.
-                row = self._db.execute(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM spool"
-                ).fetchone()
-                self.count, self.bytes = int(row[0]), int(row[1])
-                raise
+        # Counters change under the lock; on a rollback they are read again from the file.
+        with self.transaction(on_rollback=self._recount) as db:
+            dropped = 0
+            if self.bytes + need > self.max_bytes:
+                dropped = self._make_room(db, self.bytes + need - self.max_bytes)
+            db.executemany(
+                "INSERT INTO spool (topic, payload, retain, cls, size, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(i.topic, i.payload, int(i.retain), i.cls, i.size, now) for i in items],
+            )
             self.count += len(items)
             self.bytes += need
-            return dropped
+        return dropped
 
-    def _make_room(self, excess: int) -> int:
+    def _make_room(self, db: sqlite3.Connection, excess: int) -> int:
         """Delete the oldest droppable messages until `excess` bytes are free."""
         freed = 0
         dropped = 0
         for cls in (0, 1, 2):
             while freed < excess:
-                rows = self._db.execute(
+                rows = db.execute(
                     "SELECT id, size FROM spool WHERE cls = ? ORDER BY id LIMIT 500", (cls,)
                 ).fetchall()
                 if not rows:
@@ -178,7 +156,7 @@ class Spool:
                     freed += size
                     if freed >= excess:
                         break
-                self._db.executemany("DELETE FROM spool WHERE id = ?", take)
+                db.executemany("DELETE FROM spool WHERE id = ?", take)
                 self.dropped[cls] += len(take)
                 dropped += len(take)
                 self.count -= len(take)
@@ -190,51 +168,25 @@ class Spool:
         )
 
     def peek(self, after_id: int = 0, limit: int = 500) -> list[Item]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, topic, payload, retain FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
+        rows = self.read(
+            "SELECT id, topic, payload, retain FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
         return [Item(int(r[0]), r[1], bytes(r[2]), bool(r[3])) for r in rows]
 
     def remove(self, ids: list[int]) -> None:
         if not ids:
             return
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    f"SELECT count(*), coalesce(sum(size), 0) FROM spool WHERE id IN "
-                    f"({','.join('?' * len(ids))})",
-                    ids,
-                ).fetchone()
-                self._db.execute(f"DELETE FROM spool WHERE id IN ({','.join('?' * len(ids))})", ids)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        where = f"WHERE id IN ({','.join('?' * len(ids))})"
+        with self.transaction(on_rollback=self._recount) as db:
+            row = db.execute(f"{TOTALS} {where}", ids).fetchone()
+            db.execute(f"DELETE FROM spool {where}", ids)
             self.count -= int(row[0])
             self.bytes -= int(row[1])
 
     def oldest_age(self) -> float:
-        with self._lock:
-            row = self._db.execute("SELECT min(created) FROM spool").fetchone()
-        return max(0.0, time.time() - row[0]) if row and row[0] is not None else 0.0
-
-    # -- small persistent values (watermarks of the upload) -----------------------------
-
-    def get(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def set(self, key: str, value: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        ((oldest,),) = self.read("SELECT min(created) FROM spool")
+        return max(0.0, time.time() - oldest) if oldest is not None else 0.0
 
 
 __all__ = ["CLASS_NAMES", "Incoming", "Item", "Spool", "SpoolFull", "message_class"]

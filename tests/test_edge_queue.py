@@ -179,7 +179,7 @@ def test_store_is_ordered_bounded_and_reopens(tmp_path) -> None:
     st2 = Store(path, max_events=100)
     assert len(st2) == 99 and st2.peek(1)[0].id == items[1].id
     assert st2.get("config") == '{"version": 3}'
-    assert st2._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert st2.journal_mode == "wal"
     st2.close()
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
