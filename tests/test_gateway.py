@@ -512,8 +512,9 @@ async def test_gateway_takes_over_and_hands_back(settings, site_schema, site_bro
         assert not [a for a in staff_centre.of(aid2) if a.notify == "new"]
         # And the centre holds the acknowledged alert open, continuing its schedule.
         assert str(aid2) in alerting.open
-        events = [e["event"] for e in gw.events]
-        assert events[-3:] == ["fallback", "handback", "normal"]
+        # The mode changes, in order (a link_up from a reconnect under load may fall between).
+        modes = [e["event"] for e in gw.events if e["event"] in ("fallback", "handback", "normal")]
+        assert modes[-3:] == ["fallback", "handback", "normal"]
     finally:
         for lst in (staff_centre, staff_site):
             await lst.stop()
