@@ -28,7 +28,7 @@ class Mapping:
     active: bool = True
 
     def refusal(self, claims: dict, deactivated: bool = False):
-        from .oidc import Refused
+        from .oidc import Refused  # noqa: PLC0415 (cycle: oidc imports claims)
 
         if not self.active:
             return Refused(
