@@ -5,7 +5,7 @@ transaction with its version in `change_history` and its access-log row)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import psycopg
@@ -23,6 +23,7 @@ from .routing import Routes
 MANAGERS = ("unit_manager", "sysadmin")
 SYSADMIN = ("sysadmin",)
 PURPOSE_HEADER = "X-Purpose"
+UnitHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
 class AdminRoutes(Routes):
@@ -45,6 +46,20 @@ class AdminRoutes(Routes):
             checked.__name__ = handler.__name__
             checked.__doc__ = handler.__doc__
             return outer(method, path, problems=problems, **kw)(checked)
+
+        return register
+
+    def unit(self, method: str, tail: str, **kw) -> Callable[[UnitHandler], Handler]:
+        """A managers' route under `/api/v1/units/{site}`; the handler also gets the unit,
+        checked first to exist and be the user's (else 404)."""
+
+        def register(handler: UnitHandler) -> Handler:
+            async def in_unit(request: web.Request) -> web.StreamResponse:
+                return await handler(request, await check_unit(request, request.match_info["site"]))
+
+            in_unit.__name__, in_unit.__doc__ = handler.__name__, handler.__doc__
+            path = f"/api/v1/units/{{site}}{tail}"
+            return self.route(method, path, roles=MANAGERS, **kw)(in_unit)
 
         return register
 
@@ -146,9 +161,20 @@ def visible_sites(request: web.Request) -> list[str] | None:
     return None if u.role == "sysadmin" else list(u.sites)
 
 
-def one_site(sites: list[str] | None) -> str | None:
-    """The unit an access-log row names: the only one read, else none."""
-    return sites[0] if sites and len(sites) == 1 else None
+async def scoped_read(
+    request: web.Request,
+    what: str,
+    query: Callable[[AsyncConnection, list[str] | None], Awaitable[list]],
+    detail: Callable[[list], dict],
+) -> list:
+    """`query` for the units the user may see (or the `?site=` asked for), the read logged
+    with `detail(rows)` and the unit when only one was read."""
+    sites = visible_sites(request)
+    async with connection(request) as conn:
+        rows = await query(conn, sites)
+    one = sites[0] if sites and len(sites) == 1 else None
+    await audit_read(request, what, site=one, detail=detail(rows))
+    return rows
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:

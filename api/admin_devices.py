@@ -26,13 +26,11 @@ from .admin_common import (
     audit_change,
     audit_read,
     changing,
-    check_unit,
     connection,
     kick,
-    one_site,
     record,
     require_room_in_use,
-    visible_sites,
+    scoped_read,
 )
 from .admin_db import devices as db
 from .auth import record_failure, throttle_wait
@@ -101,9 +99,28 @@ async def _provision(
     )
 
 
-async def _site_device(request: web.Request) -> tuple[str, str]:
-    site = await check_unit(request, request.match_info["site"])
-    return site, request.match_info["device"]
+async def _record(
+    conn: AsyncConnection,
+    request: web.Request,
+    change: str,
+    what: str,
+    before: DeviceView | None,
+    after: DeviceView,
+    **detail,
+) -> None:
+    """The version of the device changed (`before`, else `after`) and its access-log row."""
+    d = before or after
+    await record(
+        conn,
+        request,
+        what,
+        ("device", f"{d.site}/{d.id}", change),
+        before,
+        after,
+        site=d.site,
+        room=d.room,
+        detail={"device": d.id, **detail},
+    )
 
 
 @routes.get(
@@ -111,67 +128,49 @@ async def _site_device(request: web.Request) -> tuple[str, str]:
 )
 async def list_devices(request: web.Request) -> web.Response:
     """Devices of the user's units with heartbeat, agent version, config and health."""
-    sites = visible_sites(request)
-    async with connection(request) as conn:
-        views = await db.views(conn, sites)
-    await audit_read(request, "devices", site=one_site(sites), detail={"devices": len(views)})
+    views = await scoped_read(request, "devices", db.views, lambda v: {"devices": len(v)})
     return json_response(DeviceList(devices=views))
 
 
-@routes.post(
-    "/api/v1/units/{site}/devices",
-    roles=MANAGERS,
+@routes.unit(
+    "post",
+    "/devices",
     request=DeviceProvision,
     response=DeviceProvisioned,
     status=201,
     problems=(409,),
 )
-async def provision(request: web.Request) -> web.Response:
+async def provision(request: web.Request, site: str) -> web.Response:
     """Provision a device for a room: returns a one-time claim code for the Pi."""
-    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, DeviceProvision)
     settings = body.settings.model_dump(mode="json", exclude_none=True)
     async with changing(request) as conn:
         await _provision(conn, request, site, body.id, body.room, body.name, settings)
         code, expires = await _issue_code(conn, request, site, body.id)
         view = await _one(conn, site, body.id)
-        await record(
-            conn,
-            request,
-            "device provisioned",
-            ("device", f"{site}/{body.id}", "provision"),
-            None,
-            view,
-            site=site,
-            room=body.room,
-            detail={"device": body.id},
-        )
+        await _record(conn, request, "provision", "device provisioned", None, view)
     kick(request, (site, body.id))
     return json_response(
         DeviceProvisioned(device=view, claim_code=code, claim_expires_at=expires), status=201
     )
 
 
-@routes.get("/api/v1/units/{site}/devices/{device}", roles=MANAGERS, response=DeviceView)
-async def get_device(request: web.Request) -> web.Response:
+@routes.unit("get", "/devices/{device}", response=DeviceView)
+async def get_device(request: web.Request, site: str) -> web.Response:
     """One device with its health."""
-    site, device = await _site_device(request)
+    device = request.match_info["device"]
     async with connection(request) as conn:
         view = await _one(conn, site, device)
     await audit_read(request, "device", site=site, room=view.room, detail={"device": device})
     return json_response(view)
 
 
-@routes.patch(
-    "/api/v1/units/{site}/devices/{device}",
-    roles=MANAGERS,
-    request=DeviceUpdate,
-    response=DeviceView,
-    problems=(409,),
+@routes.unit(
+    "patch", "/devices/{device}", request=DeviceUpdate, response=DeviceView, problems=(409,)
 )
-async def update_device(request: web.Request) -> web.Response:
+async def update_device(request: web.Request, site: str) -> web.Response:
     """Rename a device or change its analysis settings (pushed as a new config version)."""
-    site, device = await _site_device(request)
+    device = request.match_info["device"]
     body = await read_body(request, DeviceUpdate)
     async with changing(request) as conn:
         before = await _one(conn, site, device)
@@ -179,31 +178,16 @@ async def update_device(request: web.Request) -> web.Response:
             raise ProblemError(409, "Conflict", "device is retired")
         await db.update_device(conn, site, device, body.model_dump(mode="json", exclude_none=True))
         after = await _one(conn, site, device)
-        await record(
-            conn,
-            request,
-            "device updated",
-            ("device", f"{site}/{device}", "update"),
-            before,
-            after,
-            site=site,
-            room=after.room,
-            detail={"device": device},
-        )
+        await _record(conn, request, "update", "device updated", before, after)
     if body.settings is not None:
         kick(request, (site, device))
     return json_response(after)
 
 
-@routes.post(
-    "/api/v1/units/{site}/devices/{device}/claim-code",
-    roles=MANAGERS,
-    response=DeviceProvisioned,
-    problems=(409,),
-)
-async def reissue_code(request: web.Request) -> web.Response:
+@routes.unit("post", "/devices/{device}/claim-code", response=DeviceProvisioned, problems=(409,))
+async def reissue_code(request: web.Request, site: str) -> web.Response:
     """A new claim code (e.g. the Pi was reinstalled); the device claims again."""
-    site, device = await _site_device(request)
+    device = request.match_info["device"]
     async with changing(request) as conn:
         view = await _one(conn, site, device)
         if view.status == "retired" or not view.managed:
@@ -231,77 +215,44 @@ async def _last_config(request: web.Request, view: DeviceView) -> None:
     await request.app[MQTT].publish(topic, encode(cfg), qos=1, retain=True)
 
 
-@routes.post(
-    "/api/v1/units/{site}/devices/{device}/retire",
-    roles=MANAGERS,
-    response=DeviceView,
-    problems=(409,),
-)
-async def retire(request: web.Request) -> web.Response:
+@routes.unit("post", "/devices/{device}/retire", response=DeviceView, problems=(409,))
+async def retire(request: web.Request, site: str) -> web.Response:
     """Take a device out of service: credentials revoked, monitoring off."""
-    site, device = await _site_device(request)
+    device = request.match_info["device"]
     async with changing(request) as conn:
         before = await _one(conn, site, device)
         if before.status == "retired":
             raise ProblemError(409, "Conflict", "device is already retired")
         await db.retire(conn, site, device)
         after = await _one(conn, site, device)
-        await record(
-            conn,
-            request,
-            "device retired",
-            ("device", f"{site}/{device}", "retire"),
-            before,
-            after,
-            site=site,
-            room=before.room,
-            detail={"device": device},
-        )
+        await _record(conn, request, "retire", "device retired", before, after)
     await _last_config(request, after)
     await sync_mosquitto(request.app)
     return json_response(after)
 
 
-@routes.post(
-    "/api/v1/units/{site}/devices/{device}/replace",
-    roles=MANAGERS,
+@routes.unit(
+    "post",
+    "/devices/{device}/replace",
     request=DeviceReplace,
     response=DeviceProvisioned,
     status=201,
     problems=(409,),
 )
-async def replace(request: web.Request) -> web.Response:
+async def replace(request: web.Request, site: str) -> web.Response:
     """Replace a device by a new one in the same room; the room keeps its history."""
-    site, device = await _site_device(request)
+    device = request.match_info["device"]
     body = await read_body(request, DeviceReplace)
     async with changing(request, "device id already in use") as conn:
         old = await _one(conn, site, device)
         if old.status == "retired" or old.room is None:
             raise ProblemError(409, "Conflict", "only a device in service can be replaced")
         await db.retire(conn, site, device)
-        await _provision(
-            conn,
-            request,
-            site,
-            body.new_id,
-            old.room,
-            body.name or old.name,
-            old.settings,
-            replaces=device,
-        )
+        name = body.name or old.name
+        await _provision(conn, request, site, body.new_id, old.room, name, old.settings, device)
         code, expires = await _issue_code(conn, request, site, body.new_id)
         new = await _one(conn, site, body.new_id)
-        await record(
-            conn,
-            request,
-            "device replaced",
-            ("device", f"{site}/{device}", "replace"),
-            old,
-            new,
-            site=site,
-            room=old.room,
-            detail={"device": device, "new_device": body.new_id},
-        )
+        await _record(conn, request, "replace", "device replaced", old, new, new_device=body.new_id)
     await _last_config(request, old.model_copy(update={"status": "retired"}))
     await sync_mosquitto(request.app)
     kick(request, (site, body.new_id))
@@ -310,15 +261,10 @@ async def replace(request: web.Request) -> web.Response:
     )
 
 
-@routes.post(
-    "/api/v1/units/{site}/devices/{device}/push",
-    roles=MANAGERS,
-    response=DeviceView,
-    problems=(409,),
-)
-async def push(request: web.Request) -> web.Response:
+@routes.unit("post", "/devices/{device}/push", response=DeviceView, problems=(409,))
+async def push(request: web.Request, site: str) -> web.Response:
     """Push the device's config again, as a new version."""
-    site, device = await _site_device(request)
+    device = request.match_info["device"]
     async with connection(request) as conn:
         view = await _one(conn, site, device)
     if view.status == "retired" or not view.managed:

@@ -25,13 +25,12 @@ from .admin_common import (
     changing,
     check_unit,
     connection,
-    one_site,
     parse_uuid,
     record,
     require_room_in_use,
     resident_site,
+    scoped_read,
     settle,
-    visible_sites,
 )
 from .admin_db import devices as devices_db
 from .admin_db import residents as db
@@ -73,11 +72,8 @@ def _by(request: web.Request) -> str:
 )
 async def list_residents(request: web.Request) -> web.Response:
     """Residents of the user's units with their inclusion status."""
-    sites = visible_sites(request)
-    async with connection(request) as conn:
-        items = await db.summaries(conn, sites)
-    await audit_read(
-        request, "residents", site=one_site(sites), detail={"residents": [str(r.id) for r in items]}
+    items = await scoped_read(
+        request, "residents", db.summaries, lambda rs: {"residents": [str(r.id) for r in rs]}
     )
     return json_response(ResidentList(residents=items))
 

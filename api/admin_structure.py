@@ -17,7 +17,6 @@ from .admin_common import (
     AdminRoutes,
     audit_read,
     changing,
-    check_unit,
     connection,
     kick,
     parse_uuid,
@@ -87,10 +86,9 @@ async def create_unit(request: web.Request) -> web.Response:
     return json_response(unit, status=201)
 
 
-@routes.patch("/api/v1/units/{site}", roles=MANAGERS, request=UnitUpdate, response=Unit)
-async def update_unit(request: web.Request) -> web.Response:
+@routes.unit("patch", "", request=UnitUpdate, response=Unit)
+async def update_unit(request: web.Request, site: str) -> web.Response:
     """Rename a unit, change its kind or time zone, or take it out of use (sysadmin)."""
-    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, UnitUpdate)
     if body.active is not None and request[USER].role != "sysadmin":
         raise ProblemError(403, "Forbidden", "only a system administrator opens or closes units")
@@ -110,10 +108,9 @@ async def update_unit(request: web.Request) -> web.Response:
 # -- rooms ---------------------------------------------------------------------------------
 
 
-@routes.get("/api/v1/units/{site}/rooms", roles=MANAGERS, response=RoomList)
-async def list_rooms(request: web.Request) -> web.Response:
+@routes.unit("get", "/rooms", response=RoomList)
+async def list_rooms(request: web.Request, site: str) -> web.Response:
     """Rooms of a unit with the resident placed in each and its device."""
-    site = await check_unit(request, request.match_info["site"])
     async with connection(request) as conn:
         rooms = await db.rooms(conn, site)
     residents = [str(r.resident_id) for r in rooms if r.resident_id]
@@ -121,17 +118,9 @@ async def list_rooms(request: web.Request) -> web.Response:
     return json_response(RoomList(rooms=rooms))
 
 
-@routes.post(
-    "/api/v1/units/{site}/rooms",
-    roles=MANAGERS,
-    request=RoomCreate,
-    response=Room,
-    status=201,
-    problems=(409,),
-)
-async def create_room(request: web.Request) -> web.Response:
+@routes.unit("post", "/rooms", request=RoomCreate, response=Room, status=201, problems=(409,))
+async def create_room(request: web.Request, site: str) -> web.Response:
     """Add a room to a unit."""
-    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, RoomCreate)
     async with changing(request, "a room with that id exists in the unit") as conn:
         await db.create_room(conn, site, body.id, body.name)
@@ -149,16 +138,9 @@ async def create_room(request: web.Request) -> web.Response:
     return json_response(room, status=201)
 
 
-@routes.patch(
-    "/api/v1/units/{site}/rooms/{room}",
-    roles=MANAGERS,
-    request=RoomUpdate,
-    response=Room,
-    problems=(409,),
-)
-async def update_room(request: web.Request) -> web.Response:
+@routes.unit("patch", "/rooms/{room}", request=RoomUpdate, response=Room, problems=(409,))
+async def update_room(request: web.Request, site: str) -> web.Response:
     """Rename a room or take it out of use (only when nobody lives in it)."""
-    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, RoomUpdate)
     room_id = request.match_info["room"]
     async with changing(request) as conn:
@@ -193,22 +175,18 @@ def _criteria(site: str, own: bool, crit: list[tuple]) -> CriteriaList:
     )
 
 
-@routes.get("/api/v1/units/{site}/criteria", roles=MANAGERS, response=CriteriaList)
-async def get_criteria(request: web.Request) -> web.Response:
+@routes.unit("get", "/criteria", response=CriteriaList)
+async def get_criteria(request: web.Request, site: str) -> web.Response:
     """The unit's inclusion criteria checklist (or the organisation's default)."""
-    site = await check_unit(request, request.match_info["site"])
     async with connection(request) as conn:
         own, crit = await db.criteria_for(conn, site)
     await audit_read(request, "criteria", site=site)
     return json_response(_criteria(site, own, crit))
 
 
-@routes.put(
-    "/api/v1/units/{site}/criteria", roles=MANAGERS, request=CriteriaUpdate, response=CriteriaList
-)
-async def set_criteria(request: web.Request) -> web.Response:
+@routes.unit("put", "/criteria", request=CriteriaUpdate, response=CriteriaList)
+async def set_criteria(request: web.Request, site: str) -> web.Response:
     """Replace the unit's checklist; residents' monitoring is re-evaluated against it."""
-    site = await check_unit(request, request.match_info["site"])
     body = await read_body(request, CriteriaUpdate)
     keys = [c.key for c in body.criteria]
     if len(set(keys)) != len(keys):
