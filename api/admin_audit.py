@@ -12,6 +12,7 @@ import io
 import json
 import tempfile
 import zipfile
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -22,14 +23,7 @@ from psycopg.rows import dict_row
 
 from nattillsyn import __version__
 
-from .admin_common import (
-    MANAGERS,
-    AdminRoutes,
-    audit_read,
-    connection,
-    parse_uuid,
-    visible_sites,
-)
+from .admin_common import AdminRoutes, audit_read, connection, parse_uuid, visible_sites
 from .admin_db import audit as db
 from .admin_db.audit import AuditFilter
 from .context import json_response
@@ -67,6 +61,13 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
     return value
 
 
+async def _logged(request: web.Request, action: str, what: str, why: str, **detail) -> None:
+    """The access-log row of a read or export here: the `?site=` asked for, and `detail`."""
+    await audit_read(
+        request, what, action=action, why=why, site=request.query.get("site"), detail=detail
+    )
+
+
 def _audit_filter(request: web.Request) -> AuditFilter:
     q = request.query
     sites = visible_sites(request)  # first: another unit's `?site=` is a 404 before all else
@@ -78,13 +79,7 @@ def _audit_filter(request: web.Request) -> AuditFilter:
     return AuditFilter(sites, q.get("user") or None, action, since, until, resident)
 
 
-@routes.get(
-    "/api/v1/audit",
-    roles=MANAGERS,
-    response=AuditPage,
-    query=AUDIT_QUERY,
-    problems=(400, 404),
-)
+@routes.get("/api/v1/audit", response=AuditPage, query=AUDIT_QUERY, problems=(400, 404))
 async def audit_log(request: web.Request) -> web.Response:
     """The access log of the user's units (loggkontroll), newest first."""
     f = _audit_filter(request)
@@ -95,12 +90,8 @@ async def audit_log(request: web.Request) -> web.Response:
         rows = await db.audit_page(conn, f, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    await audit_read(
-        request,
-        "audit log",
-        why="loggkontroll",
-        site=request.query.get("site"),
-        detail={"filter": dict(request.query), "rows": len(rows)},
+    await _logged(
+        request, "read", "audit log", "loggkontroll", filter=dict(request.query), rows=len(rows)
     )
     return json_response(
         AuditPage(entries=rows, next_before=rows[-1].id if more and rows else None)
@@ -123,16 +114,37 @@ def _csv_line(values) -> bytes:
     return buf.getvalue().encode()
 
 
-async def _stream_csv(
-    request: web.Request, conn: AsyncConnection, sql: str, args, filename: str
+async def _attachment(
+    request: web.Request, content_type: str, filename: str, headers: dict | None = None
 ) -> web.StreamResponse:
+    """A download, prepared: the caller writes the body."""
+    disposition = f'attachment; filename="{filename}"'
     resp = web.StreamResponse(
         headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Type": content_type,
+            "Content-Disposition": disposition,
+            **(headers or {}),
         }
     )
     await resp.prepare(request)
+    return resp
+
+
+async def _json_array(conn: AsyncConnection, sql: str, args) -> AsyncIterator[bytes]:
+    """The rows as one JSON array, in chunks (one row each)."""
+    yield b"["
+    first = True
+    async with conn.cursor(row_factory=dict_row) as cur:
+        async for row in cur.stream(sql, args):
+            yield (b"" if first else b",\n") + json.dumps(row, default=str).encode()
+            first = False
+    yield b"]\n"
+
+
+async def _stream_csv(
+    request: web.Request, conn: AsyncConnection, sql: str, args, filename: str
+) -> web.StreamResponse:
+    resp = await _attachment(request, "text/csv; charset=utf-8", filename)
     async with conn.cursor() as cur:
         header = False
         async for row in cur.stream(sql, args):
@@ -147,23 +159,12 @@ async def _stream_csv(
 
 
 @routes.get(
-    "/api/v1/audit.csv",
-    roles=MANAGERS,
-    response_type="text/csv",
-    query=AUDIT_QUERY[:6],
-    problems=(400, 404),
+    "/api/v1/audit.csv", response_type="text/csv", query=AUDIT_QUERY[:6], problems=(400, 404)
 )
 async def audit_csv(request: web.Request) -> web.StreamResponse:
     """The access log as CSV (for the unit manager's loggkontroll), oldest first."""
     sql, args = db.audit_sql(_audit_filter(request))
-    await audit_read(
-        request,
-        "audit log",
-        action="export",
-        why="loggkontroll",
-        site=request.query.get("site"),
-        detail={"filter": dict(request.query)},
-    )
+    await _logged(request, "export", "audit log", "loggkontroll", filter=dict(request.query))
     async with connection(request) as conn:
         return await _stream_csv(request, conn, sql, args, "loggkontroll.csv")
 
@@ -171,7 +172,7 @@ async def audit_csv(request: web.Request) -> web.StreamResponse:
 # -- export ------------------------------------------------------------------------------------
 
 
-@routes.get("/api/v1/export", roles=MANAGERS, response=ExportIndex)
+@routes.get("/api/v1/export", response=ExportIndex)
 async def export_index(request: web.Request) -> web.Response:
     """The datasets the organisation owns, each exportable as CSV or JSON."""
     await audit_read(request, "export index", why="data export")
@@ -190,11 +191,7 @@ async def export_index(request: web.Request) -> web.Response:
 
 
 @routes.get(
-    "/api/v1/export/{dataset}",
-    roles=MANAGERS,
-    response_type="text/csv",
-    query=("site", "format"),
-    problems=(400,),
+    "/api/v1/export/{dataset}", response_type="text/csv", query=("site", "format"), problems=(400,)
 )
 async def export_dataset(request: web.Request) -> web.StreamResponse:
     """One dataset of the user's units as CSV (default) or JSON (`?format=json`)."""
@@ -211,53 +208,22 @@ async def export_dataset(request: web.Request) -> web.StreamResponse:
     if query is None:
         raise ProblemError(403, "Forbidden", "whole-organisation data: system administrators only")
     sql, args = query
-    await audit_read(
-        request,
-        f"dataset {name}",
-        action="export",
-        why="data export",
-        site=request.query.get("site"),
-        detail={"format": fmt, "sites": sites},
-    )
+    await _logged(request, "export", f"dataset {name}", "data export", format=fmt, sites=sites)
     async with connection(request) as conn:
         if fmt == "csv":
             return await _stream_csv(request, conn, sql, args, f"{name}.csv")
-        resp = web.StreamResponse(
-            headers={
-                "Content-Type": "application/json",
-                "Content-Disposition": f'attachment; filename="{name}.json"',
-            }
-        )
-        await resp.prepare(request)
-        await resp.write(b"[")
-        first = True
-        async with conn.cursor(row_factory=dict_row) as cur:
-            async for row in cur.stream(sql, args):
-                await resp.write((b"" if first else b",\n") + json.dumps(row, default=str).encode())
-                first = False
-        await resp.write(b"]\n")
+        resp = await _attachment(request, "application/json", f"{name}.json")
+        async for chunk in _json_array(conn, sql, args):
+            await resp.write(chunk)
         await resp.write_eof()
         return resp
 
 
-@routes.get(
-    "/api/v1/export.zip",
-    roles=MANAGERS,
-    response_type="application/zip",
-    query=("site",),
-    problems=(404,),
-)
+@routes.get("/api/v1/export.zip", response_type="application/zip", query=("site",), problems=(404,))
 async def export_all(request: web.Request) -> web.StreamResponse:
     """Everything of the user's units (all datasets, CSV and JSON) in one zip."""
     sites = visible_sites(request)
-    await audit_read(
-        request,
-        "all datasets",
-        action="export",
-        why="data export",
-        site=request.query.get("site"),
-        detail={"sites": sites},
-    )
+    await _logged(request, "export", "all datasets", "data export", sites=sites)
     tmp = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 - streamed below
     try:
         counts: dict[str, int] = {}
@@ -284,14 +250,9 @@ async def export_all(request: web.Request) -> web.StreamResponse:
             )
         size = tmp.tell()
         tmp.seek(0)
-        resp = web.StreamResponse(
-            headers={
-                "Content-Type": "application/zip",
-                "Content-Disposition": 'attachment; filename="nattillsyn-export.zip"',
-                "Content-Length": str(size),
-            }
+        resp = await _attachment(
+            request, "application/zip", "nattillsyn-export.zip", {"Content-Length": str(size)}
         )
-        await resp.prepare(request)
         while chunk := await asyncio.to_thread(tmp.read, 256 * 1024):
             await resp.write(chunk)
         await resp.write_eof()
@@ -310,12 +271,7 @@ async def _zip_dataset(conn: AsyncConnection, zf: zipfile.ZipFile, name: str, sq
                     f.write(_csv_line(row.keys()))
                 f.write(_csv_line(row.values()))
                 n += 1
-    first = True
     with zf.open(f"{name}.json", "w") as f:
-        f.write(b"[")
-        async with conn.cursor(row_factory=dict_row) as cur:
-            async for row in cur.stream(sql, args):
-                f.write((b"" if first else b",\n") + json.dumps(row, default=str).encode())
-                first = False
-        f.write(b"]\n")
+        async for chunk in _json_array(conn, sql, args):
+            f.write(chunk)
     return n

@@ -27,10 +27,12 @@ UnitHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
 class AdminRoutes(Routes):
-    """Routes whose state-changing calls must also carry the session's CSRF token."""
+    """Routes for unit managers and sysadmins unless they name other `roles` (None: public),
+    whose state-changing calls must also carry the session's CSRF token."""
 
     def route(self, method: str, path: str, **kw) -> Callable[[Handler], Handler]:
         outer = super().route
+        kw.setdefault("roles", MANAGERS)
         problems = tuple(kw.pop("problems", ()))
         if kw.get("roles", ()) is not None and method.upper() != "GET":
             problems = (*problems, 403)
@@ -59,7 +61,7 @@ class AdminRoutes(Routes):
 
             in_unit.__name__, in_unit.__doc__ = handler.__name__, handler.__doc__
             path = f"/api/v1/units/{{site}}{tail}"
-            return self.route(method, path, roles=MANAGERS, **kw)(in_unit)
+            return self.route(method, path, **kw)(in_unit)
 
         return register
 

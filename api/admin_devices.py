@@ -21,7 +21,6 @@ from nattillsyn.protocol import TopicKind, encode
 
 from . import mosquitto
 from .admin_common import (
-    MANAGERS,
     AdminRoutes,
     audit_change,
     audit_read,
@@ -51,7 +50,6 @@ from .pusher import device_config
 from .session import client_address
 
 routes = AdminRoutes("devices")
-IN_SERVICE = "only a provisioned, not retired device"
 
 __all__ = ["routes", "sync_mosquitto"]  # the api syncs the broker's files at start-up
 
@@ -60,6 +58,13 @@ async def _one(conn: AsyncConnection, site: str, device: str) -> DeviceView:
     view = await db.view(conn, site, device)
     if view is None:
         raise ProblemError(404, "Not Found", "no such device")
+    return view
+
+
+def _managed(view: DeviceView) -> DeviceView:
+    """A provisioned device still in service, else 409."""
+    if view.status == "retired" or not view.managed:
+        raise ProblemError(409, "Conflict", "only a provisioned, not retired device")
     return view
 
 
@@ -123,9 +128,7 @@ async def _record(
     )
 
 
-@routes.get(
-    "/api/v1/devices", roles=MANAGERS, response=DeviceList, query=("site",), problems=(404,)
-)
+@routes.get("/api/v1/devices", response=DeviceList, query=("site",), problems=(404,))
 async def list_devices(request: web.Request) -> web.Response:
     """Devices of the user's units with heartbeat, agent version, config and health."""
     views = await scoped_read(request, "devices", db.views, lambda v: {"devices": len(v)})
@@ -189,9 +192,7 @@ async def reissue_code(request: web.Request, site: str) -> web.Response:
     """A new claim code (e.g. the Pi was reinstalled); the device claims again."""
     device = request.match_info["device"]
     async with changing(request) as conn:
-        view = await _one(conn, site, device)
-        if view.status == "retired" or not view.managed:
-            raise ProblemError(409, "Conflict", IN_SERVICE)
+        view = _managed(await _one(conn, site, device))
         code, expires = await _issue_code(conn, request, site, device)
         await audit_change(
             request,
@@ -266,9 +267,7 @@ async def push(request: web.Request, site: str) -> web.Response:
     """Push the device's config again, as a new version."""
     device = request.match_info["device"]
     async with connection(request) as conn:
-        view = await _one(conn, site, device)
-    if view.status == "retired" or not view.managed:
-        raise ProblemError(409, "Conflict", IN_SERVICE)
+        _managed(await _one(conn, site, device))
     pusher = request.app.get(PUSHER)
     if pusher is not None:
         await pusher.push_now(site, device)

@@ -19,7 +19,6 @@ from psycopg import AsyncConnection
 from nattillsyn.alerting import presets
 
 from .admin_common import (
-    MANAGERS,
     AdminRoutes,
     audit_read,
     changing,
@@ -67,9 +66,7 @@ def _by(request: web.Request) -> str:
 # -- list, create, read, update ------------------------------------------------------
 
 
-@routes.get(
-    "/api/v1/residents", roles=MANAGERS, response=ResidentList, query=("site",), problems=(404,)
-)
+@routes.get("/api/v1/residents", response=ResidentList, query=("site",), problems=(404,))
 async def list_residents(request: web.Request) -> web.Response:
     """Residents of the user's units with their inclusion status."""
     items = await scoped_read(
@@ -80,7 +77,6 @@ async def list_residents(request: web.Request) -> web.Response:
 
 @routes.post(
     "/api/v1/residents",
-    roles=MANAGERS,
     request=ResidentCreate,
     response=ResidentDetail,
     status=201,
@@ -109,7 +105,7 @@ async def create_resident(request: web.Request) -> web.Response:
     return json_response(detail, status=201)
 
 
-@routes.get("/api/v1/residents/{resident_id}", roles=MANAGERS, response=ResidentDetail)
+@routes.get("/api/v1/residents/{resident_id}", response=ResidentDetail)
 async def get_resident(request: web.Request) -> web.Response:
     """A resident's whole inclusion: decision, offer, criteria, consents, schedule, device."""
     async with connection(request) as conn:
@@ -124,14 +120,29 @@ async def get_resident(request: web.Request) -> web.Response:
 def _on_resident(method: str, tail: str, body: type | None = None, **kw):
     """A route on one resident's inclusion; it answers with the whole inclusion."""
     path = f"/api/v1/residents/{{resident_id}}{tail}"
-    return routes.route(method, path, roles=MANAGERS, request=body, response=ResidentDetail, **kw)
+    return routes.route(method, path, request=body, response=ResidentDetail, **kw)
+
+
+# change -> (entity in change_history, the section of the detail its version holds; "*": all)
+CHANGES = {
+    "update": ("resident", "resident"),
+    "decision": ("inclusion", "inclusion"),
+    "offer": ("inclusion", "inclusion"),
+    "criteria": ("inclusion", "criteria"),
+    "consent given": ("consent", "consents"),
+    "consent withdrawn": ("consent", "consents"),
+    "schedule": ("schedule", "schedule"),
+    "pause": ("pause", "pauses"),
+    "pause ended": ("pause", "pauses"),
+    "alerting profile": ("alerting", "alerting"),
+}
 
 
 async def _change(
-    request: web.Request, entity: str, change: str, section: str, apply: Apply, status: int = 200
+    request: web.Request, change: str, apply: Apply, status: int = 200
 ) -> web.Response:
-    """Run `apply(conn, rid, site)` in a transaction with versioning, audit and monitoring;
-    the version holds the detail's `section` ("*": all of it)."""
+    """Run `apply(conn, rid, site)` in a transaction with versioning, audit and monitoring."""
+    entity, section = CHANGES[change]
     async with changing(request, ROOM_TAKEN) as conn:
         rid, site = await resident_site(conn, request)
         before = await db.detail(conn, rid)
@@ -177,7 +188,7 @@ async def update_resident(request: web.Request) -> web.Response:
             await require_room_in_use(conn, site, body.room)
         await db.update(conn, rid, fields)
 
-    return await _change(request, "resident", "update", "resident", apply)
+    return await _change(request, "update", apply)
 
 
 # -- inclusion -----------------------------------------------------------------------
@@ -187,26 +198,14 @@ async def update_resident(request: web.Request) -> web.Response:
 async def set_decision(request: web.Request) -> web.Response:
     """Record the needs-assessment decision (biståndsbeslut) naming tillsyn."""
     body = await read_body(request, Decision)
-    return await _change(
-        request,
-        "inclusion",
-        "decision",
-        "inclusion",
-        lambda conn, rid, _site: db.set_decision(conn, rid, body),
-    )
+    return await _change(request, "decision", lambda conn, rid, _: db.set_decision(conn, rid, body))
 
 
 @_on_resident("put", "/offer", Offer)
 async def set_offer(request: web.Request) -> web.Response:
     """Record the offer of digital tillsyn (the default) and the resident's answer."""
     body, by = await read_body(request, Offer), _by(request)
-    return await _change(
-        request,
-        "inclusion",
-        "offer",
-        "inclusion",
-        lambda conn, rid, _site: db.set_offer(conn, rid, body, by),
-    )
+    return await _change(request, "offer", lambda conn, rid, _: db.set_offer(conn, rid, body, by))
 
 
 @_on_resident("put", "/criteria", CriteriaAnswers)
@@ -224,7 +223,7 @@ async def set_criteria(request: web.Request) -> web.Response:
             )
         await db.answer_criteria(conn, rid, body.answers, by)
 
-    return await _change(request, "inclusion", "criteria", "criteria", apply)
+    return await _change(request, "criteria", apply)
 
 
 @_on_resident("post", "/consents", ConsentCreate, status=201)
@@ -236,10 +235,8 @@ async def add_consent(request: web.Request) -> web.Response:
     by = _by(request)
     return await _change(
         request,
-        "consent",
         "consent given",
-        "consents",
-        lambda conn, rid, _site: db.add_consent(conn, rid, body, by),
+        lambda conn, rid, _: db.add_consent(conn, rid, body, by),
         status=201,
     )
 
@@ -261,7 +258,7 @@ async def withdraw_consent(request: web.Request) -> web.Response:
             raise ProblemError(409, "Conflict", "consent already withdrawn")
         await db.withdraw_consent(conn, cid, by, body.reason)
 
-    return await _change(request, "consent", "consent withdrawn", "consents", apply)
+    return await _change(request, "consent withdrawn", apply)
 
 
 # -- schedule, pauses, alerting ----------------------------------------------------------
@@ -275,11 +272,7 @@ async def set_schedule(request: web.Request) -> web.Response:
     return await _change(
         request,
         "schedule",
-        "schedule",
-        "schedule",
-        lambda conn, rid, _site: db.set_schedule(
-            conn, rid, body.monitor_from, body.monitor_to, times
-        ),
+        lambda conn, rid, _: db.set_schedule(conn, rid, body.monitor_from, body.monitor_to, times),
     )
 
 
@@ -303,7 +296,7 @@ async def add_pause(request: web.Request) -> web.Response:
             raise ProblemError(422, "Invalid request body", "ends_at: a pause is at most a year")
         await db.add_pause(conn, rid, starts, ends, body.reason, by)
 
-    return await _change(request, "pause", "pause", "pauses", apply, status=201)
+    return await _change(request, "pause", apply, status=201)
 
 
 @_on_resident("post", "/pauses/{pause_id}/end", problems=(409,))
@@ -321,7 +314,7 @@ async def end_pause(request: web.Request) -> web.Response:
         # A pause not yet begun is cancelled: its end moves to its start + 1 µs.
         await db.end_pause(conn, pid, max(now, starts + timedelta(microseconds=1)))
 
-    return await _change(request, "pause", "pause ended", "pauses", apply)
+    return await _change(request, "pause ended", apply)
 
 
 def validate_profile(profile: AlertingProfile) -> AlertingProfile:
@@ -343,7 +336,7 @@ def preset_catalog() -> RiskPresetCatalog:
     )
 
 
-@routes.get("/api/v1/risk-presets", roles=MANAGERS, response=RiskPresetCatalog)
+@routes.get("/api/v1/risk-presets", response=RiskPresetCatalog)
 async def risk_presets(request: web.Request) -> web.Response:
     """The risk presets a resident can get, and the schema of rule overrides."""
     await audit_read(request, "risk presets")
@@ -355,15 +348,11 @@ async def set_alerting(request: web.Request) -> web.Response:
     """Choose the risk preset and rule overrides alerting uses for this resident."""
     body = validate_profile(await read_body(request, AlertingProfile))
     return await _change(
-        request,
-        "alerting",
-        "alerting profile",
-        "alerting",
-        lambda conn, rid, _site: db.set_alerting(conn, rid, body),
+        request, "alerting profile", lambda conn, rid, _: db.set_alerting(conn, rid, body)
     )
 
 
-@routes.get("/api/v1/residents/{resident_id}/history", roles=MANAGERS, response=ChangeList)
+@routes.get("/api/v1/residents/{resident_id}/history", response=ChangeList)
 async def history(request: web.Request) -> web.Response:
     """Every version of the resident's inclusion: who changed what, when, before and after."""
     async with connection(request) as conn:

@@ -12,7 +12,6 @@ from aiohttp import web
 
 from . import auth
 from .admin_common import (
-    MANAGERS,
     SYSADMIN,
     AdminRoutes,
     audit_read,
@@ -60,7 +59,7 @@ def _own_units(request: web.Request) -> list[str] | None:
     return None if u.role == "sysadmin" else list(u.sites)
 
 
-@routes.get("/api/v1/units", response=UnitsOverview, roles=MANAGERS)
+@routes.get("/api/v1/units", response=UnitsOverview)
 async def list_units(request: web.Request) -> web.Response:
     """The organisation and the units the user belongs to."""
     async with connection(request) as conn:
@@ -230,7 +229,15 @@ async def _check_sites(conn, sites: list[str]) -> None:
         raise ProblemError(422, "Invalid request body", f"sites: no unit {sorted(missing)}")
 
 
-@routes.get("/api/v1/users", roles=MANAGERS, response=UserList)
+async def _record_user(conn, request, change: str, uid, username: str, before, after) -> None:
+    """A staff account's version and its access-log row (by user name; in no one unit)."""
+    what = f"user {change}d"
+    await record(
+        conn, request, what, ("user", str(uid), change), before, after, detail={"user": username}
+    )
+
+
+@routes.get("/api/v1/users", response=UserList)
 async def list_users(request: web.Request) -> web.Response:
     """Staff: every user (sysadmin) or the users of the manager's units."""
     async with connection(request) as conn:
@@ -239,14 +246,7 @@ async def list_users(request: web.Request) -> web.Response:
     return json_response(UserList(users=users))
 
 
-@routes.post(
-    "/api/v1/users",
-    roles=MANAGERS,
-    request=UserCreate,
-    response=StaffUser,
-    status=201,
-    problems=(409,),
-)
+@routes.post("/api/v1/users", request=UserCreate, response=StaffUser, status=201, problems=(409,))
 async def create_user(request: web.Request) -> web.Response:
     """Create a staff account (argon2-hashed password) in one or more units."""
     body = await read_body(request, UserCreate)
@@ -259,25 +259,11 @@ async def create_user(request: web.Request) -> web.Response:
         )
         await db.set_user_units(conn, uid, sites, replace=False)
         created = await db.user(conn, uid)
-        await record(
-            conn,
-            request,
-            "user created",
-            ("user", str(uid), "create"),
-            None,
-            created,
-            detail={"user": body.username},
-        )
+        await _record_user(conn, request, "create", uid, body.username, None, created)
     return json_response(created, status=201)
 
 
-@routes.patch(
-    "/api/v1/users/{user_id}",
-    roles=MANAGERS,
-    request=UserUpdate,
-    response=StaffUser,
-    problems=(409,),
-)
+@routes.patch("/api/v1/users/{user_id}", request=UserUpdate, response=StaffUser, problems=(409,))
 async def update_user(request: web.Request) -> web.Response:
     """Change a user's name, role, units, password, or deactivate them (ends their sessions)."""
     uid = parse_uuid(request.match_info["user_id"], "user")
@@ -312,13 +298,5 @@ async def update_user(request: web.Request) -> web.Response:
         ):
             await auth.end_sessions(conn, str(uid))
         changed = after.model_dump(mode="json") | {"password_changed": body.password is not None}
-        await record(
-            conn,
-            request,
-            "user updated",
-            ("user", str(uid), "update"),
-            before,
-            changed,
-            detail={"user": after.username},
-        )
+        await _record_user(conn, request, "update", uid, after.username, before, changed)
     return json_response(after)

@@ -60,28 +60,34 @@ DEVICE_SQL = """
         ORDER BY ts DESC LIMIT 1) hb ON true"""
 
 
+# Columns a DeviceView shows under their own name.
+SAME_NAME = (
+    "id",
+    "name",
+    "status",
+    "managed",
+    "availability",
+    "last_heartbeat",
+    "last_seen",
+    "agent_version",
+    "desired_version",
+    "desired_monitoring",
+    "claimed_at",
+    "replaces",
+)
+
+
 def _view(r: dict, now: datetime) -> DeviceView:
     hb = r["heartbeat"] or {}
     return DeviceView(
+        **{k: r[k] for k in SAME_NAME},
         site=r["site_id"],
-        id=r["id"],
-        name=r["name"],
         room=r["room_id"],
-        status=r["status"],
-        managed=r["managed"],
-        availability=r["availability"],
         health=health(r, now),  # type: ignore[arg-type]
-        last_heartbeat=r["last_heartbeat"],
-        last_seen=r["last_seen"],
-        agent_version=r["agent_version"],
         fps=hb.get("fps"),
         monitoring=hb.get("monitoring"),
         applied_version=r["config_version"],
-        desired_version=r["desired_version"],
-        desired_monitoring=r["desired_monitoring"],
-        claimed_at=r["claimed_at"],
         claim_expires_at=r["claim_expires_at"] if r["status"] == "provisioned" else None,
-        replaces=r["replaces"],
         settings=r["settings"] or {},
     )
 
@@ -134,8 +140,7 @@ async def other_managed_device(
 async def known_device(conn: AsyncConnection, site: str, device: str) -> tuple | None:
     """(provisioned_by, status) of a device the database knows, else None."""
     cur = await conn.execute(
-        "SELECT provisioned_by, status FROM devices WHERE site_id = %s AND id = %s",
-        (site, device),
+        "SELECT provisioned_by, status FROM devices WHERE site_id = %s AND id = %s", (site, device)
     )
     return await cur.fetchone()
 
