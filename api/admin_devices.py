@@ -12,6 +12,7 @@ the room when. Queries: `admin_db.devices`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from nattillsyn.protocol import TopicKind, encode
 from . import mosquitto
 from .admin_common import (
     AdminRoutes,
+    UnitHandler,
     audit_change,
     audit_read,
     changing,
@@ -33,7 +35,7 @@ from .admin_common import (
 )
 from .admin_db import devices as db
 from .auth import record_failure, throttle_wait
-from .context import MQTT, PUSHER, SETTINGS, TOPICS, USER, json_response, read_body
+from .context import MQTT, PUSHER, SETTINGS, TOPICS, USER, Handler, json_response, read_body
 from .models import (
     ClaimRequest,
     ClaimResponse,
@@ -135,14 +137,20 @@ async def list_devices(request: web.Request) -> web.Response:
     return json_response(DeviceList(devices=views))
 
 
-@routes.unit(
-    "post",
-    "/devices",
-    request=DeviceProvision,
-    response=DeviceProvisioned,
-    status=201,
-    problems=(409,),
-)
+def _provisions(tail: str, body: type) -> Callable[[UnitHandler], Handler]:
+    """A route that provisions a device: 201 with the device and its one-time claim code."""
+    return routes.unit(
+        "post", tail, request=body, response=DeviceProvisioned, status=201, problems=(409,)
+    )
+
+
+def _provisioned(request: web.Request, view: DeviceView, code: str, expires) -> web.Response:
+    kick(request, (view.site, view.id))  # its first config now
+    answer = DeviceProvisioned(device=view, claim_code=code, claim_expires_at=expires)
+    return json_response(answer, status=201)
+
+
+@_provisions("/devices", DeviceProvision)
 async def provision(request: web.Request, site: str) -> web.Response:
     """Provision a device for a room: returns a one-time claim code for the Pi."""
     body = await read_body(request, DeviceProvision)
@@ -152,10 +160,7 @@ async def provision(request: web.Request, site: str) -> web.Response:
         code, expires = await _issue_code(conn, request, site, body.id)
         view = await _one(conn, site, body.id)
         await _record(conn, request, "provision", "device provisioned", None, view)
-    kick(request, (site, body.id))
-    return json_response(
-        DeviceProvisioned(device=view, claim_code=code, claim_expires_at=expires), status=201
-    )
+    return _provisioned(request, view, code, expires)
 
 
 @routes.unit("get", "/devices/{device}", response=DeviceView)
@@ -232,14 +237,7 @@ async def retire(request: web.Request, site: str) -> web.Response:
     return json_response(after)
 
 
-@routes.unit(
-    "post",
-    "/devices/{device}/replace",
-    request=DeviceReplace,
-    response=DeviceProvisioned,
-    status=201,
-    problems=(409,),
-)
+@_provisions("/devices/{device}/replace", DeviceReplace)
 async def replace(request: web.Request, site: str) -> web.Response:
     """Replace a device by a new one in the same room; the room keeps its history."""
     device = request.match_info["device"]
@@ -256,10 +254,7 @@ async def replace(request: web.Request, site: str) -> web.Response:
         await _record(conn, request, "replace", "device replaced", old, new, new_device=body.new_id)
     await _last_config(request, old.model_copy(update={"status": "retired"}))
     await sync_mosquitto(request.app)
-    kick(request, (site, body.new_id))
-    return json_response(
-        DeviceProvisioned(device=new, claim_code=code, claim_expires_at=expires), status=201
-    )
+    return _provisioned(request, new, code, expires)
 
 
 @routes.unit("post", "/devices/{device}/push", response=DeviceView, problems=(409,))

@@ -26,18 +26,22 @@ class AuditFilter:
     before: int | None = None  # rows with a smaller id only (paging)
 
 
+# AuditFilter field -> the condition it adds when given
+CONDITIONS = {
+    "sites": "site = ANY(%s)",
+    "user": "username = %s",
+    "action": "action = %s",
+    "since": "at >= %s",
+    "until": "at < %s",
+}
+
+
 def _where(f: AuditFilter) -> tuple[str, list]:
     where, args = ["true"], []
-    for cond, value in (
-        ("site = ANY(%s)", f.sites),
-        ("username = %s", f.user),
-        ("action = %s", f.action),
-        ("at >= %s", f.since),
-        ("at < %s", f.until),
-    ):
-        if value is not None:
+    for name, cond in CONDITIONS.items():
+        if getattr(f, name) is not None:
             where.append(cond)
-            args.append(value)
+            args.append(getattr(f, name))
     if f.resident is not None:
         where.append("(detail->>'resident' = %s OR coalesce(detail->'residents', '[]') ? %s)")
         args += [f.resident, f.resident]
