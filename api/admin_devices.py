@@ -53,8 +53,6 @@ from .session import client_address
 
 routes = AdminRoutes("devices")
 
-__all__ = ["routes", "sync_mosquitto"]  # the api syncs the broker's files at start-up
-
 
 async def _one(conn: AsyncConnection, site: str, device: str) -> DeviceView:
     view = await db.view(conn, site, device)
