@@ -15,7 +15,6 @@ from pydantic import BaseModel
 
 from .admin_db import residents as residents_db
 from .admin_db import structure as structure_db
-from .auth import User
 from .context import POOL, PUSHER, USER, Handler, audit, check_csrf_token, record_change
 from .problems import ProblemError
 from .routing import Routes
@@ -125,10 +124,6 @@ async def record(
         conn, request, entity, entity_id, change, _json(before), _json(after), site=site
     )
     await audit_change(request, what, site=site, conn=conn, **log)
-
-
-def user(request: web.Request) -> User:
-    return request[USER]
 
 
 def check_site(request: web.Request, site: str) -> str:
