@@ -1,30 +1,37 @@
-"""What the administration route modules share: CSRF-checked routes, unit scoping, purpose."""
+"""What the administration route modules share: CSRF-checked routes, unit scoping, purpose,
+and the one shape of every read (answer, then an access-log row) and every change (one
+transaction with its version in `change_history` and its access-log row)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
+import psycopg
 from aiohttp import web
 from psycopg import AsyncConnection
+from pydantic import BaseModel
 
-from .auth import User
-from .context import POOL, PUSHER, USER, Handler, check_csrf_token
-from .inclusion import ConsentFacts, Criterion, Facts, Status, status
+from .admin_db import residents as residents_db
+from .admin_db import structure as structure_db
+from .context import POOL, PUSHER, USER, Handler, audit, check_csrf_token, record_change
 from .problems import ProblemError
 from .routing import Routes
 
 MANAGERS = ("unit_manager", "sysadmin")
 SYSADMIN = ("sysadmin",)
 PURPOSE_HEADER = "X-Purpose"
+UnitHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
 class AdminRoutes(Routes):
-    """Routes whose state-changing calls must also carry the session's CSRF token."""
+    """Routes for unit managers and sysadmins unless they name other `roles` (None: public),
+    whose state-changing calls must also carry the session's CSRF token."""
 
     def route(self, method: str, path: str, **kw) -> Callable[[Handler], Handler]:
         outer = super().route
+        kw.setdefault("roles", MANAGERS)
         problems = tuple(kw.pop("problems", ()))
         if kw.get("roles", ()) is not None and method.upper() != "GET":
             problems = (*problems, 403)
@@ -43,12 +50,19 @@ class AdminRoutes(Routes):
 
         return register
 
+    def unit(self, method: str, tail: str, **kw) -> Callable[[UnitHandler], Handler]:
+        """A managers' route under `/api/v1/units/{site}`; the handler also gets the unit,
+        checked first to exist and be the user's (else 404)."""
 
-async def audit_change(request: web.Request, what: str, **kw) -> None:
-    """An access-log row for a change, with the purpose the client gave."""
-    from .context import audit
+        def register(handler: UnitHandler) -> Handler:
+            async def in_unit(request: web.Request) -> web.StreamResponse:
+                return await handler(request, await check_unit(request, request.match_info["site"]))
 
-    await audit(request, "change", what, purpose=purpose(request, "administration"), **kw)
+            in_unit.__name__, in_unit.__doc__ = handler.__name__, handler.__doc__
+            path = f"/api/v1/units/{{site}}{tail}"
+            return self.route(method, path, **kw)(in_unit)
+
+        return register
 
 
 def purpose(request: web.Request, default: str) -> str:
@@ -57,8 +71,59 @@ def purpose(request: web.Request, default: str) -> str:
     return p[:200] if p else default
 
 
-def user(request: web.Request) -> User:
-    return request[USER]
+async def audit_read(
+    request: web.Request, what: str, *, action: str = "read", why: str = "administration", **kw
+) -> None:
+    """An access-log row for a read (or export), with the purpose the client gave."""
+    await audit(request, action, what, purpose=purpose(request, why), **kw)
+
+
+async def audit_change(request: web.Request, what: str, **kw) -> None:
+    """An access-log row for a change, with the purpose the client gave."""
+    await audit(request, "change", what, purpose=purpose(request, "administration"), **kw)
+
+
+def connection(request: web.Request):
+    """A pooled connection for a read."""
+    return request.app[POOL].connection()
+
+
+@asynccontextmanager
+async def changing(
+    request: web.Request, conflict: str | None = None
+) -> AsyncIterator[AsyncConnection]:
+    """The transaction of a change; a unique violation becomes a 409 saying `conflict`."""
+    try:
+        async with request.app[POOL].connection() as conn, conn.transaction():
+            yield conn
+    except psycopg.errors.UniqueViolation:
+        if conflict is None:
+            raise
+        raise ProblemError(409, "Conflict", conflict) from None
+
+
+def _json(value: BaseModel | dict | None) -> dict | None:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+async def record(
+    conn: AsyncConnection,
+    request: web.Request,
+    what: str,
+    version: tuple[str, str, str],
+    before: BaseModel | dict | None,
+    after: BaseModel | dict | None,
+    *,
+    site: str | None = None,
+    **log,
+) -> None:
+    """A change's version (`version` = entity, its id, change; models as JSON) and its
+    access-log row `what` (with `room`/`detail` in `log`), in the change's transaction."""
+    entity, entity_id, change = version
+    await record_change(
+        conn, request, entity, entity_id, change, _json(before), _json(after), site=site
+    )
+    await audit_change(request, what, site=site, conn=conn, **log)
 
 
 def check_site(request: web.Request, site: str) -> str:
@@ -71,10 +136,9 @@ def check_site(request: web.Request, site: str) -> str:
 async def check_unit(request: web.Request, site: str) -> str:
     """An existing unit the user belongs to, else 404."""
     check_site(request, site)
-    async with request.app[POOL].connection() as conn:
-        row = await (await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))).fetchone()
-    if row is None:
-        raise ProblemError(404, "Not Found", "no such unit")
+    async with connection(request) as conn:
+        if not await structure_db.unit_exists(conn, site):
+            raise ProblemError(404, "Not Found", "no such unit")
     return site
 
 
@@ -94,6 +158,22 @@ def visible_sites(request: web.Request) -> list[str] | None:
     return None if u.role == "sysadmin" else list(u.sites)
 
 
+async def scoped_read(
+    request: web.Request,
+    what: str,
+    query: Callable[[AsyncConnection, list[str] | None], Awaitable[list]],
+    detail: Callable[[list], dict],
+) -> list:
+    """`query` for the units the user may see (or the `?site=` asked for), the read logged
+    with `detail(rows)` and the unit when only one was read."""
+    sites = visible_sites(request)
+    async with connection(request) as conn:
+        rows = await query(conn, sites)
+    one = sites[0] if sites and len(sites) == 1 else None
+    await audit_read(request, what, site=one, detail=detail(rows))
+    return rows
+
+
 def parse_uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -104,84 +184,15 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
 async def resident_site(conn: AsyncConnection, request: web.Request) -> tuple[uuid.UUID, str]:
     """The resident of the path and its unit; 404 when absent or in another unit."""
     rid = parse_uuid(request.match_info["resident_id"], "resident")
-    row = await (
-        await conn.execute("SELECT site_id FROM residents WHERE id = %s", (rid,))
-    ).fetchone()
-    if row is None or not request[USER].may_see(row[0]):
+    site = await residents_db.resident_unit(conn, rid)
+    if site is None or not request[USER].may_see(site):
         raise ProblemError(404, "Not Found", "no such resident")
-    return rid, row[0]
+    return rid, site
 
 
-async def criteria_for(conn: AsyncConnection, site: str) -> tuple[bool, list[tuple]]:
-    """The unit's own checklist if it has one, else the organisation's defaults."""
-    cur = await conn.execute(
-        """SELECT site_id IS NOT NULL, key, label_sv, label_en, required FROM inclusion_criteria
-           WHERE active AND (site_id = %s OR site_id IS NULL)
-           ORDER BY site_id IS NULL, position, key""",
-        (site,),
-    )
-    rows = await cur.fetchall()
-    own = [r[1:] for r in rows if r[0]]
-    return (True, own) if own else (False, [r[1:] for r in rows])
-
-
-async def inclusion_status(conn: AsyncConnection, rid: uuid.UUID) -> Status:
-    res = await (
-        await conn.execute(
-            """SELECT r.site_id, r.active, r.room_id IS NOT NULL, i.decision_reference,
-                      i.decision_date, coalesce(i.offer_answer, 'pending'),
-                      (now() AT TIME ZONE s.timezone)::date
-               FROM residents r JOIN sites s ON s.id = r.site_id
-               LEFT JOIN inclusions i ON i.resident_id = r.id WHERE r.id = %s""",
-            (rid,),
-        )
-    ).fetchone()
-    site, active, has_room, ref, ddate, answer, today = res
-    _, crit = await criteria_for(conn, site)
-    answers = dict(
-        await (
-            await conn.execute(
-                "SELECT criterion, answer FROM inclusion_answers WHERE resident_id = %s", (rid,)
-            )
-        ).fetchall()
-    )
-    consents = [
-        ConsentFacts(
-            withdrawn=w is not None,
-            cohabitants_consent=all(c.get("consented") for c in cohab or []),
-            covers_monitoring="motion_analysis" in (scope or []),
-        )
-        for w, cohab, scope in await (
-            await conn.execute(
-                """SELECT withdrawn_at, cohabitants, scope FROM consents WHERE resident_id = %s
-                   ORDER BY given_at DESC, recorded_at DESC""",
-                (rid,),
-            )
-        ).fetchall()
-    ]
-    return status(
-        Facts(
-            active=active,
-            has_room=has_room,
-            decision_reference=ref,
-            decision_date=ddate,
-            offer_answer=answer,
-            criteria=[Criterion(k, req) for k, _sv, _en, req in crit],
-            answers=answers,
-            consents=consents,
-        ),
-        today,
-    )
-
-
-async def maintain_monitoring(conn: AsyncConnection, rid: uuid.UUID) -> Status:
-    """Set `residents.monitoring_active` from decision, offer, criteria and consent."""
-    st = await inclusion_status(conn, rid)
-    await conn.execute(
-        "UPDATE residents SET monitoring_active = %s WHERE id = %s AND monitoring_active <> %s",
-        (st.monitoring_allowed, rid, st.monitoring_allowed),
-    )
-    return st
+async def require_room_in_use(conn: AsyncConnection, site: str, room: str) -> None:
+    if not await structure_db.room_in_use(conn, site, room):
+        raise ProblemError(422, "Invalid request body", f"no active room {room!r} in the unit")
 
 
 def kick(request: web.Request, force: tuple[str, str] | None = None) -> None:
@@ -197,7 +208,3 @@ async def settle(request: web.Request) -> None:
     pusher = request.app.get(PUSHER)
     if pusher is not None:
         await pusher.settle()
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

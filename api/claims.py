@@ -1,4 +1,5 @@
-"""Provider claims → a nattillsyn role and units (pure; settings say which claims mean what)."""
+"""Provider claims → a nattillsyn role and units (pure; settings say which claims mean what),
+and `Refused`, a sign-in refused (here, not in `oidc`, which imports this module)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,22 @@ def _values(claims: dict, names: list[str]) -> list[str]:
     return out
 
 
+class Refused(Exception):
+    """A sign-in refused: `code` for the log, Swedish and English text for the person."""
+
+    def __init__(self, code: str, sv: str, en: str, status: int = 403, claims: dict | None = None):
+        super().__init__(f"{code}: {en}")
+        self.code, self.sv, self.en, self.status = code, sv, en, status
+        self.claims = claims or {}
+
+
 @dataclass(frozen=True)
 class Mapping:
     role: str | None
     sites: frozenset[str]
     active: bool = True
 
-    def refusal(self, claims: dict, deactivated: bool = False):
-        from .oidc import Refused
-
+    def refusal(self, claims: dict, deactivated: bool = False) -> Refused:
         if not self.active:
             return Refused(
                 "deactivated",

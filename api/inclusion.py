@@ -80,7 +80,7 @@ class Window:
     end: time  # monitor_to (equal to start: round the clock)
 
 
-def _next_local(at: datetime, t: time, tz: ZoneInfo) -> datetime:
+def next_local(at: datetime, t: time, tz: ZoneInfo) -> datetime:
     """The first moment after `at` when the wall clock in `tz` shows `t`."""
     local = at.astimezone(tz)
     for days in range(3):
@@ -101,6 +101,6 @@ def next_boundary(
         if w.start == w.end:
             continue
         tz = ZoneInfo(w.timezone)
-        candidates.append(_next_local(now, w.start, tz))
-        candidates.append(_next_local(now, w.end, tz))
+        candidates.append(next_local(now, w.start, tz))
+        candidates.append(next_local(now, w.end, tz))
     return min(candidates) if candidates else None

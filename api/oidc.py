@@ -41,7 +41,7 @@ from nattillsyn import log
 from nattillsyn.settings.oidc import OidcSettings
 
 from . import auth
-from .claims import Mapping, usable
+from .claims import Mapping, Refused, usable
 
 logger = log.get(__name__)
 STATE_COOKIE = "nattillsyn_oidc_state"
@@ -49,15 +49,6 @@ CALLBACK = "/sso/callback"
 # Where a sign-in may return to: the three pages.
 PAGES = {"/": "Surfplattan", "/admin": "Administration", "/report": "Utvärdering"}
 PROVIDER = "oidc"
-
-
-class Refused(Exception):
-    """A sign-in refused: `code` for the log, Swedish and English text for the person."""
-
-    def __init__(self, code: str, sv: str, en: str, status: int = 403, claims: dict | None = None):
-        super().__init__(f"{code}: {en}")
-        self.code, self.sv, self.en, self.status = code, sv, en, status
-        self.claims = claims or {}
 
 
 def _b64(data: bytes) -> str:

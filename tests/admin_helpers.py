@@ -80,6 +80,12 @@ async def signed_in(api, username: str, password: str | None = None):
         await c.close()
 
 
+async def rows_of(pool, sql: str, args: tuple = ()) -> list[tuple]:
+    """The rows of one query, on a connection of its own."""
+    async with pool.connection() as conn:
+        return await (await conn.execute(sql, args)).fetchall()
+
+
 async def poll(predicate, timeout: float = 5.0, interval: float = 0.02):
     """Await `predicate()` until truthy; returns its value or raises after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -198,9 +200,6 @@ async def _refused(port: int, c: dict) -> bool:
 
 def test_password_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
     """Our PBKDF2 hashes are what mosquitto_passwd writes (and verify its output)."""
-    import shutil
-    import subprocess
-
     exe = shutil.which("mosquitto_passwd")
     if exe is None:
         pytest.skip("mosquitto_passwd not installed")

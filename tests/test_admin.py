@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
 import uuid
+import zipfile
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from admin_helpers import running_api, signed_in
+from admin_helpers import Client, rows_of, running_api, signed_in
 
+from nattillsyn.edge.claim import run as claim_run
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import DeviceConfig, TopicKind, Topics, decode
+from nattillsyn.settings import load
 
 CONSENT = {
     "given_by": "Anna Andersson",
@@ -46,164 +53,155 @@ async def include(c, rid: str) -> dict:
     return await c.ok("POST", f"/api/v1/residents/{rid}/consents", CONSENT, status=201)
 
 
+@asynccontextmanager
+async def config_sets(s):
+    """A client subscribed to every device's `config/set`."""
+    sub = MqttClient(s.mqtt_url, f"sub-{uuid.uuid4().hex[:8]}")
+    await sub.start()
+    try:
+        await sub.subscribe(Topics(s.topic_root).subscription(TopicKind.config_set))
+        yield sub
+    finally:
+        await sub.stop()
+
+
+async def add_resident(c, site: str, room: str, name: str) -> dict:
+    body = {"site": site, "display_name": name, "room": room}
+    return await c.ok("POST", "/api/v1/residents", body, status=201)
+
+
+async def add_device(c, site: str, device: str, room: str, status: int = 201, **more) -> dict:
+    body = {"id": device, "room": room, **more}
+    return await c.ok("POST", f"/api/v1/units/{site}/devices", body, status=status)
+
+
 async def test_inclusion_workflow_drives_monitoring_and_device_config(settings, pool) -> None:
-    topics = Topics(settings.topic_root)
-    async with running_api(settings, rooms=("rum-101", "rum-102")) as (api, s):
-        sub = MqttClient(s.mqtt_url, f"sub-{uuid.uuid4().hex[:8]}")
-        await sub.start()
-        await sub.subscribe(topics.subscription(TopicKind.config_set))
-        try:
-            async with signed_in(api, "chef") as c:
-                await c.ok(
-                    "POST", f"/api/v1/units/{s.site}/rooms", {"id": "rum-103", "name": "Rum 103"},
-                    status=201,
-                )  # fmt: skip
-                prov = await c.ok(
-                    "POST",
-                    f"/api/v1/units/{s.site}/devices",
-                    {"id": "cam-x", "room": "rum-103", "settings": {"fall_confirm_s": 12}},
-                    status=201,
-                )
-                assert len(prov["claim_code"]) == 14
-                # Nobody is included in rum-103 yet: the device is told not to monitor.
-                msg = await sub.next_message(timeout=5)
-                cfg = decode(DeviceConfig, msg.payload)
-                assert msg.topic.endswith(f"{s.site}/rum-103/cam-x/config/set")
-                assert (cfg.monitoring, cfg.version, cfg.fall_confirm_s) == (False, 1, 12)
+    async with (
+        running_api(settings, rooms=("rum-101", "rum-102")) as (api, s),
+        config_sets(s) as sub,
+        signed_in(api, "chef") as c,
+    ):
+        await c.ok(
+            "POST", f"/api/v1/units/{s.site}/rooms", {"id": "rum-103", "name": "Rum 103"},
+            status=201,
+        )  # fmt: skip
+        prov = await add_device(c, s.site, "cam-x", "rum-103", settings={"fall_confirm_s": 12})
+        assert len(prov["claim_code"]) == 14
+        # Nobody is included in rum-103 yet: the device is told not to monitor.
+        msg = await sub.next_message(timeout=5)
+        cfg = decode(DeviceConfig, msg.payload)
+        assert msg.topic.endswith(f"{s.site}/rum-103/cam-x/config/set")
+        assert (cfg.monitoring, cfg.version, cfg.fall_confirm_s) == (False, 1, 12)
 
-                r = await c.ok(
-                    "POST",
-                    "/api/v1/residents",
-                    {"site": s.site, "display_name": "Test Person", "room": "rum-103"},
-                    status=201,
-                )
-                rid = r["resident"]["id"]
-                assert r["inclusion"]["offer_default"] == "digital"
-                assert r["resident"]["missing"][:2] == ["decision", "offer_answer"]
-                detail = await include(c, rid)
-                assert detail["resident"]["monitoring_active"] is True
-                assert detail["resident"]["missing"] == []
-                assert detail["device"]["id"] == "cam-x"
-                cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
-                assert (cfg.monitoring, cfg.version) == (True, 2)
-                # The resident's window goes along, so the device stops on time even offline.
-                res = detail["schedule"]
-                window = (res["monitor_from"][:5], res["monitor_to"][:5])
-                assert cfg.timezone == "Europe/Stockholm"
-                assert [(w.start, w.end) for w in cfg.schedule] == (
-                    [] if window[0] == window[1] else [window]
-                )
+        r = await add_resident(c, s.site, "rum-103", "Test Person")
+        rid = r["resident"]["id"]
+        assert r["inclusion"]["offer_default"] == "digital"
+        assert r["resident"]["missing"][:2] == ["decision", "offer_answer"]
+        detail = await include(c, rid)
+        assert detail["resident"]["monitoring_active"] is True
+        assert detail["resident"]["missing"] == []
+        assert detail["device"]["id"] == "cam-x"
+        cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
+        assert (cfg.monitoring, cfg.version) == (True, 2)
+        # The resident's window goes along, so the device stops on time even offline.
+        res = detail["schedule"]
+        window = (res["monitor_from"][:5], res["monitor_to"][:5])
+        assert cfg.timezone == "Europe/Stockholm"
+        assert [(w.start, w.end) for w in cfg.schedule] == (
+            [] if window[0] == window[1] else [window]
+        )
 
-                # A pause for tonight stops monitoring; ending it resumes.
-                d = await c.ok("POST", f"/api/v1/residents/{rid}/pauses", {}, status=201)
-                assert d["resident"]["monitoring_now"] is False
-                cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
-                assert (cfg.monitoring, cfg.version) == (False, 3)
-                pause_id = d["pauses"][0]["id"]
-                await c.ok("POST", f"/api/v1/residents/{rid}/pauses/{pause_id}/end", {})
-                cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
-                assert (cfg.monitoring, cfg.version) == (True, 4)
+        # A pause for tonight stops monitoring; ending it resumes.
+        d = await c.ok("POST", f"/api/v1/residents/{rid}/pauses", {}, status=201)
+        assert d["resident"]["monitoring_now"] is False
+        cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
+        assert (cfg.monitoring, cfg.version) == (False, 3)
+        pause_id = d["pauses"][0]["id"]
+        await c.ok("POST", f"/api/v1/residents/{rid}/pauses/{pause_id}/end", {})
+        cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
+        assert (cfg.monitoring, cfg.version) == (True, 4)
 
-                # Withdrawal stops monitoring at once.
-                consent_id = detail["consents"][0]["id"]
-                d = await c.ok(
-                    "POST",
-                    f"/api/v1/residents/{rid}/consents/{consent_id}/withdraw",
-                    {"reason": "ångrat sig"},
-                )
-                assert d["resident"]["monitoring_active"] is False
-                assert "consent_withdrawn" in d["resident"]["missing"]
-                cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
-                assert (cfg.monitoring, cfg.version) == (False, 5)
-                await c.ok(
-                    "POST",
-                    f"/api/v1/residents/{rid}/consents/{consent_id}/withdraw",
-                    {},
-                    status=409,
-                )
+        # Withdrawal stops monitoring at once.
+        consent_id = detail["consents"][0]["id"]
+        d = await c.ok(
+            "POST",
+            f"/api/v1/residents/{rid}/consents/{consent_id}/withdraw",
+            {"reason": "ångrat sig"},
+        )
+        assert d["resident"]["monitoring_active"] is False
+        assert "consent_withdrawn" in d["resident"]["missing"]
+        cfg = decode(DeviceConfig, (await sub.next_message(timeout=5)).payload)
+        assert (cfg.monitoring, cfg.version) == (False, 5)
+        await c.ok(
+            "POST",
+            f"/api/v1/residents/{rid}/consents/{consent_id}/withdraw",
+            {},
+            status=409,
+        )
 
-                # A cohabitant who does not consent blocks monitoring.
-                d = await c.ok(
-                    "POST",
-                    f"/api/v1/residents/{rid}/consents",
-                    CONSENT | {"cohabitants": [{"name": "Make", "consented": False}]},
-                    status=201,
-                )
-                assert d["resident"]["missing"] == ["cohabitant_consent"]
+        # A cohabitant who does not consent blocks monitoring.
+        d = await c.ok(
+            "POST",
+            f"/api/v1/residents/{rid}/consents",
+            CONSENT | {"cohabitants": [{"name": "Make", "consented": False}]},
+            status=201,
+        )
+        assert d["resident"]["missing"] == ["cohabitant_consent"]
 
-                # Moving to another room and back keeps the inclusion; discharge ends it.
-                d = await c.ok("PATCH", f"/api/v1/residents/{rid}", {"room": "rum-101"}, status=409)
-                hist = await c.ok("GET", f"/api/v1/residents/{rid}/history")
-                changes = [h["change"] for h in hist["changes"]]
-                assert changes[:3] == ["consent given", "consent withdrawn", "pause ended"]
-                assert "create" in changes and "decision" in changes
-                w = next(h for h in hist["changes"] if h["change"] == "consent withdrawn")
-                assert w["username"] == "chef" and w["role"] == "unit_manager"
-                assert w["before"]["monitoring_active"] is True
-                assert w["after"]["monitoring_active"] is False
-                assert w["after"]["section"][0]["withdrawn_by"] == "chef"
-        finally:
-            await sub.stop()
-    async with pool.connection() as conn:
-        rows = await (
-            await conn.execute("SELECT action, what FROM audit_log WHERE username = 'chef'")
-        ).fetchall()
+        # Moving to another room and back keeps the inclusion; discharge ends it.
+        d = await c.ok("PATCH", f"/api/v1/residents/{rid}", {"room": "rum-101"}, status=409)
+        hist = await c.ok("GET", f"/api/v1/residents/{rid}/history")
+        changes = [h["change"] for h in hist["changes"]]
+        assert changes[:3] == ["consent given", "consent withdrawn", "pause ended"]
+        assert "create" in changes and "decision" in changes
+        w = next(h for h in hist["changes"] if h["change"] == "consent withdrawn")
+        assert w["username"] == "chef" and w["role"] == "unit_manager"
+        assert w["before"]["monitoring_active"] is True
+        assert w["after"]["monitoring_active"] is False
+        assert w["after"]["section"][0]["withdrawn_by"] == "chef"
+    rows = await rows_of(pool, "SELECT action, what FROM audit_log WHERE username = 'chef'")
     assert ("change", "resident consent withdrawn") in rows
     assert ("read", "resident history") in rows
 
 
 async def test_schedule_boundary_pushes_without_admin_action(settings, pool) -> None:
     """The window opens by the clock alone: the pusher wakes at the boundary."""
-    topics = Topics(settings.topic_root)
-    async with running_api(settings, rooms=("rum-101",)) as (api, s):
-        sub = MqttClient(s.mqtt_url, f"sub-{uuid.uuid4().hex[:8]}")
-        await sub.start()
-        await sub.subscribe(topics.subscription(TopicKind.config_set))
-        try:
-            async with signed_in(api, "chef") as c:
-                await c.ok(
-                    "POST",
-                    f"/api/v1/units/{s.site}/rooms",
-                    {"id": "rum-9", "name": "Rum 9"},
-                    status=201,
-                )
-                await c.ok(
-                    "POST",
-                    f"/api/v1/units/{s.site}/devices",
-                    {"id": "cam-9", "room": "rum-9"},
-                    status=201,
-                )
-                assert decode(DeviceConfig, (await sub.next_message(5)).payload).monitoring is False
-                r = await c.ok(
-                    "POST",
-                    "/api/v1/residents",
-                    {"site": s.site, "display_name": "B", "room": "rum-9"},
-                    status=201,
-                )
-                rid = r["resident"]["id"]
-                await include(c, rid)
-                assert decode(DeviceConfig, (await sub.next_message(5)).payload).monitoring is True
-                # A pause that starts in 1.5 s and ends 1.5 s later: two pushes by the clock.
-                now = datetime.now(UTC)
-                await c.ok(
-                    "POST",
-                    f"/api/v1/residents/{rid}/pauses",
-                    {
-                        "starts_at": (now + timedelta(seconds=1.5)).isoformat(),
-                        "ends_at": (now + timedelta(seconds=3)).isoformat(),
-                    },
-                    status=201,
-                )
-                off = decode(DeviceConfig, (await sub.next_message(6)).payload)
-                t_off = datetime.now(UTC)
-                on = decode(DeviceConfig, (await sub.next_message(6)).payload)
-                t_on = datetime.now(UTC)
-                assert (off.monitoring, on.monitoring) == (False, True)
-                assert on.version == off.version + 1
-                assert now + timedelta(seconds=1.4) < t_off < now + timedelta(seconds=2.8)
-                assert t_on > now + timedelta(seconds=2.9)
-        finally:
-            await sub.stop()
+    async with (
+        running_api(settings, rooms=("rum-101",)) as (api, s),
+        config_sets(s) as sub,
+        signed_in(api, "chef") as c,
+    ):
+        await c.ok(
+            "POST",
+            f"/api/v1/units/{s.site}/rooms",
+            {"id": "rum-9", "name": "Rum 9"},
+            status=201,
+        )
+        await add_device(c, s.site, "cam-9", "rum-9")
+        assert decode(DeviceConfig, (await sub.next_message(5)).payload).monitoring is False
+        r = await add_resident(c, s.site, "rum-9", "B")
+        rid = r["resident"]["id"]
+        await include(c, rid)
+        assert decode(DeviceConfig, (await sub.next_message(5)).payload).monitoring is True
+        # A pause that starts in 1.5 s and ends 1.5 s later: two pushes by the clock.
+        now = datetime.now(UTC)
+        await c.ok(
+            "POST",
+            f"/api/v1/residents/{rid}/pauses",
+            {
+                "starts_at": (now + timedelta(seconds=1.5)).isoformat(),
+                "ends_at": (now + timedelta(seconds=3)).isoformat(),
+            },
+            status=201,
+        )
+        off = decode(DeviceConfig, (await sub.next_message(6)).payload)
+        t_off = datetime.now(UTC)
+        on = decode(DeviceConfig, (await sub.next_message(6)).payload)
+        t_on = datetime.now(UTC)
+        assert (off.monitoring, on.monitoring) == (False, True)
+        assert on.version == off.version + 1
+        assert now + timedelta(seconds=1.4) < t_off < now + timedelta(seconds=2.8)
+        assert t_on > now + timedelta(seconds=2.9)
 
 
 async def test_units_rooms_users_and_criteria(settings, pool) -> None:
@@ -265,14 +263,12 @@ async def test_units_rooms_users_and_criteria(settings, pool) -> None:
             await m.ok("PATCH", f"/api/v1/users/{u['id']}", {"active": False}, status=409)
         async with signed_in(api, "admin") as a:
             await a.ok("PATCH", f"/api/v1/users/{u['id']}", {"active": False})
-    async with pool.connection() as conn:
-        n = await (
-            await conn.execute(
-                "SELECT count(*) FROM user_sessions s JOIN users u ON u.id = s.user_id "
-                "WHERE u.username = 'ny.chef'"
-            )
-        ).fetchone()
-        assert n[0] == 0  # deactivation signs the user out everywhere
+    sessions = await rows_of(
+        pool,
+        "SELECT count(*) FROM user_sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE u.username = 'ny.chef'",
+    )
+    assert sessions == [(0,)]  # deactivation signs the user out everywhere
 
 
 async def test_audit_view_csv_and_export(settings, pool) -> None:
@@ -298,10 +294,6 @@ async def test_audit_view_csv_and_export(settings, pool) -> None:
             assert rows and {r["site_id"] for r in rows} == {s.site}
             r = await c.call("GET", "/api/v1/export.zip")
             assert r.status == 200 and r.content_type == "application/zip"
-            import io
-            import json
-            import zipfile
-
             z = zipfile.ZipFile(io.BytesIO(await r.read()))
             manifest = json.loads(z.read("manifest.json"))
             assert manifest["units"] == [s.site]
@@ -336,8 +328,6 @@ async def test_csrf_origin_and_login_throttle(settings, pool) -> None:
             assert cookie["httponly"] and cookie["samesite"] == "Strict"
         async with signed_in(api, "natt"):
             pass
-        from admin_helpers import Client
-
         bad = Client(api.url)
         try:
             statuses = [(await bad.login("natt", "fel")).status for _ in range(6)]
@@ -350,17 +340,9 @@ async def test_csrf_origin_and_login_throttle(settings, pool) -> None:
 
 
 async def test_claim_cli_and_replacement_keep_room_history(settings, pool, tmp_path) -> None:
-    import asyncio
-
-    from nattillsyn.edge.claim import run as claim_run
-    from nattillsyn.settings import load
-
     topics = Topics(settings.topic_root)
     async with running_api(settings) as (api, s), signed_in(api, "chef") as c:
-        p = await c.ok(
-            "POST", f"/api/v1/units/{s.site}/devices",
-            {"id": "cam-old", "room": "rum-101", "name": "Kamera 101"}, status=201,
-        )  # fmt: skip
+        p = await add_device(c, s.site, "cam-old", "rum-101", name="Kamera 101")
         assert p["device"]["status"] == "provisioned"
         # The Pi side: `nattillsyn claim CODE --api URL` writes its edge settings.
         out = tmp_path / "edge.toml"
@@ -399,28 +381,19 @@ async def test_claim_cli_and_replacement_keep_room_history(settings, pool, tmp_p
         by_id = {d["id"]: d for d in devices}
         assert by_id["cam-old"]["status"] == "retired" and by_id["cam-old"]["health"] == "retired"
         assert by_id["cam-new"]["status"] == "provisioned"
-        await c.ok(
-            "POST", f"/api/v1/units/{s.site}/devices",
-            {"id": "cam-3", "room": "rum-101"}, status=409,
-        )  # fmt: skip
+        await add_device(c, s.site, "cam-3", "rum-101", status=409)
         # Another unit's devices are not even listed, nor reachable.
         await c.ok("GET", "/api/v1/units/bjorkbacken/devices/cam-x", status=404)
-    async with pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT device_id, to_at IS NULL FROM device_assignments WHERE room_id = 'rum-101' "
-                "ORDER BY from_at"
-            )
-        ).fetchall()
-        assert rows == [("cam-old", False), ("cam-new", True)]
-        n = (await (await conn.execute("SELECT count(*) FROM room_states WHERE room = 'rum-101'")).fetchone())[0]  # fmt: skip
-        assert n == 1  # the room keeps its history
-        revoked = await (
-            await conn.execute(
-                "SELECT revoked_at IS NOT NULL FROM mqtt_accounts WHERE device_id = 'cam-old'"
-            )
-        ).fetchone()
-        assert revoked == (True,)
+    rows = await rows_of(
+        pool,
+        "SELECT device_id, to_at IS NULL FROM device_assignments WHERE room_id = 'rum-101' "
+        "ORDER BY from_at",
+    )
+    assert rows == [("cam-old", False), ("cam-new", True)]
+    n = await rows_of(pool, "SELECT count(*) FROM room_states WHERE room = 'rum-101'")
+    assert n == [(1,)]  # the room keeps its history
+    revoked = "SELECT revoked_at IS NOT NULL FROM mqtt_accounts WHERE device_id = 'cam-old'"
+    assert await rows_of(pool, revoked) == [(True,)]
 
 
 async def test_export_includes_tables_other_modules_add_without_secrets(settings, pool) -> None:
@@ -451,10 +424,7 @@ async def test_move_and_discharge(settings, pool) -> None:
     async with running_api(settings) as (api, s), signed_in(api, "chef") as c:
         await c.ok("POST", f"/api/v1/units/{s.site}/rooms", {"id": "r-a", "name": "A"}, status=201)
         await c.ok("POST", f"/api/v1/units/{s.site}/rooms", {"id": "r-b", "name": "B"}, status=201)
-        r = await c.ok(
-            "POST", "/api/v1/residents", {"site": s.site, "display_name": "M", "room": "r-a"},
-            status=201,
-        )  # fmt: skip
+        r = await add_resident(c, s.site, "r-a", "M")
         rid = r["resident"]["id"]
         d = await include(c, rid)
         assert d["resident"]["monitoring_now"] is True

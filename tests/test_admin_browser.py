@@ -3,6 +3,7 @@ agent in the room receives monitoring=false and publishes state `paused` within 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -40,6 +41,16 @@ class MovingBar:
 
     def close(self) -> None:
         self._closed.set()
+
+
+async def _submit(page, form: str, done: str | None = "", **fields: str) -> None:
+    """Fill `fields` of a form, submit it, and wait for `done` within it (by default the
+    form marked done; None: wait for nothing)."""
+    for name, value in fields.items():
+        await page.fill(f"{form} input[name={name}]", value)
+    await page.click(f"{form} button[type=submit]")
+    if done is not None:
+        await page.wait_for_selector(f"{form} {done}" if done else f"{form}[data-done=true]")
 
 
 async def _shot(page, name: str) -> None:
@@ -82,30 +93,22 @@ async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, pag
             assert await page.get_attribute("#r-status .status", "data-monitoring") == "inactive"
 
             # 1 Decision, 2 offer (digital by default), 3 criteria, 4 schedule, 5 consent.
-            await page.fill("#f-decision input[name=reference]", "SoL 2026-0042")
-            await page.fill("#f-decision input[name=date]", "2026-01-15")
-            await page.click("#f-decision button[type=submit]")
-            await page.wait_for_selector("#f-decision[data-done=true]")
+            await _submit(page, "#f-decision", reference="SoL 2026-0042", date="2026-01-15")
             assert "som standard" in await page.text_content("#f-offer")
             await page.check("#f-offer input[value=accepted]")
-            await page.click("#f-offer button[type=submit]")
-            await page.wait_for_selector("#f-offer[data-done=true]")
+            await _submit(page, "#f-offer")
             for sel in await page.locator("#f-criteria select[data-criterion]").all():
                 await sel.select_option("yes")
-            await page.click("#f-criteria button[type=submit]")
-            await page.wait_for_selector("#f-criteria[data-done=true]")
+            await _submit(page, "#f-criteria")
             await page.fill("#f-schedule input[name=monitor_from]", "00:00")
             await page.fill("#f-schedule input[name=monitor_to]", "00:00")
             await page.click("#f-schedule .add-time")
-            await page.click("#f-schedule button[type=submit]")
-            await page.wait_for_selector("#f-schedule li.time")
-            await page.fill("#f-consent input[name=given_by]", "Karin Testsson")
-            await page.click("#f-consent button[type=submit]")
+            await _submit(page, "#f-schedule", "li.time")
+            await _submit(page, "#f-consent", None, given_by="Karin Testsson")
             await page.wait_for_selector("#r-status .status[data-monitoring=active_now]")
 
             # 7 Device: provision for the room, the Pi claims with the code.
-            await page.click("#f-device button[type=submit]")
-            await page.wait_for_selector("#f-device .claim:not([hidden]) .code")
+            await _submit(page, "#f-device", ".claim:not([hidden]) .code")
             code = (await page.text_content("#f-device .claim .code")).strip()
             await _shot(page, "admin-included")
             pi = Client(api.url)
@@ -136,13 +139,13 @@ async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, pag
             page.once("dialog", lambda d: d.accept())
             t0 = time.monotonic()
             await page.click("#f-consent li[data-consent] button.withdraw")
-            while True:
-                st = decode(RoomState, (await sub.next_message(timeout=5)).payload)
-                if st.state is RoomStateName.paused:
-                    break
+            async with asyncio.timeout(5):  # the requirement: paused within 5 s
+                while True:
+                    st = decode(RoomState, (await sub.next_message()).payload)
+                    if st.state is RoomStateName.paused:
+                        break
             elapsed = time.monotonic() - t0
             print(f"\nconsent withdrawal → edge state paused: {elapsed * 1000:.0f} ms")
-            assert elapsed < 5.0
             assert agent.monitoring is False
             await page.wait_for_selector("#r-status .status[data-monitoring=inactive]")
             await page.wait_for_selector("#f-consent li[data-withdrawn=true]")

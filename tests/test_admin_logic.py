@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nattillsyn.api import mosquitto
-from nattillsyn.api.admin_devices import claim_hash, health, new_claim_code
+from nattillsyn.api.admin_db.devices import claim_hash, health, new_claim_code
 from nattillsyn.api.inclusion import (
     ConsentFacts,
     Criterion,
@@ -19,6 +19,7 @@ from nattillsyn.api.inclusion import (
     next_boundary,
     status,
 )
+from nattillsyn.api.mosquitto_sync import run_reload
 from nattillsyn.protocol import Topics
 
 TODAY = date(2026, 3, 1)
@@ -181,8 +182,6 @@ def test_acl_gives_devices_only_their_own_topics() -> None:
 
 
 async def test_reload_command_reports_success() -> None:
-    from nattillsyn.api.admin_devices import _run_reload
-
-    assert await _run_reload(["true"]) is True
-    assert await _run_reload(["false"]) is False
-    assert await _run_reload(["/nonexistent/reload-mosquitto"]) is False
+    assert await run_reload(["true"]) is True
+    assert await run_reload(["false"]) is False
+    assert await run_reload(["/nonexistent/reload-mosquitto"]) is False
