@@ -9,6 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 
 def claim(api: str, code: str, timeout: float = 15.0) -> dict:
@@ -24,8 +25,6 @@ def claim(api: str, code: str, timeout: float = 15.0) -> dict:
 
 def settings_toml(c: dict) -> str:
     """The edge settings of a claimed device (credentials in the broker URL)."""
-    from urllib.parse import quote, urlsplit, urlunsplit
-
     u = urlsplit(c["mqtt_url"])
     netloc = f"{quote(c['mqtt_username'], safe='')}:{quote(c['mqtt_password'], safe='')}@{u.netloc}"
     url = urlunsplit((u.scheme, netloc, u.path, u.query, ""))

@@ -25,10 +25,10 @@ from mqtt_wire import connack_reason
 from prometheus_client import REGISTRY
 
 # The services register their metrics on import (_exposed_metric_names reads the registry).
-import nattillsyn.alerting.service
-import nattillsyn.api.app
-import nattillsyn.api.live
-import nattillsyn.gateway.service
+import nattillsyn.alerting.service  # noqa: F401
+import nattillsyn.api.app  # noqa: F401
+import nattillsyn.api.live  # noqa: F401
+import nattillsyn.gateway.service  # noqa: F401
 import nattillsyn.ingest.service  # noqa: F401
 from nattillsyn.alerting.notifiers import vapid_public_key
 from nattillsyn.app.embedded import PrivatePostgres, free_port, wait_port

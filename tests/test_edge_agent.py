@@ -335,9 +335,7 @@ async def test_heartbeat_and_last_will(mqtt_url, topic_root, tmp_path, cleanup_r
             av = w.of(TopicKind.availability)
             assert av[0]["state"] == "online"
             # A crash: the connection drops without DISCONNECT, the broker sends the will.
-            client = agent.mqtt._client
-            client.loop_stop()
-            client.socket().close()
+            agent.mqtt.drop_connection()
             will = await w.wait(
                 lambda: [a for a in w.of(TopicKind.availability) if a["state"] == "offline"],
                 what="last will",

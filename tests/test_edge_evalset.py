@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nattillsyn.edge.evalset import check, datasets, place, read_sources
-from nattillsyn.edge.evaluate import evaluate_dir, find_datasets
+from nattillsyn.edge.evaluate import evaluate_dir, find_datasets, main
 
 EVALSET = Path(__file__).parent.parent / "evalset"
 
@@ -82,8 +82,6 @@ def test_place_verifies_checksums(tmp_path) -> None:
 
 
 def test_evaluate_refuses_a_set_with_missing_clips(tmp_path, capsys) -> None:
-    from nattillsyn.edge.evaluate import main
-
     ds = tmp_path / "one"
     ds.mkdir()
     (ds / "labels.csv").write_text("clip,start_s,end_s,label\nx.mp4,0,3,fall\n")

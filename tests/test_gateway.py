@@ -30,7 +30,7 @@ from nattillsyn.gateway.service import GatewayService
 from nattillsyn.gateway.spool import Incoming, Spool, SpoolFull, message_class
 from nattillsyn.ids import new_id
 from nattillsyn.ingest.service import IngestService
-from nattillsyn.mqtt import MqttClient
+from nattillsyn.mqtt import MqttClient, TlsFiles
 from nattillsyn.protocol import (
     Alert,
     AlertAction,
@@ -648,8 +648,6 @@ def tls_centre(tmp_path):
 async def test_bridge_over_tls_with_the_gateways_certificate(
     tmp_path, site_broker, tls_centre
 ) -> None:
-    from nattillsyn.mqtt import TlsFiles
-
     url, pki, root = tls_centre
     topics = Topics(root)
     s = Settings(mqtt_url=site_broker.url, topic_root=root, site="site-1")

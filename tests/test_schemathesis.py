@@ -31,6 +31,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from nattillsyn.api.app import ROUTES, ApiService
+from nattillsyn.api.openapi import document
+from nattillsyn.app.demo import seed, seed_admin
 from nattillsyn.db.migrate import migrate
 from nattillsyn.settings import Settings
 
@@ -69,9 +72,6 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(database_url: str, mqtt_url: str) -> Iterator[Served]:
-    from nattillsyn.api.app import ApiService
-    from nattillsyn.app.demo import seed, seed_admin
-
     schema = f"t_st_{uuid.uuid4().hex[:10]}"
     s = Settings(
         database_url=database_url,
@@ -137,9 +137,6 @@ def admin(served: Served) -> tuple[dict, dict]:
 
 
 def _labels() -> list[str]:
-    from nattillsyn.api.app import ROUTES
-    from nattillsyn.api.openapi import document
-
     doc = document(ROUTES)
     return sorted(f"{m.upper()} {p}" for p, ms in doc["paths"].items() for m in ms)
 
