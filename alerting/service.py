@@ -60,7 +60,7 @@ from nattillsyn.protocol.topics import SITE_ROOM
 from nattillsyn.protocol.validate import Record, decode_message
 from nattillsyn.settings import Settings
 
-from . import care, escalation, gateways, lifecycle, roundstore, rules, store
+from . import alerts_db, care, escalation, gateways, lifecycle, rounds_db, rules
 from .notifiers import LogNotifier, Notifier, PushSubscription, WebhookNotifier, WebPushNotifier
 from .presets import RuleKind
 
@@ -157,7 +157,7 @@ class AlertingService:
         await self.pool.open(wait=True)
         self._setup_notifiers()
         await self._reload_care(initial=True)
-        for stored in await self._db(store.open_alerts):
+        for stored in await self._db(alerts_db.open_alerts):
             self._add_open(OpenAlert(stored.alert, stored.episode, stored.last_notified_at))
             if stored.episode:
                 self.handled.setdefault((stored.alert.site, stored.alert.room), set()).add(
@@ -331,7 +331,7 @@ class AlertingService:
         while True:
             try:
                 made = await self._db(
-                    lambda conn: roundstore.produce_due(
+                    lambda conn: rounds_db.produce_due(
                         conn,
                         self.schema,
                         datetime.now(UTC),
@@ -460,7 +460,9 @@ class AlertingService:
                 handled.add(due.episode)
                 if absorber is not None:
                     oa = open_here[absorber]
-                    count = await self._db(lambda c, a=oa: store.occurred(c, a.alert.alert_id, now))
+                    count = await self._db(
+                        lambda c, a=oa: alerts_db.occurred(c, a.alert.alert_id, now)
+                    )
                     oa.alert = oa.alert.model_copy(update={"occurrences": count or 1})
                     GROUPED.labels(due.kind.value).inc()
                     continue
@@ -527,7 +529,7 @@ class AlertingService:
             )
 
         async def write(conn):
-            return await store.insert(
+            return await alerts_db.insert(
                 conn,
                 alert,
                 episode=episode,
@@ -539,7 +541,7 @@ class AlertingService:
         t0 = time.perf_counter()
         try:
             stored = await self._db(write)
-        except store.NotMonitored:
+        except alerts_db.NotMonitored:
             self._refresh.set()  # paused or withdrawn since the last refresh: nothing
             return None
         STORE.observe(time.perf_counter() - t0)
@@ -594,7 +596,7 @@ class AlertingService:
             # A silence made while it was open: record it and tell the tablets (no sound).
             muted = oa.alert.model_copy(update={"silenced": True})
             at = oa.last_notified_at or now
-            oa.alert = await self._db(lambda c: store.notified(c, muted, at, "silenced"))
+            oa.alert = await self._db(lambda c: alerts_db.notified(c, muted, at, "silenced"))
             await self._publish(lifecycle.republished(oa.alert))
         policy = self._policy(oa.alert)
         note = escalation.due(self._tracking(oa, now), policy, now)
@@ -607,7 +609,7 @@ class AlertingService:
             }
         )
         history = f"escalation step {note.step}" if note.reason == "escalate" else None
-        alert = await self._db(lambda c: store.notified(c, alert, now, history))
+        alert = await self._db(lambda c: alerts_db.notified(c, alert, now, history))
         oa.alert, oa.last_notified_at = alert, now
         NOTIFIED.labels(note.reason).inc()
         await self._publish(lifecycle.republished(alert, sound=note.sound, notify=note.reason))
@@ -640,7 +642,7 @@ class AlertingService:
             logger.error("notifier failed", notifier=notifier.name, error=str(exc))
             note = f"notify failed {target}: {exc}"[:200]
         with contextlib.suppress(Exception):
-            await self._db(lambda c: _history_note(c, alert, note))
+            await self._db(lambda c: alerts_db.history_note(c, alert, note))
 
     async def _push(self, alert: Alert) -> None:
         assert self.webpush is not None
@@ -657,7 +659,7 @@ class AlertingService:
     # -- staff actions ---------------------------------------------------------------
 
     async def _act(self, action: AlertAction) -> None:
-        alert = await self._db(lambda conn: store.get(conn, action.alert_id))
+        alert = await self._db(lambda conn: alerts_db.get(conn, action.alert_id))
         if alert is None:
             logger.warning("action on unknown alert", alert=str(action.alert_id))
             return
@@ -676,7 +678,7 @@ class AlertingService:
         if not t.changed:
             await self._publish(lifecycle.republished(alert))
             return
-        new = await self._db(lambda conn: store.update(conn, t.alert, action.by))
+        new = await self._db(lambda conn: alerts_db.update(conn, t.alert, action.by))
         ACTIONS.labels(action.action).inc()
         if new.status is AlertStatus.resolved:
             self._drop_open(new)
@@ -706,7 +708,7 @@ class AlertingService:
         t = lifecycle.resolve(oa.alert, now, by, outcome)
         if not t.changed:
             return
-        new = await self._db(lambda conn: store.update(conn, t.alert, by, "cause cleared"))
+        new = await self._db(lambda conn: alerts_db.update(conn, t.alert, by, "cause cleared"))
         self._drop_open(new)
         await self._publish(new)
 
@@ -808,7 +810,7 @@ class AlertingService:
             )
         else:
             for aid in dict.fromkeys(result.alerts):
-                stored = await self._db(lambda conn, a=aid: store.get_stored(conn, a))
+                stored = await self._db(lambda conn, a=aid: alerts_db.get_stored(conn, a))
                 if stored is None:
                     continue
                 alert = stored.alert
@@ -878,13 +880,6 @@ def _event_id(episode: str) -> uuid.UUID | None:
         with contextlib.suppress(ValueError):
             return uuid.UUID(episode.removeprefix("event:"))
     return None
-
-
-async def _history_note(conn: psycopg.AsyncConnection, alert: Alert, note: str) -> None:
-    await conn.execute(
-        "INSERT INTO alert_history (alert_id, status, note) VALUES (%s, %s, %s)",
-        (alert.alert_id, alert.status.value, note),
-    )
 
 
 async def _push_subscriptions(

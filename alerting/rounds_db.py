@@ -1,5 +1,6 @@
-"""Digital rounds and visits in the database: gather the sensor data, decide (pure
-`rounds.decide`), store, and tell live clients (NOTIFY `nattillsyn_live`).
+"""Digital rounds and visits in the database, the only writer of tables `rounds` and `visits`:
+gather the sensor data, decide (pure `rounds.decide`), store, and tell live clients (NOTIFY
+`nattillsyn_live`). The api confirms rounds and registers visits through these functions.
 
 The evaluation reads `rounds` and `visits`: one `rounds` row per resident and agreed time
 (`decision` digital_ok = a visit avoided, physical_needed = a visit due), one `visits` row
@@ -19,11 +20,12 @@ from psycopg.rows import dict_row
 from nattillsyn.ids import new_id
 from nattillsyn.protocol import RoomStateName
 
-from . import presets
+from . import alerts_db, presets
 from .care import zone
 from .rounds import RoundInput, StateSample, decide, occurrence
 
 LIVE_CHANNEL = "nattillsyn_live"
+CARE_CHANNEL = "nattillsyn_care"  # alerting reloads its care model (open visits) on it
 ROUND_COLUMNS = (
     "id, site, room, resident_id, scheduled_at, mode, produced_at, observed_state, "
     "observed_since, confidence, summary, decision, reason, confirmed_by, confirmed_at, "
@@ -35,7 +37,12 @@ VISIT_COLUMNS = (
 )
 
 
-def _json(row: dict) -> dict:
+class UnknownReference(ValueError):
+    """A visit names a round entry, alert or room the unit does not have."""
+
+
+def as_json(row: dict) -> dict:
+    """A round or visit row with its times and ids as JSON strings (live messages, snapshots)."""
     return {
         k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v)
         for k, v in row.items()
@@ -54,8 +61,112 @@ async def visits_since(conn: AsyncConnection, site: str, since: datetime, limit:
         return await cur.fetchall()
 
 
+async def rounds_since(conn: AsyncConnection, site: str, since: datetime) -> list[dict]:
+    """A unit's round entries scheduled after `since`, with the resident's name, in order."""
+    cols = ", ".join(f"ro.{c.strip()}" for c in ROUND_COLUMNS.split(","))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""SELECT {cols}, res.display_name AS resident FROM rounds ro
+                LEFT JOIN residents res ON res.id = ro.resident_id
+                WHERE ro.site = %s AND ro.scheduled_at > %s
+                ORDER BY ro.scheduled_at, ro.room""",
+            (site, since),
+        )
+        return await cur.fetchall()
+
+
+async def confirm(
+    conn: AsyncConnection, schema: str, ids: list[uuid.UUID], by: str, sites: list[str] | None
+) -> list[dict]:
+    """Staff have seen these round entries (of `sites`; None: any); the ones newly confirmed."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""UPDATE rounds SET confirmed_by = %s, confirmed_at = now()
+                WHERE id = ANY(%s) AND confirmed_at IS NULL
+                  AND (%s OR site = ANY(%s)) RETURNING {ROUND_COLUMNS}""",
+            (by, ids, sites is None, sites or []),
+        )
+        rows = await cur.fetchall()
+        for row in rows:
+            await notify_live(conn, schema, row["site"], "round", row)
+    return rows
+
+
+async def _practice_of(conn: AsyncConnection, site: str, round_id, alert_id) -> bool:
+    """Whether the round entry or alert a visit is for is a practice one (both must exist)."""
+    practice = False
+    if round_id is not None:
+        cur = await conn.execute(
+            "SELECT practice FROM rounds WHERE id = %s AND site = %s", (round_id, site)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise UnknownReference("round_id: no such round entry")
+        practice = row[0]
+    if alert_id is not None:
+        alert_practice = await alerts_db.practice(conn, alert_id, site)
+        if alert_practice is None:
+            raise UnknownReference("alert_id: no such alert")
+        practice = practice or alert_practice
+    return practice
+
+
+async def _visit_changed(conn: AsyncConnection, schema: str, row: dict) -> None:
+    await notify_live(conn, schema, row["site"], "visit", row)
+    # Alerting pauses re-sounding while staff are in the room.
+    await conn.execute("SELECT pg_notify(%s, %s)", (CARE_CHANNEL, f"{schema}.visits"))
+
+
+async def start_visit(
+    conn: AsyncConnection,
+    schema: str,
+    *,
+    site: str,
+    room: str,
+    by: str,
+    reason: str,
+    round_id: uuid.UUID | None,
+    alert_id: uuid.UUID | None,
+) -> dict:
+    """Staff enter a room: store the visit (practice if what it is for is) and announce it.
+    UnknownReference if the round entry, alert or room is not the unit's."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        practice = await _practice_of(conn, site, round_id, alert_id)
+        await cur.execute("SELECT 1 FROM rooms WHERE site_id = %s AND id = %s", (site, room))
+        if await cur.fetchone() is None:
+            raise UnknownReference("room: no such room in this unit")
+        await cur.execute(
+            f"""INSERT INTO visits (id, site, room, resident_id, started_at, by_user, reason,
+                                    round_id, alert_id, practice)
+                SELECT %s, %s, %s, (SELECT id FROM residents WHERE site_id = %s AND room_id = %s
+                                    AND active LIMIT 1), now(), %s, %s, %s, %s, %s
+                RETURNING {VISIT_COLUMNS}""",
+            (new_id(), site, room, site, room, by, reason, round_id, alert_id, practice),
+        )
+        row = await cur.fetchone()
+        await _visit_changed(conn, schema, row)
+    return row
+
+
+async def end_visit(
+    conn: AsyncConnection, schema: str, visit_id: str, sites: list[str] | None
+) -> dict | None:
+    """Staff leave the room: end the open visit (of `sites`; None: any); None if none is open."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""UPDATE visits SET ended_at = greatest(now(), started_at)
+                WHERE id::text = %s AND ended_at IS NULL AND (%s OR site = ANY(%s))
+                RETURNING {VISIT_COLUMNS}""",
+            (visit_id, sites is None, sites or []),
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            await _visit_changed(conn, schema, row)
+    return row
+
+
 async def notify_live(conn: AsyncConnection, schema: str, site: str, kind: str, row: dict) -> None:
-    payload = json.dumps({"schema": schema, "site": site, "type": kind, kind: _json(row)})
+    payload = json.dumps({"schema": schema, "site": site, "type": kind, kind: as_json(row)})
     await conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, payload))
 
 

@@ -1,7 +1,9 @@
-"""Alert persistence: `alerts` holds the current state, `alert_history` each change.
+"""Alerts in the database, the only writer of tables `alerts` and `alert_history`.
 
-Every change gets the next `alert_history.seq`; it travels as the alert's `rev`, so a
-tablet that was disconnected asks for everything after the last `rev` it saw.
+`alerts` holds the current state, `alert_history` each change. Every change gets the next
+`alert_history.seq`; it travels as the alert's `rev`, so a tablet that was disconnected asks
+for everything after the last `rev` it saw. Alerting writes through these functions; the api
+and the gateway read through them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,32 @@ from psycopg.rows import dict_row
 
 from nattillsyn.protocol import Alert
 
-COLUMNS = (
-    "a.id, a.site, a.room, a.device, a.kind, a.priority, a.status, a.title, a.started_at, "
-    "a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.outcome, "
-    "a.source_event, a.practice, a.occurrences, a.escalation_step, a.targets, a.silenced, "
-    "a.episode, a.last_notified_at, a.resident_id, "
-    "(SELECT max(h.seq) FROM alert_history h WHERE h.alert_id = a.id) AS rev"
-)
+# Alert field → the column expression it is read from.
+_FIELDS = {
+    "alert_id": "a.id",
+    "site": "a.site",
+    "room": "a.room",
+    "device": "a.device",
+    "kind": "a.kind",
+    "priority": "a.priority",
+    "status": "a.status",
+    "title": "a.title",
+    "started": "a.started_at",
+    "acknowledged_at": "a.acknowledged_at",
+    "acknowledged_by": "a.acknowledged_by",
+    "resolved_at": "a.resolved_at",
+    "resolved_by": "a.resolved_by",
+    "outcome": "a.outcome",
+    "source_event": "a.source_event",
+    "practice": "a.practice",
+    "occurrences": "a.occurrences",
+    "escalation_step": "a.escalation_step",
+    "targets": "coalesce(a.targets, '{}')",
+    "silenced": "a.silenced",
+    "rev": "(SELECT max(h.seq) FROM alert_history h WHERE h.alert_id = a.id)",
+}
+_COLUMNS = ", ".join(f"{expr} AS {name}" for name, expr in _FIELDS.items())
+_SELECT = f"SELECT {_COLUMNS}, a.episode, a.last_notified_at, a.resident_id FROM alerts a"
 
 
 @dataclass(frozen=True)
@@ -33,33 +54,18 @@ class Stored:
 
 
 def _to_alert(row: dict) -> Alert:
-    return Alert(
-        alert_id=row["id"],
-        site=row["site"],
-        room=row["room"],
-        device=row["device"],
-        kind=row["kind"],
-        priority=row["priority"],
-        status=row["status"],
-        title=row["title"],
-        started=row["started_at"],
-        acknowledged_at=row["acknowledged_at"],
-        acknowledged_by=row["acknowledged_by"],
-        resolved_at=row["resolved_at"],
-        resolved_by=row["resolved_by"],
-        outcome=row["outcome"],
-        source_event=row["source_event"],
-        practice=row["practice"],
-        occurrences=row["occurrences"],
-        escalation_step=row["escalation_step"],
-        targets=list(row["targets"] or []),
-        silenced=row["silenced"],
-        rev=row["rev"],
-    )
+    return Alert.model_validate({name: row[name] for name in _FIELDS})
 
 
 def _stored(row: dict) -> Stored:
     return Stored(_to_alert(row), row["episode"], row["last_notified_at"], row["resident_id"])
+
+
+async def _select(conn: AsyncConnection, where: str, args: tuple = ()) -> list[dict]:
+    """Alert rows matching `where` (with its ORDER BY / LIMIT), aliased to Alert's fields."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"{_SELECT} WHERE {where}", args)
+        return await cur.fetchall()
 
 
 async def _history(
@@ -71,6 +77,14 @@ async def _history(
         (alert.alert_id, ts, alert.status.value, by, note),
     )
     return (await cur.fetchone())[0]
+
+
+async def history_note(conn: AsyncConnection, alert: Alert, note: str) -> None:
+    """A note in the alert's history that does not change it (a notifier's outcome)."""
+    await conn.execute(
+        "INSERT INTO alert_history (alert_id, status, note) VALUES (%s, %s, %s)",
+        (alert.alert_id, alert.status.value, note),
+    )
 
 
 class NotMonitored(Exception):
@@ -172,89 +186,57 @@ async def occurred(conn: AsyncConnection, alert_id: uuid.UUID, at: datetime) -> 
 
 
 async def get(conn: AsyncConnection, alert_id: uuid.UUID) -> Alert | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {COLUMNS} FROM alerts a WHERE a.id = %s", (alert_id,))
-        row = await cur.fetchone()
-    return _to_alert(row) if row else None
+    stored = await get_stored(conn, alert_id)
+    return stored.alert if stored else None
 
 
 async def get_stored(conn: AsyncConnection, alert_id: uuid.UUID) -> Stored | None:
     """An alert with what alerting needs to continue its schedule (episode, last notified)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {COLUMNS} FROM alerts a WHERE a.id = %s", (alert_id,))
-        row = await cur.fetchone()
-    return _stored(row) if row else None
+    rows = await _select(conn, "a.id = %s", (alert_id,))
+    return _stored(rows[0]) if rows else None
+
+
+async def practice(conn: AsyncConnection, alert_id: uuid.UUID, site: str) -> bool | None:
+    """Whether the alert of this site is a practice one; None if the site has no such alert."""
+    cur = await conn.execute(
+        "SELECT practice FROM alerts WHERE id = %s AND site = %s", (alert_id, site)
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
 
 
 async def open_alerts(conn: AsyncConnection) -> list[Stored]:
     """Every unresolved alert, oldest first (alerting resumes their schedules from these)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {COLUMNS} FROM alerts a WHERE a.status <> 'resolved' ORDER BY a.started_at"
-        )
-        return [_stored(r) for r in await cur.fetchall()]
-
-
-async def open_alert(
-    conn: AsyncConnection, site: str, room: str, kind: str, device: str | None = None
-) -> Alert | None:
-    """The unresolved alert of this kind in this room (one per room and kind: de-duplication)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"""SELECT {COLUMNS} FROM alerts a
-                WHERE a.site = %s AND a.room = %s AND a.kind = %s AND a.status <> 'resolved'
-                  AND (%s::text IS NULL OR a.device = %s)
-                ORDER BY a.started_at DESC LIMIT 1""",
-            (site, room, kind, device, device),
-        )
-        row = await cur.fetchone()
-    return _to_alert(row) if row else None
-
-
-async def firing(conn: AsyncConnection) -> list[Alert]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {COLUMNS} FROM alerts a WHERE a.status = 'firing' ORDER BY a.started_at"
-        )
-        return [_to_alert(r) for r in await cur.fetchall()]
+    rows = await _select(conn, "a.status <> 'resolved' ORDER BY a.started_at")
+    return [_stored(r) for r in rows]
 
 
 async def for_board(conn: AsyncConnection, site: str, resolved_within_s: int = 3600) -> list[Alert]:
     """Open alerts of a site and those resolved lately, newest first (the tablet's list)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"""SELECT {COLUMNS} FROM alerts a
-                WHERE a.site = %s AND (a.status <> 'resolved'
-                      OR a.resolved_at > now() - make_interval(secs => %s))
-                ORDER BY a.started_at DESC LIMIT 200""",
-            (site, resolved_within_s),
-        )
-        return [_to_alert(r) for r in await cur.fetchall()]
+    rows = await _select(
+        conn,
+        """a.site = %s AND (a.status <> 'resolved'
+                OR a.resolved_at > now() - make_interval(secs => %s))
+           ORDER BY a.started_at DESC LIMIT 200""",
+        (site, resolved_within_s),
+    )
+    return [_to_alert(r) for r in rows]
 
 
 async def changed_since(
     conn: AsyncConnection, site: str, after: int, limit: int = 500
 ) -> list[Alert]:
     """Alerts of a site changed after history number `after` (what a tablet missed)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"""SELECT {COLUMNS} FROM alerts a
-                WHERE a.site = %s AND a.id IN (
-                    SELECT h.alert_id FROM alert_history h WHERE h.seq > %s)
-                ORDER BY a.started_at LIMIT %s""",
-            (site, after, limit),
-        )
-        return [_to_alert(r) for r in await cur.fetchall()]
+    rows = await _select(
+        conn,
+        """a.site = %s AND a.id IN (SELECT h.alert_id FROM alert_history h WHERE h.seq > %s)
+           ORDER BY a.started_at LIMIT %s""",
+        (site, after, limit),
+    )
+    return [_to_alert(r) for r in rows]
 
 
 async def cursor(conn: AsyncConnection) -> int:
     """The newest history number (a snapshot is complete up to it)."""
     cur = await conn.execute("SELECT coalesce(max(seq), 0) FROM alert_history")
     return (await cur.fetchone())[0]
-
-
-async def room_name(conn: AsyncConnection, site: str, room: str) -> str:
-    """The name staff know a room by (its id if it is not registered)."""
-    cur = await conn.execute("SELECT name FROM rooms WHERE site_id = %s AND id = %s", (site, room))
-    row = await cur.fetchone()
-    return row[0] if row else room
