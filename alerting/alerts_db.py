@@ -16,6 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from nattillsyn.protocol import Alert
+from nattillsyn.protocol.gateway import SyncAlert, SyncHistory
 
 # Alert field → the column expression it is read from.
 _FIELDS = {
@@ -240,3 +241,90 @@ async def cursor(conn: AsyncConnection) -> int:
     """The newest history number (a snapshot is complete up to it)."""
     cur = await conn.execute("SELECT coalesce(max(seq), 0) FROM alert_history")
     return (await cur.fetchone())[0]
+
+
+async def known(conn: AsyncConnection, alert_id: uuid.UUID | None) -> uuid.UUID | None:
+    """`alert_id` if the centre has that alert, else None."""
+    if alert_id is None:
+        return None
+    cur = await conn.execute("SELECT 1 FROM alerts WHERE id = %s", (alert_id,))
+    return alert_id if await cur.fetchone() else None
+
+
+# -- uploads of a care-home gateway (`gateway_sync.import_sync`) ----------------------------
+
+_RANK = "(CASE {} WHEN 'firing' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END)"
+
+
+async def merge_uploaded(
+    conn: AsyncConnection, sa: SyncAlert, origin: str
+) -> tuple[uuid.UUID, bool]:
+    """An alert as a gateway had it: inserted once, or merged into the centre's alert of the
+    same id or the same source event and kind (the furthest status wins). Returns the
+    centre's id and whether it was inserted."""
+    a = sa.alert
+    cur = await conn.execute(
+        """SELECT id FROM alerts WHERE id = %s
+           OR (%s::uuid IS NOT NULL AND kind = %s AND source_event = %s)
+           ORDER BY (id = %s) DESC LIMIT 1""",
+        (a.alert_id, a.source_event, a.kind, a.source_event, a.alert_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        await conn.execute(
+            """INSERT INTO alerts (id, site, room, device, kind, priority, status, title,
+                   started_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by,
+                   outcome, source_event, practice, resident_id, episode, occurrences,
+                   last_seen_at, escalation_step, targets, last_notified_at, silenced,
+                   origin)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                       %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (
+                a.alert_id, a.site, a.room, a.device, a.kind, str(a.priority),
+                str(a.status), a.title, a.started, a.acknowledged_at,
+                a.acknowledged_by, a.resolved_at, a.resolved_by, a.outcome,
+                a.source_event, a.practice, sa.resident_id, sa.episode, a.occurrences,
+                a.started, a.escalation_step, a.targets, sa.last_notified_at,
+                a.silenced, origin,
+            ),
+        )  # fmt: skip
+        return a.alert_id, True
+    await conn.execute(
+        f"""UPDATE alerts c SET
+               status = CASE WHEN {_RANK.format("%s::text")} > {_RANK.format("c.status")}
+                             THEN %s ELSE c.status END,
+               acknowledged_by = CASE WHEN c.acknowledged_at IS NULL THEN %s
+                                      ELSE c.acknowledged_by END,
+               acknowledged_at = coalesce(c.acknowledged_at, %s),
+               resolved_by = CASE WHEN c.resolved_at IS NULL THEN %s
+                                  ELSE c.resolved_by END,
+               resolved_at = coalesce(c.resolved_at, %s),
+               outcome = coalesce(c.outcome, %s),
+               occurrences = greatest(c.occurrences, %s),
+               escalation_step = greatest(c.escalation_step, %s),
+               targets = ARRAY(SELECT DISTINCT unnest(c.targets || %s::text[])),
+               last_notified_at = greatest(c.last_notified_at, %s),
+               silenced = c.silenced OR %s,
+               origin = %s, updated_at = now()
+           WHERE c.id = %s""",
+        (
+            str(a.status), str(a.status), a.acknowledged_by, a.acknowledged_at,
+            a.resolved_by, a.resolved_at, a.outcome, a.occurrences,
+            a.escalation_step, a.targets, sa.last_notified_at, a.silenced, origin,
+            row[0],
+        ),
+    )  # fmt: skip
+    return row[0], False
+
+
+async def merge_uploaded_history(
+    conn: AsyncConnection, alert_id: uuid.UUID, h: SyncHistory, origin: str
+) -> int:
+    """A gateway's history row of the centre's alert `alert_id`, once (1 if stored now)."""
+    cur = await conn.execute(
+        """INSERT INTO alert_history (alert_id, ts, status, by_user, note, origin, origin_seq)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (origin, origin_seq) WHERE origin IS NOT NULL DO NOTHING""",
+        (alert_id, h.ts, h.status, h.by_user, h.note, origin, h.seq),
+    )
+    return cur.rowcount

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import aiohttp
 from prometheus_client import Counter
+from psycopg import AsyncConnection
 
 from nattillsyn import log
 from nattillsyn.protocol import Alert
@@ -111,6 +112,27 @@ class PushSubscription:
     endpoint: str
     p256dh: str
     auth: str
+
+
+async def push_subscriptions(
+    conn: AsyncConnection, site: str, groups: list[str]
+) -> list[PushSubscription]:
+    """The live subscriptions of the site's tablets and of tablets in `groups`."""
+    cur = await conn.execute(
+        """SELECT p.endpoint, p.p256dh, p.auth FROM push_subscriptions p
+           LEFT JOIN tablets t ON t.id = p.tablet_id
+           WHERE p.failed_at IS NULL AND (t.revoked_at IS NULL)
+             AND (p.site_id = %s OR (t.groups && %s::text[]))""",
+        (site, groups),
+    )
+    return [PushSubscription(*r) for r in await cur.fetchall()]
+
+
+async def forget_subscriptions(conn: AsyncConnection, endpoints: list[str]) -> None:
+    """Subscriptions the push service says are gone are not tried again."""
+    await conn.execute(
+        "UPDATE push_subscriptions SET failed_at = now() WHERE endpoint = ANY(%s)", (endpoints,)
+    )
 
 
 class WebPushNotifier:

@@ -19,13 +19,13 @@ from psycopg.rows import dict_row
 
 from nattillsyn.ids import new_id
 from nattillsyn.protocol import RoomStateName
+from nattillsyn.protocol.gateway import SyncRound, SyncVisit
 
 from . import alerts_db, presets
-from .care import zone
+from .care import CARE_CHANNEL, zone
 from .rounds import RoundInput, StateSample, decide, occurrence
 
 LIVE_CHANNEL = "nattillsyn_live"
-CARE_CHANNEL = "nattillsyn_care"  # alerting reloads its care model (open visits) on it
 ROUND_COLUMNS = (
     "id, site, room, resident_id, scheduled_at, mode, produced_at, observed_state, "
     "observed_since, confidence, summary, decision, reason, confirmed_by, confirmed_at, "
@@ -350,3 +350,84 @@ async def practice_round(
         if entry is not None:
             made.append(entry)
     return made
+
+
+# -- uploads of a care-home gateway (`gateway_sync.import_sync`) ----------------------------
+
+
+async def known_round(conn: AsyncConnection, round_id: uuid.UUID | None) -> uuid.UUID | None:
+    """`round_id` if the centre has that round entry, else None."""
+    if round_id is None:
+        return None
+    cur = await conn.execute("SELECT 1 FROM rounds WHERE id = %s", (round_id,))
+    return round_id if await cur.fetchone() else None
+
+
+async def merge_uploaded_round(
+    conn: AsyncConnection, site: str, r: SyncRound
+) -> tuple[uuid.UUID | None, bool]:
+    """A gateway's round entry: inserted once, or merged into the centre's entry of the slot.
+    Returns the centre's id of it (None if none) and whether it was inserted."""
+    cur = await conn.execute(
+        """INSERT INTO rounds (id, site, room, resident_id, scheduled_at, mode,
+               produced_at, observed_state, observed_since, confidence, summary,
+               decision, reason, confirmed_by, confirmed_at, late, practice)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT DO NOTHING RETURNING id""",
+        (
+            r.id, site, r.room, r.resident_id, r.scheduled_at, r.mode, r.produced_at,
+            r.observed_state, r.observed_since, r.confidence, r.summary, r.decision,
+            r.reason, r.confirmed_by, r.confirmed_at, r.late, r.practice,
+        ),
+    )  # fmt: skip
+    if await cur.fetchone() is not None:
+        return r.id, True
+    # The slot exists: the gateway saw the room while the centre (cut off) did not,
+    # so its entry wins unless staff already confirmed the central one.
+    cur = await conn.execute(
+        """UPDATE rounds SET observed_state = %s, observed_since = %s, confidence = %s,
+               summary = %s, decision = %s, reason = %s,
+               confirmed_by = coalesce(confirmed_by, %s),
+               confirmed_at = coalesce(confirmed_at, %s)
+           WHERE (id = %s OR (resident_id = %s AND scheduled_at = %s AND practice = %s))
+             AND (confirmed_at IS NULL OR id = %s)
+           RETURNING id""",
+        (
+            r.observed_state, r.observed_since, r.confidence, r.summary, r.decision,
+            r.reason, r.confirmed_by, r.confirmed_at, r.id, r.resident_id,
+            r.scheduled_at, r.practice, r.id,
+        ),
+    )  # fmt: skip
+    row = await cur.fetchone()
+    if row is None:
+        cur = await conn.execute(
+            """SELECT id FROM rounds WHERE resident_id = %s AND scheduled_at = %s
+               AND practice = %s""",
+            (r.resident_id, r.scheduled_at, r.practice),
+        )
+        row = await cur.fetchone()
+    return (row[0] if row else None), False
+
+
+async def merge_uploaded_visit(
+    conn: AsyncConnection,
+    site: str,
+    v: SyncVisit,
+    round_id: uuid.UUID | None,
+    alert_id: uuid.UUID | None,
+) -> bool:
+    """A gateway's visit: inserted once, or its end added; True if it was inserted."""
+    cur = await conn.execute(
+        """INSERT INTO visits (id, site, room, resident_id, started_at, ended_at, by_user,
+               reason, round_id, alert_id, practice)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (id) DO UPDATE SET
+               ended_at = coalesce(visits.ended_at, EXCLUDED.ended_at)
+           RETURNING (xmax = 0)""",
+        (
+            v.id, site, v.room, v.resident_id, v.started_at, v.ended_at, v.by_user,
+            v.reason, round_id, alert_id, v.practice,
+        ),
+    )  # fmt: skip
+    row = await cur.fetchone()
+    return bool(row and row[0])

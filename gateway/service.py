@@ -579,12 +579,12 @@ class GatewayService:
         ):
             self._warn_since = None
             if self.alerting is not None:
-                from nattillsyn.alerting.gateways import GATEWAY_STORAGE
+                from nattillsyn.alerting.site_watch import GATEWAY_STORAGE
 
                 await self.alerting.resolve_site(self.site, GATEWAY_STORAGE, now)
             await self._send_status()
         if self._warn_since is not None and self.alerting is not None:
-            from nattillsyn.alerting.gateways import GATEWAY_STORAGE
+            from nattillsyn.alerting.site_watch import GATEWAY_STORAGE
 
             episode = f"storage:{self.cfg.id}:{self._warn_since.isoformat()}"
             await self.alerting.raise_site(
