@@ -136,7 +136,7 @@ async def import_sync(conn: AsyncConnection, msg: GatewaySync) -> ImportResult:
     (who acknowledged, resolved, with which outcome); everything else is inserted once."""
     origin = f"{msg.site}/{msg.gateway}"
     out = ImportResult()
-    ids: dict[uuid.UUID, uuid.UUID] = {}
+    central: dict[uuid.UUID, uuid.UUID] = {}  # the gateway's id of an alert/round → ours
     async with conn.transaction():
         for sa in msg.alerts:
             if sa.alert.site != msg.site:
@@ -145,24 +145,21 @@ async def import_sync(conn: AsyncConnection, msg: GatewaySync) -> ImportResult:
                 )
             cid, inserted = await alerts_db.merge_uploaded(conn, sa, origin)
             out.add("alerts" if inserted else "alerts_merged", 1)
-            ids[sa.alert.alert_id] = cid
+            central[sa.alert.alert_id] = cid
             out.alerts.append(cid)
         for h in msg.history:
-            cid = ids.get(h.alert_id) or await alerts_db.known(conn, h.alert_id)
+            cid = central.get(h.alert_id) or await alerts_db.known(conn, h.alert_id)
             if cid is None:
                 continue  # its alert was never uploaded: nothing to attach it to
             out.add("alert_history", await alerts_db.merge_uploaded_history(conn, cid, h, origin))
-        rounds: dict[uuid.UUID, uuid.UUID] = {}
         for r in msg.rounds:
             rid, inserted = await rounds_db.merge_uploaded_round(conn, msg.site, r)
             if inserted:
                 out.add("rounds", 1)
             if rid is not None:
-                rounds[r.id] = rid
+                central[r.id] = rid
         for v in msg.visits:
-            round_id = await rounds_db.known_round(conn, rounds.get(v.round_id, v.round_id))
-            alert_id = await alerts_db.known(conn, ids.get(v.alert_id, v.alert_id))
-            inserted = await rounds_db.merge_uploaded_visit(conn, msg.site, v, round_id, alert_id)
+            inserted = await rounds_db.merge_uploaded_visit(conn, msg.site, v, central)
             out.add("visits", int(inserted))
         for au in msg.audit:
             cur = await conn.execute(

@@ -41,6 +41,10 @@ STORE = Histogram(
 )
 
 
+# What escalation needs of an alert under the same name.
+_SAME_IN_TRACKING = ("status", "priority", "acknowledged_at", "silenced", "practice")
+
+
 def _notifiers(settings: Settings, policy: escalation.Policy) -> dict[str, Notifier]:
     """One notifier per `notifier:NAME` target of the escalation steps."""
     cfg = settings.alerting
@@ -213,14 +217,10 @@ class Pager:
     def _tracking(self, oa: OpenAlert, now: datetime) -> escalation.Tracking:
         a = oa.alert
         return escalation.Tracking(
-            status=a.status,
-            priority=a.priority,
+            **{f: getattr(a, f) for f in _SAME_IN_TRACKING},
             raised_at=a.started,
-            acknowledged_at=a.acknowledged_at,
             last_notified_at=oa.last_notified_at,
             step=a.escalation_step,
-            silenced=a.silenced,
-            practice=a.practice,
             visit_open=(a.site, a.room) in self.care.visits,
         )
 

@@ -410,13 +410,12 @@ async def merge_uploaded_round(
 
 
 async def merge_uploaded_visit(
-    conn: AsyncConnection,
-    site: str,
-    v: SyncVisit,
-    round_id: uuid.UUID | None,
-    alert_id: uuid.UUID | None,
+    conn: AsyncConnection, site: str, v: SyncVisit, central: dict
 ) -> bool:
-    """A gateway's visit: inserted once, or its end added; True if it was inserted."""
+    """A gateway's visit: inserted once, or its end added; True if it was inserted. Its round
+    entry and alert are ours (`central`: the gateway's ids → ours) if we have them."""
+    round_id = await known_round(conn, central.get(v.round_id, v.round_id))
+    alert_id = await alerts_db.known(conn, central.get(v.alert_id, v.alert_id))
     cur = await conn.execute(
         """INSERT INTO visits (id, site, room, resident_id, started_at, ended_at, by_user,
                reason, round_id, alert_id, practice)

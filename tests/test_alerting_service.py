@@ -381,6 +381,19 @@ async def test_repeat_escalation_to_webhook_and_resound(seeded, pool) -> None:
         await runner.cleanup()
 
 
+async def _silence(pool, room: str, kinds: list[str]) -> None:
+    """A manager silences the room for an hour (begun a moment ago: the service's clock
+    started before it)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            """INSERT INTO alert_silences (site, room, kinds, starts_at, ends_at, reason,
+                                          created_by)
+               VALUES (%s, %s, %s, now() - interval '1 minute', now() + interval '1 hour',
+                       'test', 'chef')""",
+            (SITE, room, kinds),
+        )
+
+
 async def test_silence_and_practice_are_kept_apart(seeded, pool) -> None:
     received: list = []
     runner, url = await _webhook_server(received, b"s")
@@ -394,14 +407,7 @@ async def test_silence_and_practice_are_kept_apart(seeded, pool) -> None:
             seeded, clock, offline_after_s=3600, escalation=steps, webhook_url=url,
             webhook_secret="s",
         ) as svc:  # fmt: skip
-            async with pool.connection() as conn:
-                await conn.execute(
-                    """INSERT INTO alert_silences (site, room, kinds, starts_at, ends_at, reason,
-                                                  created_by)
-                       VALUES (%s, 'rum-102', '{possible_fall}', now() - interval '1 minute',
-                               now() + interval '1 hour', 'test', 'chef')""",
-                    (SITE,),
-                )
+            await _silence(pool, "rum-102", ["possible_fall"])
             await _until(lambda: svc.silences)
             async with Staff(seeded, clock) as staff:
                 await staff.heartbeat("rum-102")
@@ -482,14 +488,7 @@ async def test_silence_made_while_an_alert_repeats_stops_the_repeats(seeded, poo
         await staff.fall("rum-101")
         first = await staff.wait(lambda a: a.notify == "new")
         await advance_until(clock, staff, lambda a: a.notify == "repeat")
-        async with pool.connection() as conn:
-            await conn.execute(
-                """INSERT INTO alert_silences (site, room, kinds, starts_at, ends_at, reason,
-                                              created_by)
-                   VALUES (%s, 'rum-101', '{}', now() - interval '1 minute',
-                           now() + interval '1 hour', 'test', 'chef')""",
-                (SITE,),
-            )
+        await _silence(pool, "rum-101", [])
         muted = await advance_until(
             clock, staff, lambda a: a.silenced and a.alert_id == first.alert_id
         )
