@@ -108,15 +108,9 @@ class RuleOverride(_Model):
     )
 
     def apply(self, rule: Rule) -> Rule:
-        update: dict[str, Any] = {
-            k: v
-            for k, v in (
-                ("enabled", self.enabled),
-                ("priority", self.priority),
-                ("delay_s", self.delay_s),
-            )
-            if v is not None
-        }
+        update: dict[str, Any] = self.model_dump(
+            include={"enabled", "priority", "delay_s"}, exclude_none=True
+        )
         if self.hours == "always":
             update["hours"] = None
         elif self.hours is not None:

@@ -301,7 +301,11 @@ async def test_device_offline_and_backlog_system_alerts(seeded, pool) -> None:
         await advance_until(clock, staff, lambda a: a.kind == "edge_backlog", limit=1.0)
 
 
-async def _webhook_server(received: list, secret: bytes):
+@contextlib.asynccontextmanager
+async def webhook(secret: bytes):
+    """A webhook receiver that checks the signature; yields (the bodies received, its URL)."""
+    received: list = []
+
     async def hook(request: web.Request) -> web.Response:
         raw = await request.read()
         sig = hmac.new(secret, raw, hashlib.sha256).hexdigest()
@@ -316,19 +320,21 @@ async def _webhook_server(received: list, secret: bytes):
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://127.0.0.1:{port}/sms"
+    try:
+        yield received, f"http://127.0.0.1:{port}/sms"
+    finally:
+        await runner.cleanup()
+
+
+def _steps(*steps: tuple[float, str]) -> list[EscalationStep]:
+    """Escalation steps: (seconds after raising, the target reached then)."""
+    return [EscalationStep(after_s=after, targets=[target]) for after, target in steps]
 
 
 async def test_repeat_escalation_to_webhook_and_resound(seeded, pool) -> None:
-    received: list = []
-    runner, url = await _webhook_server(received, b"k3y")
-    steps = [
-        EscalationStep(after_s=0, targets=["unit"]),
-        EscalationStep(after_s=1.0, targets=["group:backup"]),
-        EscalationStep(after_s=2.0, targets=["notifier:webhook"]),
-    ]
+    steps = _steps((0, "unit"), (1.0, "group:backup"), (2.0, "notifier:webhook"))
     clock = manual()
-    try:
+    async with webhook(b"k3y") as (received, url):
         async with (
             running(
                 seeded, clock, offline_after_s=3600, repeat_s=0.5, resound_s=1.0,
@@ -377,8 +383,6 @@ async def test_repeat_escalation_to_webhook_and_resound(seeded, pool) -> None:
                 ).fetchall()
             ]
         assert "escalation step 3" in notes and "notified notifier:webhook" in notes
-    finally:
-        await runner.cleanup()
 
 
 async def _silence(pool, room: str, kinds: list[str]) -> None:
@@ -395,14 +399,9 @@ async def _silence(pool, room: str, kinds: list[str]) -> None:
 
 
 async def test_silence_and_practice_are_kept_apart(seeded, pool) -> None:
-    received: list = []
-    runner, url = await _webhook_server(received, b"s")
-    steps = [
-        EscalationStep(after_s=0, targets=["unit"]),
-        EscalationStep(after_s=0.2, targets=["notifier:webhook"]),
-    ]
     clock = manual()
-    try:
+    steps = _steps((0, "unit"), (0.2, "notifier:webhook"))
+    async with webhook(b"s") as (received, url):
         async with running(
             seeded, clock, offline_after_s=3600, escalation=steps, webhook_url=url,
             webhook_secret="s",
@@ -432,8 +431,6 @@ async def test_silence_and_practice_are_kept_apart(seeded, pool) -> None:
                 await conn.execute("SELECT practice, targets FROM alerts WHERE id = %s", (pid,))
             ).fetchone()
         assert row[0] is True and "notifier:webhook" not in row[1]
-    finally:
-        await runner.cleanup()
 
 
 async def test_digital_round_at_the_agreed_time(seeded, pool) -> None:
