@@ -5,6 +5,7 @@ published, and the uploads of a gateway merged and answered."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from nattillsyn import log
 from nattillsyn.clock import SYSTEM, Clock
@@ -59,7 +60,7 @@ class GatewayWatch:
             self.changed()
         await self.check(now)
 
-    async def check(self, now) -> None:
+    async def check(self, now: datetime) -> None:
         """Site offline / gateway storage alerts; rooms of a handed-back site evaluated at once."""
         conds = self.sites.conditions(now)
         holding = {(c.site, c.kind) for c in conds}

@@ -84,16 +84,7 @@ class AlertingService:
             settings, self.db, self.mqtt, self.care, self.book, self.sites, self._refresh.set, clock
         )
         self.topics = self.pager.topics
-        timing = rules.SystemTiming(
-            offline_after_s=self.cfg.offline_after_s,
-            camera_covered_delay_s=self.cfg.camera_covered_delay_s,
-            too_dark_delay_s=self.cfg.too_dark_delay_s,
-            camera_moved_delay_s=self.cfg.camera_moved_delay_s,
-            backlog_threshold=self.cfg.backlog_threshold,
-            backlog_delay_s=self.cfg.backlog_delay_s,
-            paused_delay_s=self.cfg.paused_delay_s,
-        )
-        self.room_watch = RoomWatch(timing, self.pager, clock)
+        self.room_watch = RoomWatch(rules.SystemTiming.from_settings(self.cfg), self.pager, clock)
         self.gateways = (
             GatewayWatch(
                 settings, self.sites, self.pager, self.room_watch, self._refresh.set, clock
