@@ -6,6 +6,7 @@ Other packages use only these modules:
 - `alerts_db`: alerts and their history (the only writer of `alerts`, `alert_history`);
 - `rounds_db`: round entries and visits (the only writer of `rounds`, `visits`);
 - `presets`: risk presets and per-resident overrides (the admin UI);
+- `rules`: the pure rule evaluation (the benchmarks replay clips through it);
 - `notifiers`: the VAPID keys of Web Push;
 - `site_watch`: the site-level alert kinds (`GATEWAY_STORAGE`, `SITE_OFFLINE`).
 
