@@ -34,7 +34,8 @@ class OpenAlerts:
     def __len__(self) -> int:
         return len(self.by_id)
 
-    def __contains__(self, oa: OpenAlert) -> bool:
+    def still_open(self, oa: OpenAlert) -> bool:
+        """Whether `oa` is still followed (not resolved meanwhile)."""
         return str(oa.alert.alert_id) in self.by_id
 
     def add(self, oa: OpenAlert) -> None:

@@ -234,7 +234,7 @@ class Pager:
         OPEN.set(len(self.book))
 
     async def _schedule(self, oa: OpenAlert, now: datetime) -> None:
-        if oa not in self.book:
+        if not self.book.still_open(oa):
             return
         if oa.alert.room != SITE_ROOM and self.suppressed(oa.alert.site, now):
             return  # the gateway repeats and escalates on site; "site offline" covers it here
