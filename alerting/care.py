@@ -4,7 +4,7 @@ monitored now (the SQL function `monitoring_active`, the one rule), silences, op
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -13,6 +13,8 @@ from psycopg import AsyncConnection
 
 from . import presets
 from .presets import Rule, RuleKind
+
+CARE_CHANNEL = "nattillsyn_care"  # NOTIFY on it (payload `<schema>.<table>`): reload the model
 
 
 @lru_cache(maxsize=64)
@@ -104,3 +106,32 @@ async def load_heartbeats(conn: AsyncConnection) -> dict[tuple[str, str], tuple[
            ORDER BY site_id, room_id, last_heartbeat DESC"""
     )
     return {(r[0], r[1]): (r[2], r[3]) for r in await cur.fetchall()}
+
+
+@dataclass
+class CareModel:
+    """The care model as alerting last read it (reloaded on every change and periodically)."""
+
+    rooms: dict[tuple[str, str], RoomCare] = field(default_factory=dict)
+    silences: list[Silence] = field(default_factory=list)
+    visits: set[tuple[str, str]] = field(default_factory=set)
+    # When monitoring of each room began (delays count from it); None: before start-up.
+    monitored_since: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
+
+    async def reload(
+        self, conn: AsyncConnection, now: datetime, initial: bool = False
+    ) -> list[tuple[str, str]]:
+        """Read it again; returns the rooms whose rules or monitoring changed."""
+        rooms = await load_rooms(conn)
+        silences = await load_silences(conn)
+        visits = await load_open_visits(conn)
+        changed = []
+        for key, rc in rooms.items():
+            before = self.rooms.get(key)
+            if rc.monitored and (before is None or not before.monitored):
+                # Delays count from when monitoring began; at start-up: unknown, long ago.
+                self.monitored_since[key] = None if initial else now
+            if before != rc:
+                changed.append(key)
+        self.rooms, self.silences, self.visits = rooms, silences, visits
+        return changed

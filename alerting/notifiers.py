@@ -13,6 +13,7 @@ alert's history.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -20,7 +21,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import Counter
+from psycopg import AsyncConnection
+from py_vapid import Vapid  # part of pywebpush's dependencies
+from pywebpush import WebPushException, webpush
 
 from nattillsyn import log
 from nattillsyn.protocol import Alert
@@ -113,22 +118,39 @@ class PushSubscription:
     auth: str
 
 
+async def push_subscriptions(
+    conn: AsyncConnection, site: str, groups: list[str]
+) -> list[PushSubscription]:
+    """The live subscriptions of the site's tablets and of tablets in `groups`."""
+    cur = await conn.execute(
+        """SELECT p.endpoint, p.p256dh, p.auth FROM push_subscriptions p
+           LEFT JOIN tablets t ON t.id = p.tablet_id
+           WHERE p.failed_at IS NULL AND (t.revoked_at IS NULL)
+             AND (p.site_id = %s OR (t.groups && %s::text[]))""",
+        (site, groups),
+    )
+    return [PushSubscription(*r) for r in await cur.fetchall()]
+
+
+async def forget_subscriptions(conn: AsyncConnection, endpoints: list[str]) -> None:
+    """Subscriptions the push service says are gone are not tried again."""
+    await conn.execute(
+        "UPDATE push_subscriptions SET failed_at = now() WHERE endpoint = ANY(%s)", (endpoints,)
+    )
+
+
 class WebPushNotifier:
     """Sends a small payload (title, room, priority, alert id) to each subscription."""
 
     name = "webpush"
 
     def __init__(self, private_key: str, subject: str, ttl_s: int = 300) -> None:
-        from py_vapid import Vapid  # part of pywebpush's dependencies
-
         key = private_key.strip()
         self.vapid = Vapid.from_pem(key.encode()) if "BEGIN" in key else Vapid.from_string(key)
         self.subject = subject
         self.ttl = ttl_s
 
     def _send_one(self, sub: PushSubscription, data: str) -> int:
-        from pywebpush import WebPushException, webpush
-
         try:
             resp = webpush(
                 {"endpoint": sub.endpoint, "keys": {"p256dh": sub.p256dh, "auth": sub.auth}},
@@ -173,11 +195,6 @@ class WebPushNotifier:
 
 def vapid_public_key(private_key: str) -> str:
     """The application server key a browser subscribes with (base64url, uncompressed point)."""
-    import base64
-
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-    from py_vapid import Vapid
-
     key = private_key.strip()
     v = Vapid.from_pem(key.encode()) if "BEGIN" in key else Vapid.from_string(key)
     raw = v.public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
@@ -186,8 +203,6 @@ def vapid_public_key(private_key: str) -> str:
 
 def new_vapid_key() -> str:
     """A fresh VAPID private key as PEM."""
-    from py_vapid import Vapid
-
     v = Vapid()
     v.generate_keys()
     return v.private_pem().decode()

@@ -108,15 +108,9 @@ class RuleOverride(_Model):
     )
 
     def apply(self, rule: Rule) -> Rule:
-        update: dict[str, Any] = {
-            k: v
-            for k, v in (
-                ("enabled", self.enabled),
-                ("priority", self.priority),
-                ("delay_s", self.delay_s),
-            )
-            if v is not None
-        }
+        update: dict[str, Any] = self.model_dump(
+            include={"enabled", "priority", "delay_s"}, exclude_none=True
+        )
         if self.hours == "always":
             update["hours"] = None
         elif self.hours is not None:
@@ -157,78 +151,59 @@ def _r(priority: AlertPriority, delay_s: int, hours: Hours | None = None, on: bo
     return Rule(enabled=on, priority=priority, delay_s=delay_s, hours=hours)
 
 
+# The presets side by side, one column each in the order of _PRESET_TEXTS (standard,
+# fall_risk, wandering, low): priority, delay (s), daily window, on/off.
+_PRESET_RULES: dict[ResidentRuleKind, tuple[Rule, ...]] = {
+    "possible_fall": (_r(_H, 0),          _r(_H, 0),          _r(_H, 0),    _r(_H, 0)),
+    "on_floor":      (_r(_H, 60),         _r(_H, 30),         _r(_H, 60),   _r(_H, 120)),
+    "out_of_bed":    (_r(_M, 600),        _r(_M, 60),         _r(_M, 300),  _r(_L, 1800, on=False)),
+    "in_bathroom":   (_r(_M, 1200),       _r(_M, 900),        _r(_M, 1200), _r(_L, 1800)),
+    "no_motion":     (_r(_M, 900),        _r(_H, 600),        _r(_M, 900),  _r(_M, 1800)),
+    "left_room":     (_r(_M, 300, NIGHT), _r(_M, 120, NIGHT), _r(_H, 0),    _r(_I, 600, NIGHT)),
+}  # fmt: skip
+# What managers read: label (sv, en), when to choose it (sv, en).
+_TEXT_FIELDS = ("label_sv", "label_en", "description_sv", "description_en")
+_PRESET_TEXTS = {
+    "standard": (
+        "Standard",
+        "Standard",
+        "Möjligt fall direkt; ur sängen 10 min, badrum 20 min, ingen rörelse 15 min, lämnat "
+        "rummet nattetid 5 min.",
+        "Possible fall at once; out of bed 10 min, bathroom 20 min, no motion 15 min, left the "
+        "room at night 5 min.",
+    ),
+    "fall_risk": (
+        "Fallrisk",
+        "Fall risk",
+        "För den som ofta faller: larm när personen lämnar sängen (1 min), kortare tider för "
+        "badrum och stillhet.",
+        "For residents who fall often: alert when leaving the bed (1 min), shorter times for "
+        "bathroom and stillness.",
+    ),
+    "wandering": (
+        "Vandringsrisk",
+        "Wandering risk",
+        "För personer med demens som kan gå vilse: larm direkt när rummet lämnas under "
+        "övervakningen.",
+        "For residents with dementia who may get lost: alert at once when the room is left "
+        "during monitoring.",
+    ),
+    "low": (
+        "Låg risk",
+        "Low risk",
+        "Självständig nattetid: bara fall, golv och lång stillhet larmar; att lämna rummet "
+        "visas som information.",
+        "Independent at night: only falls, floor and long stillness alert; leaving the room "
+        "is shown as information.",
+    ),
+}
 PRESETS: dict[str, RiskPreset] = {
-    p.name: p
-    for p in (
-        RiskPreset(
-            name="standard",
-            label_sv="Standard",
-            label_en="Standard",
-            description_sv="Möjligt fall direkt; ur sängen 10 min, badrum 20 min, ingen rörelse "
-            "15 min, lämnat rummet nattetid 5 min.",
-            description_en="Possible fall at once; out of bed 10 min, bathroom 20 min, no motion "
-            "15 min, left the room at night 5 min.",
-            rules={
-                "possible_fall": _r(_H, 0),
-                "on_floor": _r(_H, 60),
-                "out_of_bed": _r(_M, 600),
-                "in_bathroom": _r(_M, 1200),
-                "no_motion": _r(_M, 900),
-                "left_room": _r(_M, 300, NIGHT),
-            },
-        ),
-        RiskPreset(
-            name="fall_risk",
-            label_sv="Fallrisk",
-            label_en="Fall risk",
-            description_sv="För den som ofta faller: larm när personen lämnar sängen (1 min), "
-            "kortare tider för badrum och stillhet.",
-            description_en="For residents who fall often: alert when leaving the bed (1 min), "
-            "shorter times for bathroom and stillness.",
-            rules={
-                "possible_fall": _r(_H, 0),
-                "on_floor": _r(_H, 30),
-                "out_of_bed": _r(_M, 60),
-                "in_bathroom": _r(_M, 900),
-                "no_motion": _r(_H, 600),
-                "left_room": _r(_M, 120, NIGHT),
-            },
-        ),
-        RiskPreset(
-            name="wandering",
-            label_sv="Vandringsrisk",
-            label_en="Wandering risk",
-            description_sv="För personer med demens som kan gå vilse: larm direkt när rummet "
-            "lämnas under övervakningen.",
-            description_en="For residents with dementia who may get lost: alert at once when "
-            "the room is left during monitoring.",
-            rules={
-                "possible_fall": _r(_H, 0),
-                "on_floor": _r(_H, 60),
-                "out_of_bed": _r(_M, 300),
-                "in_bathroom": _r(_M, 1200),
-                "no_motion": _r(_M, 900),
-                "left_room": _r(_H, 0),
-            },
-        ),
-        RiskPreset(
-            name="low",
-            label_sv="Låg risk",
-            label_en="Low risk",
-            description_sv="Självständig nattetid: bara fall, golv och lång stillhet larmar; "
-            "att lämna rummet visas som information.",
-            description_en="Independent at night: only falls, floor and long stillness alert; "
-            "leaving the room is shown as information.",
-            rules={
-                "possible_fall": _r(_H, 0),
-                "on_floor": _r(_H, 120),
-                "out_of_bed": _r(_L, 1800, on=False),
-                "in_bathroom": _r(_L, 1800),
-                "no_motion": _r(_M, 1800),
-                "left_room": _r(_I, 600, NIGHT),
-            },
-        ),
+    name: RiskPreset(
+        name=name,
+        **dict(zip(_TEXT_FIELDS, texts, strict=True)),
+        rules={kind: column[i] for kind, column in _PRESET_RULES.items()},
     )
+    for i, (name, texts) in enumerate(_PRESET_TEXTS.items())
 }
 DEFAULT_PRESET = "standard"
 

@@ -11,7 +11,7 @@ reads the clock: the service passes `now`, so tests step time freely.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -117,6 +117,11 @@ class SystemTiming:
     backlog_threshold: int = 100
     backlog_delay_s: float = 60.0
     paused_delay_s: float = 120.0
+
+    @classmethod
+    def from_settings(cls, cfg) -> SystemTiming:
+        """From the alerting settings, which name these fields alike."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
     def rule(self, kind: RuleKind) -> Rule:
         delay = {

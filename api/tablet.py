@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 from psycopg.rows import dict_row
 
-from nattillsyn.alerting import roundstore, store
+from nattillsyn.alerting import alerts_db, rounds_db
 from nattillsyn.protocol import AlertAction, TopicKind, encode
 
 from . import auth
@@ -92,18 +92,10 @@ async def _rooms(request: web.Request, site: str, with_residents: bool) -> list[
 
 async def _tonight(request: web.Request, site: str) -> tuple[list[dict], list[dict]]:
     since = datetime.now(UTC) - NIGHT
-    async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        cols = ", ".join(f"ro.{c.strip()}" for c in roundstore.ROUND_COLUMNS.split(","))
-        await cur.execute(
-            f"""SELECT {cols}, res.display_name AS resident FROM rounds ro
-                LEFT JOIN residents res ON res.id = ro.resident_id
-                WHERE ro.site = %s AND ro.scheduled_at > %s
-                ORDER BY ro.scheduled_at, ro.room""",
-            (site, since),
-        )
-        rounds = [roundstore._json(r) for r in await cur.fetchall()]
+    async with request.app[POOL].connection() as conn:
+        rounds = [rounds_db.as_json(r) for r in await rounds_db.rounds_since(conn, site, since)]
         visits = [
-            roundstore._json(r) for r in await roundstore.visits_since(conn, site, since, 200)
+            rounds_db.as_json(r) for r in await rounds_db.visits_since(conn, site, since, 200)
         ]
     return rounds, visits
 
@@ -113,14 +105,16 @@ async def _snapshot(
 ) -> Snapshot:
     rooms = await _rooms(request, site, with_residents=not locked)
     async with request.app[POOL].connection() as conn:
-        cursor = await store.cursor(conn)
-        alerts = await store.for_board(conn, site)
+        cursor = await alerts_db.cursor(conn)
+        alerts = await alerts_db.for_board(conn, site)
         if after is not None:
             # Replay: every alert that changed while the client was away, even if it was
             # raised and resolved long enough ago to be off the board.
             seen = {a.alert_id for a in alerts}
             alerts += [
-                a for a in await store.changed_since(conn, site, after) if a.alert_id not in seen
+                a
+                for a in await alerts_db.changed_since(conn, site, after)
+                if a.alert_id not in seen
             ]
     rounds, visits = ([], []) if locked else await _tonight(request, site)
     detail = {"rooms": len(rooms), "alerts": len(alerts), "rounds": len(rounds), "after": after}
@@ -227,7 +221,7 @@ async def _act(request: web.Request, action: str, outcome: str | None) -> web.Re
     except ValueError:
         raise ProblemError(404, "Not Found", "no such alert") from None
     async with request.app[POOL].connection() as conn:
-        alert = await store.get(conn, alert_id)
+        alert = await alerts_db.get(conn, alert_id)
     if alert is None or not request[USER].may_see(alert.site):
         raise ProblemError(404, "Not Found", "no such alert")
     msg = AlertAction(

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 
 from nattillsyn import __version__, log
-from nattillsyn.alerting.gateways import GATEWAY_STORAGE
+from nattillsyn.alerting.site_watch import GATEWAY_STORAGE
 from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.mqtt import MqttClient, Will
 from nattillsyn.protocol import GatewayMode, GatewayStatus, TopicKind, Topics, encode

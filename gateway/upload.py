@@ -19,7 +19,7 @@ from datetime import datetime
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from nattillsyn.alerting import store
+from nattillsyn.alerting import alerts_db
 from nattillsyn.protocol import GatewaySync
 from nattillsyn.protocol.gateway import (
     SyncAlert,
@@ -61,7 +61,7 @@ async def collect(
             hist = await cur.fetchall()
             ids = list(dict.fromkeys([h["alert_id"] for h in hist] + sorted(extra_alerts)))
             for aid in ids:
-                stored = await store.get_stored(conn, aid)
+                stored = await alerts_db.get_stored(conn, aid)
                 if stored is None:
                     continue
                 out["alerts"].append(

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 from tls_broker import tls_mosquitto
 
-from nattillsyn.alerting import gateways, rules
+from nattillsyn.alerting import gateway_sync, rules, site_watch
 from nattillsyn.alerting.service import AlertingService
 from nattillsyn.app.demo import seed
 from nattillsyn.app.embedded import PrivateMosquitto
@@ -169,24 +169,24 @@ def _status(seq: int, **kw) -> GatewayStatus:
 
 
 def test_site_watch() -> None:
-    w = gateways.SiteWatch(offline_after_s=30)
+    w = site_watch.SiteWatch(offline_after_s=30)
     s = timedelta(seconds=1)
     assert not w.suppressed("s1", T0) and w.conditions(T0) == []  # no gateway: nothing
     assert w.apply(_status(1), T0) is True
     assert not w.offline("s1", T0 + 29 * s) and w.offline("s1", T0 + 30 * s)
     (c,) = w.conditions(T0 + 31 * s)
-    assert c.kind == gateways.SITE_OFFLINE and c.since == T0
+    assert c.kind == site_watch.SITE_OFFLINE and c.since == T0
     assert w.suppressed("s1", T0 + 31 * s)
     assert w.apply(_status(0), T0 + 32 * s) is False  # older: ignored
     w.apply(_status(2, mode=GatewayMode.fallback), T0 + 32 * s)
     assert not w.offline("s1", T0 + 33 * s) and w.suppressed("s1", T0 + 33 * s)
     w.apply(_status(3, spool_warn_since=T0), T0 + 34 * s)
     (c,) = w.conditions(T0 + 34 * s)
-    assert c.kind == gateways.GATEWAY_STORAGE and not w.suppressed("s1", T0 + 34 * s)
+    assert c.kind == site_watch.GATEWAY_STORAGE and not w.suppressed("s1", T0 + 34 * s)
     w.apply(_status(0, state="offline"), T0 + 35 * s)  # its last will: offline at once
     assert {c.kind for c in w.conditions(T0 + 35 * s)} == {
-        gateways.SITE_OFFLINE,
-        gateways.GATEWAY_STORAGE,
+        site_watch.SITE_OFFLINE,
+        site_watch.GATEWAY_STORAGE,
     }
 
 
@@ -226,7 +226,7 @@ async def test_snapshot_replicates_what_alerting_needs(settings, site_schema) ->
                SELECT id, now() - interval '1 minute', now() + interval '1 hour', 'hemma'
                FROM residents WHERE room_id = 'rum-102'"""
         )
-        snap = await gateways.build_snapshot(centre, "site-1")
+        snap = await gateway_sync.build_snapshot(centre, "site-1")
         assert snap is not None and len(snap.residents) == 2 and len(snap.pauses) == 1
         assert {u.username for u in snap.staff} == {"natt", "chef"}
         assert await apply_snapshot(site, snap) is True
@@ -241,7 +241,7 @@ async def test_snapshot_replicates_what_alerting_needs(settings, site_schema) ->
             "UPDATE residents SET monitoring_active = false WHERE room_id = 'rum-101'"
         )
         await centre.execute("DELETE FROM monitoring_pauses")
-        snap2 = await gateways.build_snapshot(centre, "site-1")
+        snap2 = await gateway_sync.build_snapshot(centre, "site-1")
         assert snap2.digest != snap.digest and await apply_snapshot(site, snap2)
         got = await (await site.execute(q, ("rum-101",))).fetchone()
         assert got == (False,)
@@ -286,9 +286,9 @@ async def test_import_is_idempotent_and_merges(settings) -> None:
                           purpose="tillsyn", what="board")
             ],
         )  # fmt: skip
-        first = await gateways.import_sync(conn, msg)
+        first = await gateway_sync.import_sync(conn, msg)
         assert first.stored == {"alerts_merged": 1, "alert_history": 1, "audit_log": 1}
-        again = await gateways.import_sync(conn, msg)
+        again = await gateway_sync.import_sync(conn, msg)
         assert again.stored == {"alerts_merged": 1, "alert_history": 0, "audit_log": 0}
         row = await (
             await conn.execute("SELECT status, acknowledged_by FROM alerts WHERE id = %s", (aid,))
@@ -299,10 +299,10 @@ async def test_import_is_idempotent_and_merges(settings) -> None:
             update={"status": "resolved", "resolved_at": T0, "resolved_by": "natt",
                     "outcome": "needed_help"}
         )  # fmt: skip
-        await gateways.import_sync(
+        await gateway_sync.import_sync(
             conn, msg.model_copy(update={"alerts": [SyncAlert(alert=done)], "history": []})
         )
-        await gateways.import_sync(conn, msg)  # the older state again changes nothing
+        await gateway_sync.import_sync(conn, msg)  # the older state again changes nothing
         row = await (
             await conn.execute("SELECT status, outcome FROM alerts WHERE id = %s", (aid,))
         ).fetchone()
