@@ -44,6 +44,8 @@ import os
 import sys
 import time
 
+from bench.ingest_load import ceiling, publisher
+from bench.ingest_phases import ceiling_phase, ingest_phase
 from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres
 from nattillsyn.settings.ingest import IngestSettings
 
@@ -143,8 +145,6 @@ def summary(args: argparse.Namespace, phases: dict[str, dict], backend: str) -> 
 
 
 def main_runner(args: argparse.Namespace) -> int:
-    from bench.ingest_phases import ceiling_phase, ingest_phase
-
     loads = [loadavg()]
     args.run = int(time.time()) & 0xFFFFFFF
     durable = {} if args.no_durable else {"fsync": "on", "synchronous_commit": "on"}
@@ -261,13 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency_seconds is None:
         args.latency_seconds = min(args.seconds, 30.0)
     if args.role == "publisher":
-        from bench.ingest_load import publisher
-
         publisher(args)
         return 0
     if args.role == "ceiling":
-        from bench.ingest_load import ceiling
-
         with contextlib.suppress(KeyboardInterrupt):
             ceiling(args)
         return 0

@@ -183,7 +183,7 @@ class Link:
         if self.outstanding:  # not acknowledged before the connection went: again, DUP set
             data = b"".join(bytes([p[0] | wire.DUP]) + p[1:] for p, *_ in self.outstanding.values())
             self.resent += len(self.outstanding)
-            if not self._send(data):
+            if not self.write(data):
                 return False
         self.read()
         return self.sock is not None
@@ -196,7 +196,7 @@ class Link:
                 self.sock = None
         self.retry_at = time.monotonic() + 0.1
 
-    def _send(self, data: bytes) -> bool:
+    def write(self, data: bytes) -> bool:
         assert self.sock is not None
         view = memoryview(data)
         try:
@@ -228,7 +228,7 @@ class Link:
             p = wire.publish_packet(topic, payload, mid)
             self.outstanding[mid] = (p, topic, payload, attempt)
             parts.append(p)
-        self._send(b"".join(parts))
+        self.write(b"".join(parts))
 
     def send_unrouted(self, now: float) -> None:
         """Publish again the unrouted messages that are due (they take window slots)."""
@@ -380,7 +380,7 @@ def publisher(args) -> None:
             time.sleep(0.05)
     for link in links:
         if link.sock is not None:
-            link._send(wire.DISCONNECT_PACKET)
+            link.write(wire.DISCONNECT_PACKET)
             link.lost()
     t = os.times()
     print(

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from prometheus_client import Counter, Gauge, Histogram
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import PoolTimeout
 
 from nattillsyn import log, metrics
@@ -459,8 +460,6 @@ def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
 
 def _with_application_name(url: str | None, name: str) -> str:
     """The worker's name in pg_stat_activity (operators see who holds what)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     assert url is not None
     params = conninfo_to_dict(url)
     params.setdefault("application_name", name)

@@ -16,8 +16,6 @@ paho internals used: `Client._create_socket` (wrapped), `Client._sock`,
 release lacks them; the transport then uses stock paho, slower and still correct.
 """
 
-# paho internals are what this module is for (and all of the transport that uses any):
-
 from __future__ import annotations
 
 import enum

@@ -15,17 +15,7 @@ from pathlib import Path
 from nattillsyn.testing.partition.clients import CENTRE_PORT, REF_SITE, SITE
 from nattillsyn.testing.partition.netns import Topology, netns_unavailable
 from nattillsyn.testing.partition.runner import Runner
-
-
-async def _until(fn, timeout: float, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        out = await fn()
-        if out:
-            return out
-        if time.monotonic() > deadline:
-            return None
-        await asyncio.sleep(every)
+from nattillsyn.testing.poll import until
 
 
 def _load() -> float:
@@ -82,7 +72,7 @@ async def scenario(a: PartitionOptions) -> dict:
                 s = await site.ask("status")
                 return s if s["replica"] and s["contact"] and s["mode"] == "normal" else None
 
-            if not await _until(site_ready, 60, 0.5):
+            if not await until(site_ready, 60, 0.5):
                 raise RuntimeError(f"gateway never reached the centre: {await site.ask('status')}")
             await site.ask("start_rooms")
             await ref.ask("start_rooms")
@@ -90,7 +80,7 @@ async def scenario(a: PartitionOptions) -> dict:
 
             # 1. A fall with the link up: the centre alerts, the gateway only follows.
             pre = await site.ask("fall", room="rum-101")
-            got = await _until(lambda: _seen(site, pre["alert_id"], "mqtt"), 10)
+            got = await until(lambda: _seen(site, pre["alert_id"], "mqtt"), 10)
             res["link_up_fall_ms"] = round((got["mqtt"] - pre["sent"]) * 1000, 1) if got else None
 
             # 2. Cut both care homes off.
@@ -102,14 +92,14 @@ async def scenario(a: PartitionOptions) -> dict:
                 await asyncio.sleep(a.early_fall_s)
                 early = await site.ask("fall", room="rum-102")
                 early_ref = await ref.ask("fall", room="rum-102")
-            fb = await _until(lambda: _mode_event(site, "fallback"), a.takeover_after_s + 30)
+            fb = await until(lambda: _mode_event(site, "fallback"), a.takeover_after_s + 30)
             if fb is None:
                 fails.append("the gateway never took over")
             else:
                 res["takeover_s"] = round(fb["at"] - t_cut, 2)
                 res["takeover_reason"] = fb["reason"]
             if early is not None:
-                got = await _until(lambda: _seen(site, early["alert_id"], "tablet"), 30)
+                got = await until(lambda: _seen(site, early["alert_id"], "tablet"), 30)
                 res["early_fall_to_site_tablet_s"] = (
                     round(got["tablet"] - early["sent"], 2) if got else None
                 )
@@ -117,7 +107,7 @@ async def scenario(a: PartitionOptions) -> dict:
             await asyncio.sleep(min(5.0, a.outage_s / 10))
             fall = await site.ask("fall", room="rum-103")
             fall_ref = await ref.ask("fall", room="rum-103")
-            got = await _until(lambda: _seen(site, fall["alert_id"], "tablet", "mqtt"), 10, 0.02)
+            got = await until(lambda: _seen(site, fall["alert_id"], "tablet", "mqtt"), 10, 0.02)
             if got is None:
                 fails.append("the fall during the outage never reached the site's tablet")
             else:
@@ -138,17 +128,17 @@ async def scenario(a: PartitionOptions) -> dict:
             topo.restore(a.cut)
             t_back = time.time()
             res["outage_measured_s"] = round(t_back - t_cut, 1)
-            nm = await _until(lambda: _mode_event(site, "normal", after=t_back), 300, 0.2)
+            nm = await until(lambda: _mode_event(site, "normal", after=t_back), 300, 0.2)
             if nm is None:
                 fails.append("the gateway never handed back")
             else:
                 res["handover_s"] = round(nm["at"] - t_back, 2)
-            ref_got = await _until(lambda: _seen(ref, fall_ref["alert_id"], "mqtt"), 120)
+            ref_got = await until(lambda: _seen(ref, fall_ref["alert_id"], "mqtt"), 120)
             res["reference_fall_to_site_s"] = (
                 round(ref_got["mqtt"] - fall_ref["sent"], 1) if ref_got else None
             )
             if early_ref is not None:
-                ref_early = await _until(lambda: _seen(ref, early_ref["alert_id"], "mqtt"), 30)
+                ref_early = await until(lambda: _seen(ref, early_ref["alert_id"], "mqtt"), 30)
                 res["reference_early_fall_to_site_s"] = (
                     round(ref_early["mqtt"] - early_ref["sent"], 1) if ref_early else None
                 )
@@ -165,7 +155,7 @@ async def scenario(a: PartitionOptions) -> dict:
                 done = all(s["lost"] == 0 for s in rep["sites"].values())
                 return rep if done else None
 
-            rep = await _until(complete, 120, 2.0) or await centre.ask(
+            rep = await until(complete, 120, 2.0) or await centre.ask(
                 "report", ids=ids, alerts=alerts, timeout=120
             )
             res["events"] = rep["sites"]

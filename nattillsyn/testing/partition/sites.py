@@ -69,7 +69,11 @@ class CareHome:
             return False
         return True
 
-    async def stop(self) -> None:
+    async def __aenter__(self) -> CareHome:
+        await self.watch.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
         for x in (self.tablet, self.watch, self.rooms):
             if x is not None:
                 with contextlib.suppress(Exception):
@@ -82,7 +86,7 @@ async def run_site(a: argparse.Namespace) -> None:
     work = Path(a.workdir)
     pg = PrivatePostgres(base_dir=work)
     broker = PrivateMosquitto()
-    gw = home = None
+    gw = None
     try:
         db = pg.start()
         url = broker.start()
@@ -98,45 +102,12 @@ async def run_site(a: argparse.Namespace) -> None:
         })  # fmt: skip
         gw = GatewayService(settings)
         await gw.start()
-        home = CareHome(SITE, url, a, "site-client")
-        home.tablet_url = gw.api.url.replace("0.0.0.0", "127.0.0.1")
-        await home.watch.start()
-        say({"ready": True})
-        last_mode = gw.mode.value
-        peak = 0
-        async for cmd in with_ticks(commands()):
-            peak = max(peak, gw.spool.count)
-            if cmd is None:  # tick: report mode changes as events
-                if gw.mode.value != last_mode:
-                    last_mode = gw.mode.value
-                    say({"event": "mode", "mode": last_mode, "at": time.time(),
-                         "reason": gw.machine.reason})  # fmt: skip
-                continue
-            c = cmd["cmd"]
-            if c == "stop":
-                break
-            if await home.answer(cmd):
-                continue
-            if c == "status":
-                say({"mode": gw.mode.value, "replica": gw.snapshot_digest is not None,
-                     "contact": gw.machine.contact(datetime.now(UTC)) and gw.machine.centre_seen is not None,
-                     "spool": gw.spool.count, "api": gw.api.url if gw.api else None})  # fmt: skip
-            elif c == "ack":
-                say({"status": await home.tablet.acknowledge(cmd["alert_id"])})
-            elif c == "gateway":
-                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-                system = home.tablet.system if home.tablet else []
-                say({"events": gw.events, "spool": gw.spool.count, "dropped": gw.spool.dropped,
-                     "max_rss_mb": rss, "spool_peak": peak,
-                     "delivered": gw.bridge.delivered,
-                     "banner": [s.get("gateway_mode") for s in system]})  # fmt: skip
-            else:
-                say({"error": f"unknown command {c}"})
+        async with CareHome(SITE, url, a, "site-client") as home:
+            home.tablet_url = gw.api.url.replace("0.0.0.0", "127.0.0.1")
+            await site_commands(gw, home)
     except Exception:
         say({"error": traceback.format_exc()})
     finally:
-        if home is not None:
-            await home.stop()
         if gw is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(gw.stop(), 30)
@@ -160,21 +131,51 @@ async def run_reference(a: argparse.Namespace) -> None:
         "max_queued_messages 1000000\n"
     )
     broker = PrivateMosquitto(extra_conf=bridge)
-    home = None
     try:
         url = broker.start()
-        home = CareHome(REF_SITE, url, a, "ref-client")
-        await home.watch.start()
-        say({"ready": True})
-        async for cmd in commands():
-            c = cmd["cmd"]
-            if c == "stop":
-                break
-            if not await home.answer(cmd):
-                say({"error": f"unknown command {c}"})
+        async with CareHome(REF_SITE, url, a, "ref-client") as home:
+            say({"ready": True})
+            async for cmd in commands():
+                if cmd["cmd"] == "stop":
+                    break
+                if not await home.answer(cmd):
+                    say({"error": f"unknown command {cmd['cmd']}"})
     except Exception:
         say({"error": traceback.format_exc()})
     finally:
-        if home is not None:
-            await home.stop()
         broker.stop()
+
+
+async def site_commands(gw: GatewayService, home: CareHome) -> None:
+    """Answer the scenario until it says stop; report the gateway's mode changes meanwhile."""
+    say({"ready": True})
+    last_mode = gw.mode.value
+    peak = 0
+    async for cmd in with_ticks(commands()):
+        peak = max(peak, gw.spool.count)
+        if cmd is None:  # tick: report mode changes as events
+            if gw.mode.value != last_mode:
+                last_mode = gw.mode.value
+                say({"event": "mode", "mode": last_mode, "at": time.time(),
+                     "reason": gw.machine.reason})  # fmt: skip
+            continue
+        c = cmd["cmd"]
+        if c == "stop":
+            break
+        if await home.answer(cmd):
+            continue
+        if c == "status":
+            say({"mode": gw.mode.value, "replica": gw.snapshot_digest is not None,
+                 "contact": gw.machine.contact(datetime.now(UTC)) and gw.machine.centre_seen is not None,
+                 "spool": gw.spool.count, "api": gw.api.url if gw.api else None})  # fmt: skip
+        elif c == "ack":
+            say({"status": await home.tablet.acknowledge(cmd["alert_id"])})
+        elif c == "gateway":
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            system = home.tablet.system if home.tablet else []
+            say({"events": gw.events, "spool": gw.spool.count, "dropped": gw.spool.dropped,
+                 "max_rss_mb": rss, "spool_peak": peak,
+                 "delivered": gw.bridge.delivered,
+                 "banner": [s.get("gateway_mode") for s in system]})  # fmt: skip
+        else:
+            say({"error": f"unknown command {c}"})
