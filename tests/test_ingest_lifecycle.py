@@ -264,20 +264,9 @@ async def test_same_results_on_timescaledb_and_plain_postgresql(plain_beside_tim
     now = datetime.now(UTC)
     t0 = _hour(now)
     async with await _conn(ts_url, schema) as ts, await _conn(plain_url, schema) as plain:
-        kinds = {
-            r[0]
-            for r in await (
-                await ts.execute("SELECT DISTINCT kind FROM summary_registry")
-            ).fetchall()
-        }
-        assert kinds == {"continuous_aggregate"}
-        kinds = {
-            r[0]
-            for r in await (
-                await plain.execute("SELECT DISTINCT kind FROM summary_registry")
-            ).fetchall()
-        }
-        assert kinds == {"table"}
+        for conn, kind in ((ts, "continuous_aggregate"), (plain, "table")):
+            cur = await conn.execute("SELECT DISTINCT kind FROM summary_registry")
+            assert {r[0] for r in await cur.fetchall()} == {kind}
         jobs = await (
             await ts.execute(
                 "SELECT proc_name, hypertable_name FROM timescaledb_information.jobs "

@@ -4,9 +4,11 @@ real broker makes, a scripted broker written without paho (tests/mqtt_wire.py)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import struct
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,18 @@ from nattillsyn.mqtt import MqttClient, MqttUnrouted, Received
 from nattillsyn.mqtt import client as client_module
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.asynccontextmanager
+async def started(*clients: MqttClient) -> AsyncIterator[tuple[MqttClient, ...]]:
+    """The clients started; stopped again afterwards."""
+    for c in clients:
+        await c.start()
+    try:
+        yield clients
+    finally:
+        for c in reversed(clients):
+            await c.stop()
 
 
 def test_no_module_but_the_transport_imports_paho() -> None:
@@ -145,11 +159,10 @@ async def test_broker_closing_mid_packet_is_a_reconnect_and_nothing_is_half_deli
 async def test_qos2_flow_both_ways(mqtt_url: str, topic_root: str) -> None:
     """QoS 2: PUBLISH/PUBREC/PUBREL/PUBCOMP completes for the publisher, the subscriber
     gets each message once and acknowledges it by hand."""
-    sub = MqttClient(mqtt_url, f"q2s-{uuid.uuid4().hex[:8]}", manual_ack=True)
-    pub = MqttClient(mqtt_url, f"q2p-{uuid.uuid4().hex[:8]}")
-    await sub.start()
-    await pub.start()
-    try:
+    async with started(
+        MqttClient(mqtt_url, f"q2s-{uuid.uuid4().hex[:8]}", manual_ack=True),
+        MqttClient(mqtt_url, f"q2p-{uuid.uuid4().hex[:8]}"),
+    ) as (sub, pub):
         await sub.subscribe(f"{topic_root}/q2", qos=2)
         for i in range(3):
             await pub.publish(f"{topic_root}/q2", str(i).encode(), qos=2, timeout=10)
@@ -159,9 +172,6 @@ async def test_qos2_flow_both_ways(mqtt_url: str, topic_root: str) -> None:
         assert pub.outstanding == 0
         with pytest.raises(TimeoutError):
             await sub.next_message(timeout=0.3)
-    finally:
-        await pub.stop()
-        await sub.stop()
 
 
 async def test_stop_while_the_broker_is_unreachable_fails_waiting_publishes() -> None:
@@ -177,16 +187,30 @@ async def test_stop_while_the_broker_is_unreachable_fails_waiting_publishes() ->
         await waiting
 
 
-async def test_next_batch_is_bounded_by_size_and_time(mqtt_url: str, topic_root: str) -> None:
-    sub = MqttClient(mqtt_url, f"batch-{uuid.uuid4().hex[:8]}", manual_ack=True, receive_maximum=50)
-    pub = MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
-    await sub.start()
-    await pub.start()
-    try:
+@contextlib.asynccontextmanager
+async def numbered_backlog(
+    mqtt_url: str, topic_root: str, n: int, receive_maximum: int
+) -> AsyncIterator[MqttClient]:
+    """A manual-ack subscriber with that receive maximum, and `n` messages "0", "1", … that
+    the broker confirmed to the publisher, to be delivered to it."""
+    async with started(
+        MqttClient(
+            mqtt_url,
+            f"backlog-{uuid.uuid4().hex[:8]}",
+            manual_ack=True,
+            receive_maximum=receive_maximum,
+        ),
+        MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}"),
+    ) as (sub, pub):
         await sub.subscribe(f"{topic_root}/#", qos=1)
-        for i in range(120):
+        for i in range(n):
             pub.publish_nowait(f"{topic_root}/x", str(i).encode())
         await pub.wait_outstanding_below(1, timeout=10)
+        yield sub
+
+
+async def test_next_batch_is_bounded_by_size_and_time(mqtt_url: str, topic_root: str) -> None:
+    async with numbered_backlog(mqtt_url, topic_root, 120, receive_maximum=50) as sub:
         seen: list[int] = []
         while len(seen) < 120:
             batch = await asyncio.wait_for(sub.next_batch(30, 0.05), 10)
@@ -197,9 +221,6 @@ async def test_next_batch_is_bounded_by_size_and_time(mqtt_url: str, topic_root:
         assert seen == list(range(120))
         with pytest.raises(TimeoutError):
             await sub.next_message(timeout=0.2)
-    finally:
-        await pub.stop()
-        await sub.stop()
 
 
 async def test_unacknowledged_messages_come_back_after_a_reconnect(
@@ -245,11 +266,10 @@ async def test_unrouted_publish_is_sent_again_until_a_subscriber_takes_it(
 ) -> None:
     """MQTT 5 "no matching subscribers" (as after a broker restart, before the shared
     subscribers are back): with retry_unrouted the publisher keeps the message."""
-    pub = MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}", retry_unrouted=True)
-    sub = MqttClient(mqtt_url, f"sub-{uuid.uuid4().hex[:8]}")
-    await pub.start()
-    await sub.start()
-    try:
+    async with started(
+        MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}", retry_unrouted=True),
+        MqttClient(mqtt_url, f"sub-{uuid.uuid4().hex[:8]}"),
+    ) as (pub, sub):
         pub.publish_nowait(f"{topic_root}/late", b"kept")
         waiting = asyncio.create_task(pub.publish(f"{topic_root}/late", b"awaited", timeout=20))
         # Nobody subscribes yet: both stay outstanding instead of being lost.
@@ -263,9 +283,6 @@ async def test_unrouted_publish_is_sent_again_until_a_subscriber_takes_it(
         assert got == {b"kept", b"awaited"}
         await asyncio.wait_for(waiting, 10)
         await pub.wait_outstanding_below(1, timeout=5)
-    finally:
-        await pub.stop()
-        await sub.stop()
 
 
 async def test_require_subscriber_reports_unrouted_to_the_caller(
@@ -273,35 +290,23 @@ async def test_require_subscriber_reports_unrouted_to_the_caller(
 ) -> None:
     """The edge keeps an event on disk until a subscriber took it: an unrouted PUBACK is an
     error for that publish only; other publishes to the same topic stay plain successes."""
-    pub = MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
-    sub = MqttClient(mqtt_url, f"sub-{uuid.uuid4().hex[:8]}")
-    await pub.start()
-    await sub.start()
     topic = f"{topic_root}/needs-reader"
-    try:
+    async with started(
+        MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}"),
+        MqttClient(mqtt_url, f"sub-{uuid.uuid4().hex[:8]}"),
+    ) as (pub, sub):
         with pytest.raises(MqttUnrouted):
             await pub.publish(topic, b"x", require_subscriber=True, timeout=10)
         await pub.publish(topic, b"y", timeout=10)  # nobody asked: fine
         await sub.subscribe(topic, qos=1)
         await pub.publish(topic, b"z", require_subscriber=True, timeout=10)
         assert (await sub.next_message(timeout=10)).payload == b"z"
-    finally:
-        await pub.stop()
-        await sub.stop()
 
 
 async def test_in_flight_is_bounded_by_receive_maximum(mqtt_url: str, topic_root: str) -> None:
     """The broker delivers no more unacknowledged messages than the receive maximum: a
     worker that cannot commit holds a bounded batch, the rest waits in the broker."""
-    sub = MqttClient(mqtt_url, f"bound-{uuid.uuid4().hex[:8]}", manual_ack=True, receive_maximum=20)
-    pub = MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
-    await sub.start()
-    await pub.start()
-    try:
-        await sub.subscribe(f"{topic_root}/#", qos=1)
-        for i in range(60):
-            pub.publish_nowait(f"{topic_root}/x", str(i).encode())
-        await pub.wait_outstanding_below(1, timeout=10)
+    async with numbered_backlog(mqtt_url, topic_root, 60, receive_maximum=20) as sub:
         held = [await sub.next_message(timeout=5) for _ in range(20)]
         with pytest.raises(TimeoutError):
             await sub.next_message(timeout=0.5)
@@ -312,6 +317,3 @@ async def test_in_flight_is_bounded_by_receive_maximum(mqtt_url: str, topic_root
             sub.ack_many(batch)
             rest += batch
         assert [int(m.payload) for m in held + rest] == list(range(60))
-    finally:
-        await pub.stop()
-        await sub.stop()

@@ -86,6 +86,8 @@ class MqttConnection:
         self._broken = False
         self._stopped = True
         self._progress = 0  # packets handled: a read burst stops when one made none
+        # A received PUBLISH, from paho's reader or the fast path (the client's `_deliver`).
+        self._deliver: fastpath.Deliver
 
         kwargs: dict = {
             "callback_api_version": paho.CallbackAPIVersion.VERSION2,
@@ -340,7 +342,6 @@ class MqttConnection:
             self._forget_socket()
             self._handle_disconnect(self._client, None, None, None, None)
 
-    # -- publish / subscribe ---------------------------------------------------
     # -- paho callbacks (event loop) ---------------------------------------------
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -372,19 +373,6 @@ class MqttConnection:
             logger.warning("mqtt disconnected", reason=str(reason_code), client_id=self.client_id)
 
     # -- what the client adds (client.MqttClient) ----------------------------------
-
-    def _deliver(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        retain: bool,
-        mid: int,
-        dup: bool,
-        properties: Properties | None = None,
-    ) -> None:
-        """A received PUBLISH (from paho's reader or the fast path)."""
-        raise NotImplementedError
 
     def _release_held(self) -> None:
         """The socket is open: send what was published while it opened."""
