@@ -15,10 +15,7 @@ async def until(fn: Callable[[], Any], timeout: float, every: float = 0.1) -> An
     deadline = time.monotonic() + timeout
     while True:
         out = fn()
-        if inspect.isawaitable(out):
-            out = await out
-        if out:
-            return out
-        if time.monotonic() > deadline:
-            return None
+        out = (await out) if inspect.isawaitable(out) else out
+        if out or time.monotonic() > deadline:
+            return out or None
         await asyncio.sleep(every)
