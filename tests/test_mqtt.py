@@ -77,25 +77,23 @@ async def test_undefined_puback_reason_is_a_protocol_error_and_a_reconnect() -> 
             else:
                 await conn.send(packet(PUBACK, mid))
 
-    async with ScriptedBroker(script) as broker:
-        client = MqttClient(broker.url, "undefined-reason")
-        await client.start()
-        try:
-            for _ in range(6):  # QoS 0 takes packet ids too: the QoS 1 publish gets id 7
-                await client.publish("t/x", b"q0", qos=0)
-            await client.publish("t/x", b"q1", qos=1, timeout=20)
-            assert client.protocol_errors == 1
-            assert client.connects == 2
-            first, second = broker.connections[0], broker.connections[1]
-            assert packet(PUBACK, b"\x00\x07\x05") == bytes.fromhex("4003000705")
-            q1 = [b for c, b in first.packets if c & 0xF0 == PUBLISH and c & 0x06]
-            assert q1[0][5:7] == b"\x00\x07"  # so the broker answered exactly 40 03 00 07 05
-            again = [(c, b) for c, b in second.packets if c & 0xF0 == PUBLISH]
-            assert again[0][0] & 0x08, "sent again with DUP"
-            assert again[0][1].endswith(b"q1")
-            assert client.outstanding == 0
-        finally:
-            await client.stop()
+    async with (
+        ScriptedBroker(script) as broker,
+        started(MqttClient(broker.url, "undefined-reason")) as (client,),
+    ):
+        for _ in range(6):  # QoS 0 takes packet ids too: the QoS 1 publish gets id 7
+            await client.publish("t/x", b"q0", qos=0)
+        await client.publish("t/x", b"q1", qos=1, timeout=20)
+        assert client.protocol_errors == 1
+        assert client.connects == 2
+        first, second = broker.connections[0], broker.connections[1]
+        assert packet(PUBACK, b"\x00\x07\x05") == bytes.fromhex("4003000705")
+        q1 = [b for c, b in first.packets if c & 0xF0 == PUBLISH and c & 0x06]
+        assert q1[0][5:7] == b"\x00\x07"  # so the broker answered exactly 40 03 00 07 05
+        again = [(c, b) for c, b in second.packets if c & 0xF0 == PUBLISH]
+        assert again[0][0] & 0x08, "sent again with DUP"
+        assert again[0][1].endswith(b"q1")
+        assert client.outstanding == 0
 
 
 async def test_an_exception_on_the_read_path_is_a_protocol_error_and_a_reconnect(
@@ -117,17 +115,15 @@ async def test_an_exception_on_the_read_path_is_a_protocol_error_and_a_reconnect
         if cmd & 0xF0 == 0x80:
             await conn.send(publish_packet("t/x", b"again", qos=1, mid=3, dup=conn.number > 1))
 
-    async with ScriptedBroker(script) as broker:
-        client = MqttClient(broker.url, "read-path", manual_ack=True)
-        await client.start()
-        try:
-            await client.subscribe("t/#")
-            msg = await client.next_message(timeout=20)
-            assert (msg.payload, msg.dup) == (b"again", True)
-            assert client.protocol_errors == 1 and client.connects == 2
-            assert broker.connections[0].packets[-1] == (DISCONNECT, b"\x82")
-        finally:
-            await client.stop()
+    async with (
+        ScriptedBroker(script) as broker,
+        started(MqttClient(broker.url, "read-path", manual_ack=True)) as (client,),
+    ):
+        await client.subscribe("t/#")
+        msg = await client.next_message(timeout=20)
+        assert (msg.payload, msg.dup) == (b"again", True)
+        assert client.protocol_errors == 1 and client.connects == 2
+        assert broker.connections[0].packets[-1] == (DISCONNECT, b"\x82")
 
 
 async def test_broker_closing_mid_packet_is_a_reconnect_and_nothing_is_half_delivered() -> None:
@@ -141,19 +137,17 @@ async def test_broker_closing_mid_packet_is_a_reconnect_and_nothing_is_half_deli
             else:
                 await conn.send(whole)
 
-    async with ScriptedBroker(script) as broker:
-        client = MqttClient(broker.url, "mid-packet", manual_ack=True)
-        await client.start()
-        try:
-            await client.subscribe("t/#")
-            msg = await client.next_message(timeout=20)
-            assert (msg.topic, msg.payload, msg.mid) == ("t/half", b"x" * 300, 9)
-            assert client.connects == 2 and client.backlog == 0
-            assert client.ack_many([msg]) == 1
-            await client.flush()
-            await broker.wait(lambda: any(c == PUBACK for c, _ in broker.connections[1].packets))
-        finally:
-            await client.stop()
+    async with (
+        ScriptedBroker(script) as broker,
+        started(MqttClient(broker.url, "mid-packet", manual_ack=True)) as (client,),
+    ):
+        await client.subscribe("t/#")
+        msg = await client.next_message(timeout=20)
+        assert (msg.topic, msg.payload, msg.mid) == ("t/half", b"x" * 300, 9)
+        assert client.connects == 2 and client.backlog == 0
+        assert client.ack_many([msg]) == 1
+        await client.flush()
+        await broker.wait(lambda: any(c == PUBACK for c, _ in broker.connections[1].packets))
 
 
 async def test_qos2_flow_both_ways(mqtt_url: str, topic_root: str) -> None:
