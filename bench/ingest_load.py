@@ -11,10 +11,12 @@
   counts, on the same kind of shared subscription as ingest's workers.
 
 Both talk to the runner by lines: "ready" on stdout, "go" on stdin, one JSON at the end.
+(`python -m bench.ingest_load --role …`, started by bench.ingest_phases.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import ingest_wire as wire
+from bench.ingest_args import parse
 
 SITE = "site-1"
 SESSION_EXPIRY_S = 600
@@ -458,3 +461,18 @@ def ceiling(args) -> None:
             next_report = now + 0.1
             _report(out, n, dup, last)
     _report(out, n, dup, last)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A child process of the ingest benchmark (`--role publisher|ceiling`)."""
+    args = parse(argv)
+    if args.role == "publisher":
+        publisher(args)
+    elif args.role == "ceiling":
+        with contextlib.suppress(KeyboardInterrupt):
+            ceiling(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

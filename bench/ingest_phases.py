@@ -61,7 +61,7 @@ def children(pid: int) -> dict[int, int]:
 
 def _child(args: argparse.Namespace, role: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.ingest", "--role", role, "--run", str(args.run), *extra],
+        [sys.executable, "-m", "bench.ingest_load", "--role", role, "--run", str(args.run), *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
