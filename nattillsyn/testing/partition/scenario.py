@@ -166,22 +166,9 @@ async def scenario(a: PartitionOptions) -> dict:
             res["gateway_events"] = gwinfo["events"]
             # The site process: gateway (bridge, local ingest, alerting, api), rooms and tablet.
             res["site_process_max_rss_mb"] = gwinfo["max_rss_mb"]
-            # The handover, step by step: reconnect, the centre's first beacon, the wait for
-            # a stable link (handback_after_s), then upload and drain.
-            ev = [
-                e for e in gwinfo["events"] if datetime.fromisoformat(e["at"]).timestamp() >= t_back
-            ]
-            link = next((e for e in ev if e["event"] == "link_up"), None)
-            hb = next((e for e in ev if e["event"] == "handback"), None)
-            norm = next((e for e in ev if e["event"] == "normal"), None)
-            if link and hb and norm and hb.get("centre_heard_at"):
-                ts = lambda x: datetime.fromisoformat(x).timestamp()  # noqa: E731
-                res["handover_steps_s"] = {
-                    "reconnect": round(ts(link["at"]) - t_back, 2),
-                    "first_beacon": round(ts(hb["centre_heard_at"]) - ts(link["at"]), 2),
-                    "stable_link_wait": round(ts(hb["at"]) - ts(hb["centre_heard_at"]), 2),
-                    "upload_and_drain": round(ts(norm["at"]) - ts(hb["at"]), 2),
-                }
+            steps = handover_steps(gwinfo["events"], t_back)
+            if steps:
+                res["handover_steps_s"] = steps
             res["spool_dropped"] = gwinfo["dropped"]
             res["spool_peak_messages"] = gwinfo["spool_peak"]
             res["tablet_banner"] = sorted({b for b in gwinfo["banner"] if b})
@@ -241,6 +228,28 @@ async def scenario(a: PartitionOptions) -> dict:
     res["failures"] = fails
     res["ok"] = not fails
     return res
+
+
+def handover_steps(events: list[dict], t_back: float) -> dict | None:
+    """The handover after the link returned at `t_back`, step by step: reconnect, the
+    centre's first beacon, the wait for a stable link (handback_after_s), upload and drain
+    (None: the gateway's events do not show all of them)."""
+
+    def ts(x: str) -> float:
+        return datetime.fromisoformat(x).timestamp()
+
+    ev = [e for e in events if ts(e["at"]) >= t_back]
+    link = next((e for e in ev if e["event"] == "link_up"), None)
+    hb = next((e for e in ev if e["event"] == "handback"), None)
+    norm = next((e for e in ev if e["event"] == "normal"), None)
+    if not (link and hb and norm and hb.get("centre_heard_at")):
+        return None
+    return {
+        "reconnect": round(ts(link["at"]) - t_back, 2),
+        "first_beacon": round(ts(hb["centre_heard_at"]) - ts(link["at"]), 2),
+        "stable_link_wait": round(ts(hb["at"]) - ts(hb["centre_heard_at"]), 2),
+        "upload_and_drain": round(ts(norm["at"]) - ts(hb["at"]), 2),
+    }
 
 
 async def _seen(r: Runner, alert_id: str, *need: str) -> dict | None:
