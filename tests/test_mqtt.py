@@ -21,6 +21,7 @@ from mqtt_wire import (
     publish_packet,
 )
 
+from nattillsyn.clock import ManualClock
 from nattillsyn.mqtt import MqttClient, MqttUnrouted, Received
 from nattillsyn.mqtt import client as client_module
 
@@ -79,7 +80,8 @@ async def test_undefined_puback_reason_is_a_protocol_error_and_a_reconnect() -> 
 
     async with (
         ScriptedBroker(script) as broker,
-        started(MqttClient(broker.url, "undefined-reason")) as (client,),
+        reconnecting_at_once() as clock,
+        started(MqttClient(broker.url, "undefined-reason", clock=clock)) as (client,),
     ):
         for _ in range(6):  # QoS 0 takes packet ids too: the QoS 1 publish gets id 7
             await client.publish("t/x", b"q0", qos=0)
@@ -117,7 +119,8 @@ async def test_an_exception_on_the_read_path_is_a_protocol_error_and_a_reconnect
 
     async with (
         ScriptedBroker(script) as broker,
-        started(MqttClient(broker.url, "read-path", manual_ack=True)) as (client,),
+        reconnecting_at_once() as clock,
+        started(MqttClient(broker.url, "read-path", manual_ack=True, clock=clock)) as (client,),
     ):
         await client.subscribe("t/#")
         msg = await client.next_message(timeout=20)
@@ -139,7 +142,8 @@ async def test_broker_closing_mid_packet_is_a_reconnect_and_nothing_is_half_deli
 
     async with (
         ScriptedBroker(script) as broker,
-        started(MqttClient(broker.url, "mid-packet", manual_ack=True)) as (client,),
+        reconnecting_at_once() as clock,
+        started(MqttClient(broker.url, "mid-packet", manual_ack=True, clock=clock)) as (client,),
     ):
         await client.subscribe("t/#")
         msg = await client.next_message(timeout=20)
@@ -179,6 +183,27 @@ async def test_stop_while_the_broker_is_unreachable_fails_waiting_publishes() ->
     await client.stop()
     with pytest.raises(Exception, match="stopped"):
         await waiting
+
+
+@contextlib.asynccontextmanager
+async def reconnecting_at_once() -> AsyncIterator[ManualClock]:
+    """A clock for a client that moves past its reconnect back-off as soon as it waits on
+    it: the test sees the reconnect without waiting for the timer."""
+    clock = ManualClock()
+
+    async def advance() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await clock.until_sleeping(1, timeout=60)
+                await clock.advance(15.0)  # the longest back-off
+
+    task = asyncio.create_task(advance())
+    try:
+        yield clock
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager
@@ -223,8 +248,21 @@ async def test_unacknowledged_messages_come_back_after_a_reconnect(
     """Manual ack after commit: what was not acknowledged is redelivered on the resumed
     session, and an ack for a delivery of the lost connection is never sent."""
     cid = f"redeliver-{uuid.uuid4().hex[:8]}"
+    async with reconnecting_at_once() as clock:
+        await _redelivered_after_reconnect(mqtt_url, topic_root, cid, clock)
+
+
+async def _redelivered_after_reconnect(
+    mqtt_url: str, topic_root: str, cid: str, clock: ManualClock
+) -> None:
     sub = MqttClient(
-        mqtt_url, cid, manual_ack=True, clean_start=False, session_expiry_s=300, receive_maximum=100
+        mqtt_url,
+        cid,
+        manual_ack=True,
+        clean_start=False,
+        session_expiry_s=300,
+        receive_maximum=100,
+        clock=clock,
     )
     pub = MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
     await sub.start()
@@ -260,19 +298,19 @@ async def test_unrouted_publish_is_sent_again_until_a_subscriber_takes_it(
 ) -> None:
     """MQTT 5 "no matching subscribers" (as after a broker restart, before the shared
     subscribers are back): with retry_unrouted the publisher keeps the message."""
+    clock = ManualClock()
     async with started(
-        MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}", retry_unrouted=True),
+        MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:8]}", retry_unrouted=True, clock=clock),
         MqttClient(mqtt_url, f"sub-{uuid.uuid4().hex[:8]}"),
     ) as (pub, sub):
         pub.publish_nowait(f"{topic_root}/late", b"kept")
         waiting = asyncio.create_task(pub.publish(f"{topic_root}/late", b"awaited", timeout=20))
-        # Nobody subscribes yet: both stay outstanding instead of being lost.
-        for _ in range(100):
-            if pub.outstanding == 2 and pub.unrouted:
-                break
-            await asyncio.sleep(0.02)
-        assert pub.outstanding == 2 and not waiting.done()
+        # Nobody subscribes yet: both stay outstanding instead of being lost, each waiting
+        # to be sent again.
+        await clock.until_sleeping(2)
+        assert pub.outstanding == 2 and pub.unrouted == 2 and not waiting.done()
         await sub.subscribe(f"$share/g/{topic_root}/#", qos=1)
+        await clock.advance(0.25)  # the first re-send
         got = {(await sub.next_message(timeout=10)).payload for _ in range(2)}
         assert got == {b"kept", b"awaited"}
         await asyncio.wait_for(waiting, 10)

@@ -40,7 +40,7 @@ class MqttClient(MqttConnection):
     """Connect, publish with QoS 1 confirmation, subscribe, receive, manually acknowledge.
 
     `options`: the connection's (`MqttConnection`: clean_start, session_expiry_s, will,
-    manual_ack, receive_maximum, max_inflight, tls)."""
+    manual_ack, receive_maximum, max_inflight, tls, clock)."""
 
     def __init__(
         self, url: str, client_id: str = "", *, retry_unrouted: bool = False, **options: Any
@@ -60,6 +60,7 @@ class MqttClient(MqttConnection):
         self._unrouted = 0  # waiting to be sent again
         self._outstanding_limit: int | None = None
         self._outstanding_below = asyncio.Event()
+        self._resends: set[asyncio.Task[None]] = set()  # unrouted publishes waiting to go again
         c = self._client
         c.on_publish = self._handle_publish
         c.on_subscribe = self._handle_subscribe
@@ -74,6 +75,8 @@ class MqttClient(MqttConnection):
                 _set_exc(p.waiter, exc)
 
     def _abandon(self, error: MqttError) -> None:
+        for resend in self._resends:
+            resend.cancel()
         for p in [*self._publishes.values(), *self._held]:
             _set_exc(p.waiter, error)
         for fut in self._subscribing.values():
@@ -117,6 +120,15 @@ class MqttClient(MqttConnection):
             raise MqttError(f"publish to {p.topic} failed: {paho.error_string(info.rc)}")
         if p.qos:
             self._publishes[info.mid] = p
+
+    async def _retry_after(self, delay: float, track: _Publish) -> None:
+        try:
+            await self.clock.sleep(delay)
+        except asyncio.CancelledError:
+            if self._stopped:  # the client stopped meanwhile: its waiter learns it now
+                self._retry(track)
+            raise
+        self._retry(track)
 
     def _retry(self, track: _Publish) -> None:
         self._unrouted -= 1
@@ -250,7 +262,11 @@ class MqttClient(MqttConnection):
                 logger.warning("no subscriber took a message; sending it again", topic=track.topic)
             self._unrouted += 1
             assert self._loop is not None
-            self._loop.call_later(min(0.25 * 2**track.attempt, 5.0), self._retry, track)
+            resend = self._loop.create_task(
+                self._retry_after(min(0.25 * 2**track.attempt, 5.0), track)
+            )
+            self._resends.add(resend)
+            resend.add_done_callback(self._resends.discard)
         elif code == UNROUTED and track.need_subscriber:  # else not an error
             _set_exc(track.waiter, MqttUnrouted(UNROUTED_TEXT))
         elif getattr(reason_code, "is_failure", False):

@@ -28,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import Counter
 
 from nattillsyn import log
+from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.mqtt import fastpath
 from nattillsyn.mqtt.fastpath import Step
 from nattillsyn.mqtt.types import MqttError, MqttUrl, TlsFiles, Will
@@ -62,8 +63,10 @@ class MqttConnection:
         receive_maximum: int | None = None,
         max_inflight: int = 100,
         tls: TlsFiles | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.url = MqttUrl.parse(url)
+        self.clock = clock  # the reconnect back-off and the client's re-send timers
         self.client_id = client_id
         self._clean_start = clean_start
         self._manual_ack = manual_ack
@@ -225,7 +228,7 @@ class MqttConnection:
                 return
             if self.connects > before:
                 delay = _MIN_DELAY
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
     async def _open(self) -> None:
