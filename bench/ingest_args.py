@@ -10,6 +10,29 @@ from nattillsyn.settings.ingest import IngestSettings
 PHASES = ("ceiling", "throughput", "faults", "latency")
 
 
+# The run's knobs: option, type, default, help (in the order --help shows them).
+KNOBS: tuple[tuple[str, type, object, str], ...] = (
+    ("--seconds", float, 40.0, "publish time per phase"),
+    ("--workers", int, 2, "ingest worker processes"),
+    ("--publishers", int, 2, "publisher processes"),
+    ("--connections", int, 4, "connections per publisher"),
+    ("--window", int, 100, "unacknowledged QoS 1 publishes per connection (at most the "
+     "broker's receive maximum from its CONNACK)"),
+    ("--devices", int, 2000, "simulated devices"),
+    ("--batch-ms", int, IngestSettings().batch_ms, "ingest.batch_ms"),
+    ("--latency-rate", float, 2000.0, "events/s, latency phase"),
+    ("--latency-seconds", float, None, "default: --seconds, at most 30"),
+    ("--fault-rate", float, 5000.0, "events/s, faults phase"),
+    ("--faults", str, "kill,broker",
+     "faults phase: kill (SIGKILL an ingest worker at 30 %%), broker (restart at 60 %%)"),
+    ("--invalid-every", int, 1000, "one malformed message per N"),
+    ("--replay-every", int, 500, "one replayed message per N"),
+    ("--max-backlog", int, 100_000,
+     "publishers are held back while more than this is published and not stored"),
+    ("--drain-limit", float, 180.0, "longest wait for ingest to catch up (s)"),
+)  # fmt: skip
+
+
 def parse(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.ingest",
@@ -17,42 +40,8 @@ def parse(argv: list[str] | None = None, description: str | None = None) -> argp
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
-    p.add_argument("--seconds", type=float, default=40.0, help="publish time per phase")
-    p.add_argument("--workers", type=int, default=2, help="ingest worker processes")
-    p.add_argument("--publishers", type=int, default=2, help="publisher processes")
-    p.add_argument("--connections", type=int, default=4, help="connections per publisher")
-    p.add_argument(
-        "--window",
-        type=int,
-        default=100,
-        help="unacknowledged QoS 1 publishes per connection (at most the broker's receive "
-        "maximum from its CONNACK)",
-    )
-    p.add_argument("--devices", type=int, default=2000, help="simulated devices")
-    p.add_argument(
-        "--batch-ms", type=int, default=IngestSettings().batch_ms, help="ingest.batch_ms"
-    )
-    p.add_argument("--latency-rate", type=float, default=2000.0, help="events/s, latency phase")
-    p.add_argument(
-        "--latency-seconds", type=float, default=None, help="default: --seconds, at most 30"
-    )
-    p.add_argument("--fault-rate", type=float, default=5000.0, help="events/s, faults phase")
-    p.add_argument(
-        "--faults",
-        default="kill,broker",
-        help="faults phase: kill (SIGKILL an ingest worker at 30 %%), broker (restart at 60 %%)",
-    )
-    p.add_argument("--invalid-every", type=int, default=1000, help="one malformed message per N")
-    p.add_argument("--replay-every", type=int, default=500, help="one replayed message per N")
-    p.add_argument(
-        "--max-backlog",
-        type=int,
-        default=100_000,
-        help="publishers are held back while more than this is published and not stored",
-    )
-    p.add_argument(
-        "--drain-limit", type=float, default=180.0, help="longest wait for ingest to catch up (s)"
-    )
+    for flag, kind, default, text in KNOBS:
+        p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset to run")
     p.add_argument("--plain", action="store_true", help="plain PostgreSQL even if TimescaleDB")
     p.add_argument("--no-durable", action="store_true", help="fsync off (throw-away data)")

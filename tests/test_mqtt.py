@@ -10,6 +10,7 @@ import struct
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mqtt_wire import (
@@ -78,11 +79,7 @@ async def test_undefined_puback_reason_is_a_protocol_error_and_a_reconnect() -> 
             else:
                 await conn.send(packet(PUBACK, mid))
 
-    async with (
-        ScriptedBroker(script) as broker,
-        reconnecting_at_once() as clock,
-        started(MqttClient(broker.url, "undefined-reason", clock=clock)) as (client,),
-    ):
+    async with scripted_client(script, "undefined-reason") as (broker, client):
         for _ in range(6):  # QoS 0 takes packet ids too: the QoS 1 publish gets id 7
             await client.publish("t/x", b"q0", qos=0)
         await client.publish("t/x", b"q1", qos=1, timeout=20)
@@ -117,11 +114,7 @@ async def test_an_exception_on_the_read_path_is_a_protocol_error_and_a_reconnect
         if cmd & 0xF0 == 0x80:
             await conn.send(publish_packet("t/x", b"again", qos=1, mid=3, dup=conn.number > 1))
 
-    async with (
-        ScriptedBroker(script) as broker,
-        reconnecting_at_once() as clock,
-        started(MqttClient(broker.url, "read-path", manual_ack=True, clock=clock)) as (client,),
-    ):
+    async with scripted_client(script, "read-path", manual_ack=True) as (broker, client):
         await client.subscribe("t/#")
         msg = await client.next_message(timeout=20)
         assert (msg.payload, msg.dup) == (b"again", True)
@@ -140,11 +133,7 @@ async def test_broker_closing_mid_packet_is_a_reconnect_and_nothing_is_half_deli
             else:
                 await conn.send(whole)
 
-    async with (
-        ScriptedBroker(script) as broker,
-        reconnecting_at_once() as clock,
-        started(MqttClient(broker.url, "mid-packet", manual_ack=True, clock=clock)) as (client,),
-    ):
+    async with scripted_client(script, "mid-packet", manual_ack=True) as (broker, client):
         await client.subscribe("t/#")
         msg = await client.next_message(timeout=20)
         assert (msg.topic, msg.payload, msg.mid) == ("t/half", b"x" * 300, 9)
@@ -204,6 +193,19 @@ async def reconnecting_at_once() -> AsyncIterator[ManualClock]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def scripted_client(
+    script, client_id: str, **options: Any
+) -> AsyncIterator[tuple[ScriptedBroker, MqttClient]]:
+    """A scripted broker and a started client of it, past reconnect back-offs at once."""
+    async with (
+        ScriptedBroker(script) as broker,
+        reconnecting_at_once() as clock,
+        started(MqttClient(broker.url, client_id, clock=clock, **options)) as (client,),
+    ):
+        yield broker, client
 
 
 @contextlib.asynccontextmanager
