@@ -32,8 +32,12 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from nattillsyn.api.app import ApiService
+from nattillsyn.app.demo import seed, seed_admin, seed_devices
 from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.db.migrate import migrate
+from nattillsyn.edge.agent import EdgeAgent
+from nattillsyn.edge.sources import Frame
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import DeviceConfig, RoomState, RoomStateName, TopicKind, Topics, decode
 from nattillsyn.protocol import encode as encode_msg
@@ -55,8 +59,6 @@ class StillRoom:
         self._closed = threading.Event()
 
     def frames(self):
-        from nattillsyn.edge.sources import Frame
-
         i = 0
         while not self._closed.is_set():
             img = np.zeros((60, 80), np.uint8)
@@ -83,9 +85,6 @@ async def _pg_ok(url: str) -> bool:
 
 
 async def main(rooms: int, iterations: int) -> dict:
-    from nattillsyn.api.app import ApiService
-    from nattillsyn.app.demo import seed, seed_admin, seed_devices
-    from nattillsyn.edge.agent import EdgeAgent
 
     pg = broker = None
     db_url = LOCAL_PG if await _pg_ok(LOCAL_PG) else None

@@ -27,47 +27,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import psycopg
 from psycopg import sql
 
-from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, port_open
+from bench.alerts_clips import clip_false_alerts
+from bench.alerts_rooms import Rooms
+from nattillsyn.api.auth import hash_password
+from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, free_port, port_open
 from nattillsyn.db.migrate import migrate
 from nattillsyn.mqtt import MqttClient
-from nattillsyn.protocol import Event, Heartbeat, RoomState, TopicKind, Topics, encode
+from nattillsyn.protocol import Event, TopicKind, Topics, encode
 from nattillsyn.settings import default_clips_dir
+from nattillsyn.testing.poll import until
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 PASSWORD = "bench-password"
-FALL_KINDS = ("possible_fall", "on_floor")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def until(pred, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(step)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -111,8 +96,6 @@ class Infra:
 
 
 async def seed(db_url: str, schema: str, sites: list[str], rooms_per_site: int) -> None:
-    from nattillsyn.api.auth import hash_password
-
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         await conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
         async with conn.cursor() as cur:
@@ -177,92 +160,6 @@ async def wait_http(url: str, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not come up")
             await asyncio.sleep(0.2)
-
-
-# -- background traffic ------------------------------------------------------------------------
-
-
-class Rooms:
-    """Simulated room devices: heartbeats, states and motion events, like edge agents."""
-
-    def __init__(self, mqtt_url: str, topics: Topics, rooms: list[tuple[str, str]], hb_s: float):
-        self.topics = topics
-        self.rooms = rooms
-        self.hb_s = hb_s
-        self.clients = [
-            MqttClient(mqtt_url, f"bench-rooms-{i}-{uuid.uuid4().hex[:6]}") for i in range(4)
-        ]
-        self.seq = 0
-        self.session = int(time.time() * 1000)
-        self.sent = 0
-        self.silent: set[tuple[str, str]] = set()
-        self.last_hb: dict[tuple[str, str], float] = {}
-        self._task: asyncio.Task | None = None
-        self.started = time.monotonic()
-
-    async def start(self) -> None:
-        for c in self.clients:
-            await c.start()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for c in self.clients:
-            await c.stop()
-
-    def _ids(self, site: str, room: str) -> dict:
-        self.seq += 1
-        return dict(site=site, room=room, device=f"cam-{room}", session=self.session, seq=self.seq)
-
-    def _pub(self, i: int, site: str, room: str, kind: TopicKind, msg, retain=False) -> None:
-        c = self.clients[i % len(self.clients)]
-        c.publish_nowait(
-            self.topics.device(site, room, f"cam-{room}", kind), encode(msg), retain=retain
-        )
-        self.sent += 1
-
-    async def _run(self) -> None:
-        # Each room has its own phase; the loop runs 10 times a second.
-        n = len(self.rooms)
-        phase = [random.random() * self.hb_s for _ in range(n)]
-        next_hb = [self.started + p for p in phase]
-        next_state = [self.started + random.random() * 60 for _ in range(n)]
-        next_motion = [self.started + random.random() * 20 for _ in range(n)]
-        motion_open: dict[int, uuid.UUID] = {}
-        since = datetime.now(UTC) - timedelta(hours=2)
-        while True:
-            now = time.monotonic()
-            for i, (site, room) in enumerate(self.rooms):
-                if now >= next_hb[i]:
-                    next_hb[i] += self.hb_s
-                    if (site, room) not in self.silent:
-                        hb = Heartbeat(**self._ids(site, room), uptime_s=now - self.started,
-                                       fps=5.0, agent_version="bench")  # fmt: skip
-                        self._pub(i, site, room, TopicKind.heartbeat, hb)
-                        self.last_hb[(site, room)] = time.time()
-                if (site, room) in self.silent:
-                    continue
-                if now >= next_state[i]:
-                    next_state[i] += 60
-                    name = "in_chair" if random.random() < 0.1 else "in_bed"
-                    st = RoomState(**self._ids(site, room), state=name, since=since, confidence=0.8)
-                    self._pub(i, site, room, TopicKind.state, st, retain=True)
-                if now >= next_motion[i]:
-                    next_motion[i] += 20
-                    t = datetime.now(UTC)
-                    if i in motion_open:
-                        eid = motion_open.pop(i)
-                        ev = Event(**self._ids(site, room), event_id=eid, type="motion",
-                                   phase="end", start=t - timedelta(seconds=3), end=t)  # fmt: skip
-                    else:
-                        eid = motion_open[i] = uuid.uuid4()
-                        ev = Event(**self._ids(site, room), event_id=eid, type="motion",
-                                   phase="new", start=t, score=0.1)  # fmt: skip
-                    self._pub(i, site, room, TopicKind.event, ev)
-            await asyncio.sleep(0.1)
 
 
 # -- measurement ---------------------------------------------------------------------------------
@@ -428,132 +325,6 @@ async def latency(args) -> dict:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "logs": str(logdir),
     } | inside
-
-
-# -- false alerts on the labelled clips ----------------------------------------------------------
-
-
-ZONES_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "zones"
-
-
-def _analysis(clip: Path):
-    """The edge's per-frame analysis for one clip: `(process(image, t) → outputs,
-    fall_confirm_s, how)`; with the clip's room configuration (zones) when the edge
-    pipeline and a zone file exist, else the plain detector and room model."""
-    try:
-        from nattillsyn.edge.evaluate import load_room_config
-        from nattillsyn.edge.pipeline import Analysis
-    except ImportError:
-        Analysis = None
-    if Analysis is not None:
-        zone_file = ZONES_DIR / f"{clip.stem}.json"
-        cfg = load_room_config(zone_file) if zone_file.exists() else None
-        a = Analysis(cfg, width=160)
-        how = "edge pipeline + zones" if cfg else "edge pipeline"
-        return a.process, a.model.params.fall_confirm_s, how
-    from nattillsyn.edge.detector import MotionDetector
-    from nattillsyn.edge.room import RoomModel, RoomParams
-
-    det, model = MotionDetector(), RoomModel(RoomParams(fall_confirm_s=30.0))
-    return (lambda image, t: model.update(det.process(image, t))), 30.0, "detector + room model"
-
-
-def clip_false_alerts(clips_dir: Path) -> dict:
-    """Each clip replayed alone through the edge analysis into the rules (default preset)."""
-    from zoneinfo import ZoneInfo
-
-    from nattillsyn.alerting import presets, rules
-    from nattillsyn.edge.room import EventOut, StateChange
-    from nattillsyn.edge.sources import PlaylistSource
-
-    labels: dict[str, list[tuple[float, float, str]]] = {}
-    with (clips_dir / "labels.csv").open() as f:
-        for row in csv.DictReader(f):
-            labels.setdefault(row["clip"], []).append(
-                (float(row["start_s"]), float(row["end_s"]), row["label"])
-            )
-    tz = ZoneInfo("Europe/Stockholm")
-    base = datetime(2026, 1, 15, 2, 0, tzinfo=tz)  # at night: night-only rules apply
-    std = presets.effective_rules(presets.DEFAULT_PRESET)
-    timing = rules.SystemTiming()
-    per_clip = {}
-    total_s = 0.0
-    false_total = 0
-    strict_total = 0
-    how = None
-    for name, spans in sorted(labels.items()):
-        path = clips_dir / name
-        if not path.exists():
-            continue
-        falls = [s for s, _e, lab in spans if lab == "fall"]
-        process, confirm_s, how = _analysis(path)
-        src = PlaylistSource([path], fps=5.0, width=160, replay_speed=0.0,
-                             hold_last_s=confirm_s + 10.0)  # fmt: skip
-        facts = rules.RoomFacts("s", name, watched_since=base)
-        seq = 0
-        event_ids: dict[str, uuid.UUID] = {}
-        raised: list[tuple[str, float]] = []
-        handled: set[str] = set()
-        open_kinds: set[presets.RuleKind] = set()
-        t_last = 0.0
-
-        def ids() -> dict:
-            nonlocal seq
-            seq += 1
-            return dict(site="s", room="r", device="d", session=1, seq=seq)
-
-        for frame in src.frames():
-            t_last = frame.t
-            now = base + timedelta(seconds=frame.t)
-            if int(frame.t * 5) % 75 == 0:  # a heartbeat every 15 s of clip time
-                facts.apply(Heartbeat(**ids(), uptime_s=frame.t, fps=5, agent_version="b", ts=now))
-            for out in process(frame.image, frame.t):
-                if isinstance(out, StateChange):
-                    facts.apply(RoomState(**ids(), state=out.state, confidence=out.confidence,
-                                          since=base + timedelta(seconds=out.since), ts=now))  # fmt: skip
-                elif isinstance(out, EventOut):
-                    if out.phase.value == "new":
-                        event_ids[out.key] = uuid.uuid4()
-                    eid = event_ids.get(out.key) or uuid.uuid4()
-                    facts.apply(Event(**ids(), event_id=eid, type=out.type, phase=out.phase,
-                                      start=base + timedelta(seconds=out.start), ts=now))  # fmt: skip
-            ctx = rules.Context(now, True, None, tz, timing)
-            holding = {c.kind for c in rules.conditions(facts, now, timing)}
-            open_kinds = {k for k in open_kinds if not rules.cleared(k, False, holding)}
-            for due in rules.evaluate(facts, std, ctx):
-                if not due.ready(now) or due.episode in handled:
-                    continue
-                handled.add(due.episode)
-                if rules.inhibitor(due.kind, frozenset(open_kinds)) is not None:
-                    continue
-                open_kinds.add(due.kind)
-                raised.append((due.kind.value, (due.since - base).total_seconds()))
-        src.close()
-        # Explained: a fall-type alert on a clip with a labelled fall. Strict (the edge
-        # scoring rule): its onset also lies at or after the fall's start − 1 s.
-        false = [(k, t) for k, t in raised if not (falls and k in FALL_KINDS)]
-        strict = [
-            (k, t) for k, t in raised if not (k in FALL_KINDS and any(t >= f - 1 for f in falls))
-        ]
-        per_clip[name] = {
-            "seconds": round(t_last, 1),
-            "alerts": [(k, round(t, 1)) for k, t in raised],
-            "false": len(false),
-            "false_strict": len(strict),
-        }
-        strict_total += len(strict)
-        total_s += t_last
-        false_total += len(false)
-    hours = total_s / 3600
-    return {
-        "clip_hours": round(hours, 4),
-        "clip_alerts": sum(len(c["alerts"]) for c in per_clip.values()),
-        "clip_false_alerts": false_total,
-        "false_alerts_per_clip_hour": round(false_total / hours, 2) if hours else None,
-        "clip_false_alerts_strict_onset": strict_total,
-        "clip_analysis": how,
-        "per_clip": per_clip,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,7 @@ from nattillsyn.edge.evaluate import load_room_config
 from nattillsyn.edge.pipeline import Analysis
 from nattillsyn.edge.sources import ClipReader, clip_files
 from nattillsyn.settings import default_clips_dir
+from nattillsyn.testing.processes import service_process
 
 ZONES = Path(__file__).resolve().parents[1] / "tests" / "data" / "zones"
 SIZE = (320, 240)  # what the agent captures
@@ -167,12 +168,7 @@ def whole_agent(seconds: float, warmup: float = 8.0) -> dict:
             "NATTILLSYN_EDGE__STATE_DIR": str(tmp / "state"),
             "NATTILLSYN_LOG__LEVEL": "WARNING",
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nattillsyn.app.cli", "edge"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = service_process("edge", env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(warmup)
             if proc.poll() is not None:

@@ -37,17 +37,16 @@ See bench/RESULTS.md for figures.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import sys
 import time
 
+from bench import ingest_load
+from bench.ingest_args import PHASES, parse
+from bench.ingest_phases import ceiling_phase, ingest_phase
 from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres
-from nattillsyn.settings.ingest import IngestSettings
-
-PHASES = ("ceiling", "throughput", "faults", "latency")
 
 
 def loadavg() -> str:
@@ -143,8 +142,6 @@ def summary(args: argparse.Namespace, phases: dict[str, dict], backend: str) -> 
 
 
 def main_runner(args: argparse.Namespace) -> int:
-    from bench.ingest_phases import ceiling_phase, ingest_phase
-
     loads = [loadavg()]
     args.run = int(time.time()) & 0xFFFFFFF
     durable = {} if args.no_durable else {"fsync": "on", "synchronous_commit": "on"}
@@ -191,86 +188,9 @@ def main_runner(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.ingest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--json", action="store_true", help="last line: one JSON object")
-    p.add_argument("--seconds", type=float, default=40.0, help="publish time per phase")
-    p.add_argument("--workers", type=int, default=2, help="ingest worker processes")
-    p.add_argument("--publishers", type=int, default=2, help="publisher processes")
-    p.add_argument("--connections", type=int, default=4, help="connections per publisher")
-    p.add_argument(
-        "--window",
-        type=int,
-        default=100,
-        help="unacknowledged QoS 1 publishes per connection (at most the broker's receive "
-        "maximum from its CONNACK)",
-    )
-    p.add_argument("--devices", type=int, default=2000, help="simulated devices")
-    p.add_argument(
-        "--batch-ms", type=int, default=IngestSettings().batch_ms, help="ingest.batch_ms"
-    )
-    p.add_argument("--latency-rate", type=float, default=2000.0, help="events/s, latency phase")
-    p.add_argument(
-        "--latency-seconds", type=float, default=None, help="default: --seconds, at most 30"
-    )
-    p.add_argument("--fault-rate", type=float, default=5000.0, help="events/s, faults phase")
-    p.add_argument(
-        "--faults",
-        default="kill,broker",
-        help="faults phase: kill (SIGKILL an ingest worker at 30 %%), broker (restart at 60 %%)",
-    )
-    p.add_argument("--invalid-every", type=int, default=1000, help="one malformed message per N")
-    p.add_argument("--replay-every", type=int, default=500, help="one replayed message per N")
-    p.add_argument(
-        "--max-backlog",
-        type=int,
-        default=100_000,
-        help="publishers are held back while more than this is published and not stored",
-    )
-    p.add_argument(
-        "--drain-limit", type=float, default=180.0, help="longest wait for ingest to catch up (s)"
-    )
-    p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset to run")
-    p.add_argument("--plain", action="store_true", help="plain PostgreSQL even if TimescaleDB")
-    p.add_argument("--no-durable", action="store_true", help="fsync off (throw-away data)")
-    p.add_argument(
-        "--inject-double-store",
-        action="store_true",
-        help="drop the primary keys of events, room_states and heartbeats: replayed and "
-        "redelivered messages are stored twice (shows that stored_twice counts)",
-    )
-    # internal: the child processes (bench.ingest_load)
-    p.add_argument("--role", choices=("runner", "publisher", "ceiling"), default="runner")
-    p.add_argument("--url")
-    p.add_argument("--root")
-    p.add_argument("--run", type=int, default=0)
-    p.add_argument("--rate", type=float, default=0.0)
-    p.add_argument("--publisher", type=int, default=0)
-    p.add_argument("--worker", type=int, default=0)
-    p.add_argument("--out")
-    p.add_argument("--pause", help=argparse.SUPPRESS)
-    p.add_argument("--progress", help=argparse.SUPPRESS)
-    p.add_argument(
-        "--receive-maximum", type=int, default=IngestSettings().receive_maximum, help="ceiling"
-    )
-    p.add_argument("--drain-timeout", type=float, default=120.0, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.latency_seconds is None:
-        args.latency_seconds = min(args.seconds, 30.0)
-    if args.role == "publisher":
-        from bench.ingest_load import publisher
-
-        publisher(args)
-        return 0
-    if args.role == "ceiling":
-        from bench.ingest_load import ceiling
-
-        with contextlib.suppress(KeyboardInterrupt):
-            ceiling(args)
-        return 0
+    args = parse(argv, __doc__)
+    if args.role != "runner":  # a child process's role (started as bench.ingest_load)
+        return ingest_load.main(argv)
     return main_runner(args)
 
 

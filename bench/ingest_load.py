@@ -11,10 +11,12 @@
   counts, on the same kind of shared subscription as ingest's workers.
 
 Both talk to the runner by lines: "ready" on stdout, "go" on stdin, one JSON at the end.
+(`python -m bench.ingest_load --role …`, started by bench.ingest_phases.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import ingest_wire as wire
+from bench.ingest_args import parse
 
 SITE = "site-1"
 SESSION_EXPIRY_S = 600
@@ -183,7 +186,7 @@ class Link:
         if self.outstanding:  # not acknowledged before the connection went: again, DUP set
             data = b"".join(bytes([p[0] | wire.DUP]) + p[1:] for p, *_ in self.outstanding.values())
             self.resent += len(self.outstanding)
-            if not self._send(data):
+            if not self.write(data):
                 return False
         self.read()
         return self.sock is not None
@@ -196,7 +199,7 @@ class Link:
                 self.sock = None
         self.retry_at = time.monotonic() + 0.1
 
-    def _send(self, data: bytes) -> bool:
+    def write(self, data: bytes) -> bool:
         assert self.sock is not None
         view = memoryview(data)
         try:
@@ -228,7 +231,7 @@ class Link:
             p = wire.publish_packet(topic, payload, mid)
             self.outstanding[mid] = (p, topic, payload, attempt)
             parts.append(p)
-        self._send(b"".join(parts))
+        self.write(b"".join(parts))
 
     def send_unrouted(self, now: float) -> None:
         """Publish again the unrouted messages that are due (they take window slots)."""
@@ -380,7 +383,7 @@ def publisher(args) -> None:
             time.sleep(0.05)
     for link in links:
         if link.sock is not None:
-            link._send(wire.DISCONNECT_PACKET)
+            link.write(wire.DISCONNECT_PACKET)
             link.lost()
     t = os.times()
     print(
@@ -458,3 +461,18 @@ def ceiling(args) -> None:
             next_report = now + 0.1
             _report(out, n, dup, last)
     _report(out, n, dup, last)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A child process of the ingest benchmark (`--role publisher|ceiling`)."""
+    args = parse(argv)
+    if args.role == "publisher":
+        publisher(args)
+    elif args.role == "ceiling":
+        with contextlib.suppress(KeyboardInterrupt):
+            ceiling(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,6 +20,7 @@ from pathlib import Path
 from bench import ingest_db as db
 from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, free_port, port_open
 from nattillsyn.db.migrate import migrate
+from nattillsyn.testing.processes import service_process
 
 COUNTERS = ("nattillsyn_ingest_redelivered_total", "nattillsyn_ingest_duplicates_total")
 
@@ -60,7 +61,7 @@ def children(pid: int) -> dict[int, int]:
 
 def _child(args: argparse.Namespace, role: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.ingest", "--role", role, "--run", str(args.run), *extra],
+        [sys.executable, "-m", "bench.ingest_load", "--role", role, "--run", str(args.run), *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -247,12 +248,8 @@ class Ingest:
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the run
             prefix="bench-ingest-", suffix=".log", delete=False
         )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nattillsyn.app.cli", "ingest"],
-            env=env,
-            start_new_session=True,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+        self.proc = service_process(
+            "ingest", env, start_new_session=True, stdout=self.log, stderr=subprocess.STDOUT
         )
         self._last: dict[tuple[int, str], float] = {}
         self._base: dict[tuple[int, str], float] = {}

@@ -1,4 +1,4 @@
-"""Benchmark: the fast MQTT reader (nattillsyn/mqtt_fastpath.py) against stock paho.
+"""Benchmark: the fast MQTT reader (nattillsyn/mqtt/fastpath.py) against stock paho.
 
 `python -m bench.mqtt_receive [--json] [--messages N] [--rounds R]`
 
@@ -7,7 +7,7 @@ ingest-sized JSON payload, at most 18 unconfirmed per connection: Mosquitto's re
 maximum is 20) to one `MqttClient` subscriber with manual acknowledgement, which takes
 them with `next_batch` and acknowledges each batch with `ack_many`, as an ingest worker
 does. The same client runs with the fast reader and, as the reference, with stock
-paho-mqtt's reader (`mqtt_fastpath.AVAILABLE` off): the same broker, messages, event-loop
+paho-mqtt's reader (`fastpath.AVAILABLE` off): the same broker, messages, event-loop
 driver and process. Rounds alternate; the best round of each counts. CPU is the
 subscriber process's, per message. The last line is one JSON object.
 """
@@ -22,9 +22,8 @@ import time
 import uuid
 
 from bench import ingest_wire as wire
-from nattillsyn import mqtt_fastpath
 from nattillsyn.app.embedded import PrivateMosquitto
-from nattillsyn.mqtt import MqttClient
+from nattillsyn.mqtt import MqttClient, fastpath
 
 
 def publish(n: int, topic: str, url: str) -> None:
@@ -61,12 +60,12 @@ def publish(n: int, topic: str, url: str) -> None:
 
 
 async def receive(url: str, n: int, fast: bool) -> dict:
-    saved = mqtt_fastpath.AVAILABLE
-    mqtt_fastpath.AVAILABLE = fast
+    saved = fastpath.AVAILABLE
+    fastpath.AVAILABLE = fast
     try:
         sub = MqttClient(url, f"rx-{uuid.uuid4().hex[:6]}", manual_ack=True, receive_maximum=1000)
     finally:
-        mqtt_fastpath.AVAILABLE = saved
+        fastpath.AVAILABLE = saved
     topic = f"bench/{uuid.uuid4().hex[:6]}/event"
     await sub.start()
     await sub.subscribe(topic, qos=1)
@@ -92,7 +91,7 @@ async def main() -> None:
     ap.add_argument("--messages", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    if not mqtt_fastpath.AVAILABLE:
+    if not fastpath.AVAILABLE:
         sys.exit("this paho release lacks what the fast reader needs: nothing to compare")
     broker = PrivateMosquitto()
     url = await asyncio.to_thread(broker.start)

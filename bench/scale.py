@@ -39,10 +39,8 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -52,356 +50,26 @@ from pathlib import Path
 
 import psycopg
 
+from bench.scale_rig import (
+    Services,
+    children,
+    cpu_seconds,
+    latency,
+    postmaster_pid,
+    rss_mb,
+    seed,
+    start_broker,
+    stored,
+)
+from bench.scale_rooms import Generator, per_room_rate
 from nattillsyn.app.embedded import PrivatePostgres, free_port, wait_port
+from nattillsyn.db.migrate import migrate
 from nattillsyn.ids import new_id
-
-REPO = Path(__file__).resolve().parents[1]
-BROKER_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
-ROOMS_PER_SITE = 40
-HEARTBEAT_S, STATE_S, EVENT_S = 15.0, 60.0, 600.0
-STATES = ("in_bed", "in_bed", "in_bed", "out_of_bed", "in_bathroom", "empty")
-
-
-def per_room_rate() -> float:
-    return 1 / HEARTBEAT_S + 1 / STATE_S + 2 / EVENT_S
-
-
-# -- a minimal MQTT 3.1.1 publisher (QoS 1) ------------------------------------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s: str | bytes) -> bytes:
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
-class Room(asyncio.Protocol):
-    """One room device's connection: CONNECT with a will, QoS 1 PUBLISH, counts PUBACKs."""
-
-    def __init__(self, gen: Generator, index: int) -> None:
-        self.gen = gen
-        self.i = index
-        self.site = f"site-{index // ROOMS_PER_SITE}"
-        self.room = f"rum-{index}"
-        self.device = f"edge-{index}"
-        self.prefix = f"{gen.root}/{self.site}/{self.room}/{self.device}/"
-        self.session = int(time.time() * 1000)
-        self.seq = 0
-        self.mid = 0
-        self.buf = b""
-        self.transport: asyncio.Transport | None = None
-        self.connected = asyncio.get_running_loop().create_future()
-        self.state = random.choice(STATES)
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        will = self._body("availability", '"state":"offline"')
-        flags = 0x02 | 0x04 | 0x08 | 0x20  # clean session, will, will QoS 1, will retain
-        var = _str("MQTT") + bytes([4, flags]) + struct.pack("!H", 120)
-        payload = _str(f"bench-{self.gen.root}-{self.i}") + _str(self.prefix + "availability")
-        payload += _str(will)
-        body = var + payload
-        transport.write(bytes([0x10]) + _varint(len(body)) + body)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while len(self.buf) >= 2:
-            n, mult, pos = 0, 1, 1
-            while True:
-                if pos >= len(self.buf):
-                    return
-                b = self.buf[pos]
-                n += (b & 0x7F) * mult
-                mult *= 128
-                pos += 1
-                if not b & 0x80:
-                    break
-            if len(self.buf) < pos + n:
-                return
-            kind = self.buf[0] >> 4
-            self.buf = self.buf[pos + n :]
-            if kind == 4:  # PUBACK
-                self.gen.acked += 1
-            elif kind == 2 and not self.connected.done():  # CONNACK
-                self.connected.set_result(None)
-
-    def connection_lost(self, exc) -> None:
-        if not self.connected.done():
-            self.connected.set_exception(ConnectionError(f"room {self.i}: {exc}"))
-        self.gen.lost += 1 if not self.gen.closing else 0
-
-    def _body(self, kind: str, fields: str) -> bytes:
-        seq = self.seq
-        self.seq += 1
-        now = datetime.now(UTC).isoformat()
-        return (
-            f'{{"v":1,"id":"{new_id()}","ts":"{now}","site":"{self.site}","room":"{self.room}",'
-            f'"device":"{self.device}","session":{self.session},"seq":{seq},{fields}}}'
-        ).encode()
-
-    def publish(self, kind: str, fields: str, retain: bool = False) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        self.mid = self.mid % 65535 + 1
-        topic = _str(self.prefix + kind)
-        body = topic + struct.pack("!H", self.mid) + self._body(kind, fields)
-        self.transport.write(bytes([0x32 | (1 if retain else 0)]) + _varint(len(body)) + body)
-        self.gen.sent += 1
-
-    def heartbeat(self) -> None:
-        up = time.time() - self.session / 1000
-        self.publish(
-            "heartbeat", f'"uptime_s":{up:.1f},"fps":5.0,"agent_version":"bench","queue":0'
-        )
-
-    def room_state(self) -> None:
-        self.state = random.choice(STATES)
-        now = datetime.now(UTC).isoformat()
-        self.publish(
-            "state", f'"state":"{self.state}","since":"{now}","confidence":0.8', retain=True
-        )
-
-    def event(self, kind: str, phase: str, event_id: str, start: str, score: float) -> None:
-        end = f',"end":"{datetime.now(UTC).isoformat()}"' if phase == "end" else ""
-        self.publish(
-            "event",
-            f'"event_id":"{event_id}","type":"{kind}","phase":"{phase}","start":"{start}",'
-            f'"score":{score}{end}',
-        )
-
-    def close(self) -> None:
-        if self.transport and not self.transport.is_closing():
-            self.transport.write(b"\xe0\x00")  # DISCONNECT: no last will
-            self.transport.close()
-
-
-class Generator:
-    """Rooms spread evenly over time: each tick sends the share of messages due."""
-
-    def __init__(self, host: str, port: int, root: str) -> None:
-        self.host, self.port, self.root = host, port, root
-        self.rooms: list[Room] = []
-        self.sent = self.acked = self.lost = 0
-        self.closing = False
-        self.speed = 1.0
-        self.falls: dict[str, float] = {}  # event_id -> source time
-        self._pending_ends: list[tuple[float, Room, str, str]] = []
-
-    async def connect(self, n: int, concurrency: int = 200) -> None:
-        loop = asyncio.get_running_loop()
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> None:
-            async with sem:
-                room = Room(self, i)
-                await loop.create_connection(lambda: room, self.host, self.port)
-                await asyncio.wait_for(room.connected, 30)
-                room.publish("availability", '"state":"online"', retain=True)
-                self.rooms.append(room)
-
-        await asyncio.gather(*(one(i) for i in range(len(self.rooms), n)))
-
-    async def run(self, seconds: float, fall_every_s: float | None = None) -> None:
-        tick = 0.1
-        carry = {"hb": 0.0, "st": 0.0, "ev": 0.0}
-        cursor = {"hb": 0, "st": 0, "ev": 0}
-        next_fall = time.monotonic() + 1.0
-        end = time.monotonic() + seconds
-        nxt = time.monotonic()
-        while time.monotonic() < end:
-            n = len(self.rooms)
-            for key, interval in (("hb", HEARTBEAT_S), ("st", STATE_S), ("ev", EVENT_S)):
-                carry[key] += n * tick * self.speed / interval
-                due = int(carry[key])
-                carry[key] -= due
-                for _ in range(due):
-                    room = self.rooms[cursor[key] % n]
-                    cursor[key] += 1
-                    if key == "hb":
-                        room.heartbeat()
-                    elif key == "st":
-                        room.room_state()
-                    else:
-                        eid, start = str(new_id()), datetime.now(UTC).isoformat()
-                        room.event("motion", "new", eid, start, 0.4)
-                        self._pending_ends.append(
-                            (time.monotonic() + 10 / self.speed, room, eid, start)
-                        )
-            now = time.monotonic()
-            while self._pending_ends and self._pending_ends[0][0] <= now:
-                _, room, eid, start = self._pending_ends.pop(0)
-                room.event("motion", "end", eid, start, 0.4)
-            if fall_every_s and now >= next_fall:
-                next_fall = now + fall_every_s
-                room = self.rooms[random.randrange(min(ROOMS_PER_SITE, n))]
-                eid, start = str(new_id()), datetime.now(UTC).isoformat()
-                self.falls[eid] = time.time()
-                room.event("possible_fall", "new", eid, start, 0.9)
-            nxt += tick
-            await asyncio.sleep(max(0.0, nxt - time.monotonic()))
-
-    def close(self) -> None:
-        self.closing = True
-        for r in self.rooms:
-            r.close()
-
-
-# -- processes, CPU and the database ------------------------------------------------------
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    out = [pid]
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(p.name))
-    return out
-
-
-def postmaster_pid(url: str) -> int:
-    """The server process of a database given by URL (on this machine): its backend's parent."""
-    with psycopg.connect(url) as conn:
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def start_broker(tmp: Path) -> tuple[subprocess.Popen, int]:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    lines = []
-    for line in BROKER_CONF.read_text().splitlines():
-        key = line.split("#", 1)[0].strip().split(" ", 1)[0]
-        if key in ("listener", "password_file", "acl_file", "persistence_location", "user"):
-            continue
-        if key == "allow_anonymous":
-            line = "allow_anonymous true"
-        lines.append(line)
-    lines += [f"listener {port} 127.0.0.1", f"persistence_location {tmp}/"]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    conf = tmp / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(
-        [exe, "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    wait_port("127.0.0.1", port, 10, proc)
-    return proc, port
-
-
-def stored(conn: psycopg.Connection, since: datetime) -> int:
-    """Messages with a source time from `since` on that are committed (BRIN/hypertable on ts)."""
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM events WHERE ts >= %(s)s)"
-        " + (SELECT count(*) FROM room_states WHERE ts >= %(s)s)"
-        " + (SELECT count(*) FROM heartbeats WHERE ts >= %(s)s)",
-        {"s": since},
-    ).fetchone()
-    return int(row[0])
-
-
-def latency(conn: psycopg.Connection, since: datetime) -> tuple[float | None, float | None]:
-    row = conn.execute(
-        """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d),
-                  percentile_cont(0.95) WITHIN GROUP (ORDER BY d)
-           FROM (SELECT extract(epoch FROM received_at - ts) AS d FROM heartbeats
-                 WHERE received_at >= %s) x""",
-        (since,),
-    ).fetchone()
-    return (row[0], row[1]) if row else (None, None)
-
-
-def seed(url: str, rooms: int) -> None:
-    sites = (rooms + ROOMS_PER_SITE - 1) // ROOMS_PER_SITE
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO sites (id, name) SELECT 'site-' || s, 'Boende ' || s "
-            "FROM generate_series(0, %s) s ON CONFLICT DO NOTHING",
-            (sites - 1,),
-        )
-        conn.execute(
-            "INSERT INTO rooms (site_id, id, name) SELECT 'site-' || (i / %s), 'rum-' || i, "
-            "'Rum ' || i FROM generate_series(0, %s) i ON CONFLICT DO NOTHING",
-            (ROOMS_PER_SITE, rooms - 1),
-        )
-        # Residents with monitoring active round the clock (the benchmark runs at any hour)
-        # in the first care home, where falls are injected.
-        conn.execute(
-            "INSERT INTO residents (site_id, room_id, display_name, monitoring_active, "
-            "monitor_from, monitor_to) "
-            "SELECT 'site-0', 'rum-' || i, 'Boende ' || i, true, '00:00', '00:00' "
-            "FROM generate_series(0, %s) i",
-            (ROOMS_PER_SITE - 1,),
-        )
-
-
-class Services:
-    def __init__(self, db_url: str, mqtt_url: str, root: str, tmp: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("NATTILLSYN_")}
-        self.env |= {
-            "NATTILLSYN_DATABASE_URL": db_url,
-            "NATTILLSYN_MQTT_URL": mqtt_url,
-            "NATTILLSYN_TOPIC_ROOT": root,
-            "NATTILLSYN_LOG__JSON": "true",
-            "NATTILLSYN_LOG__LEVEL": "WARNING",
-        }
-        self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, tag: str | None = None, **env: str) -> None:
-        tag = tag or name
-        log = open(self.tmp / f"{tag}.log", "wb")  # noqa: SIM115 - the child's for its life
-        self.procs[tag] = subprocess.Popen(
-            [sys.executable, "-m", "nattillsyn.app.cli", name],
-            env=self.env | env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+from nattillsyn.mqtt import MqttClient
 
 
 async def alert_watcher(mqtt_url: str, root: str, gen: Generator, lat: list[float]) -> None:
     """A staff client: time each fall's alert, then resolve it so the room can alert again."""
-    from nattillsyn.mqtt import MqttClient
-
     c = MqttClient(mqtt_url, f"bench-staff-{root}")
     await c.start()
     await c.subscribe(f"{root}/+/+/alert")
@@ -540,8 +208,6 @@ async def run(
 ) -> dict:
     mqtt_url = f"mqtt://127.0.0.1:{port}"
     root = "nattillsyn"
-    from nattillsyn.db.migrate import migrate
-
     await migrate(db_url)
     with psycopg.connect(db_url) as conn:
         ts = conn.execute(

@@ -19,13 +19,15 @@ import sys
 import time
 from collections import Counter as Tally
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 from prometheus_client import Counter, Gauge, Histogram
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import PoolTimeout
 
 from nattillsyn import log, metrics
+from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.db.pool import make_pool
 from nattillsyn.ingest.storage import Maintainer, set_policy
 from nattillsyn.mqtt import MqttClient, MqttUrl, Received
@@ -185,8 +187,9 @@ class IngestService:
 
     name = "ingest"
 
-    def __init__(self, settings: Settings, worker: int = 0) -> None:
+    def __init__(self, settings: Settings, worker: int = 0, clock: Clock = SYSTEM) -> None:
         self.settings = settings
+        self.clock = clock
         self.cfg = settings.ingest
         self.worker = worker
         self.topics = Topics(settings.topic_root)
@@ -207,7 +210,7 @@ class IngestService:
             max_inflight=100,
         )
         self.maintainer = (
-            Maintainer(self.pool, settings.database_schema, self.cfg.maintenance_s)
+            Maintainer(self.pool, settings.database_schema, self.cfg.maintenance_s, clock)
             if worker == 0 and self.cfg.maintenance_s > 0
             else None
         )
@@ -256,8 +259,7 @@ class IngestService:
         if self._task:
             # Let a batch being written commit and be acknowledged; a batch cut short is
             # redelivered anyway, this only saves the broker the work.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), 10)
+            await self.clock.wait(self._idle, 10)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -334,7 +336,7 @@ class IngestService:
 
     async def _flush_devices_every(self, interval: float) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             await self._flush_devices()
 
     async def _flush_devices(self) -> None:
@@ -356,7 +358,7 @@ class IngestService:
             self._keep_devices(list(later.values()))
 
     def _log_dead(self, dead: list[DeadLetter]) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self._dead_window[0] > DEAD_LOG_WINDOW_S:
             if self._dead_window[2]:
                 logger.warning(
@@ -380,7 +382,7 @@ class IngestService:
             DUPLICATES.inc(result.duplicates)
         if result.device_rows:
             DEVICE_ROWS.inc(result.device_rows)
-        now = datetime.now(UTC)
+        now = self.clock.now()
         newest = None
         for r in records:
             m = r.msg
@@ -419,7 +421,7 @@ class IngestService:
                         sqlstate=state,
                         retry_in_s=delay,
                     )
-                    await asyncio.sleep(delay)
+                    await self.clock.sleep(delay)
                     delay = min(delay * 2, 10.0)
                     continue
                 DB_ERRORS.labels("isolate").inc()
@@ -440,7 +442,7 @@ class IngestService:
             except PoolTimeout as exc:
                 DB_ERRORS.labels("retry").inc()
                 logger.error("database unreachable; retrying", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
 
@@ -459,8 +461,6 @@ def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
 
 def _with_application_name(url: str | None, name: str) -> str:
     """The worker's name in pg_stat_activity (operators see who holds what)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     assert url is not None
     params = conninfo_to_dict(url)
     params.setdefault("application_name", name)
@@ -476,8 +476,15 @@ class IngestSupervisor:
 
     name = "ingest"
 
-    def __init__(self, settings: Settings, workers: int, config_file: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: int,
+        config_file: str | None = None,
+        clock: Clock = SYSTEM,
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.workers = workers
         self.config_file = config_file
         self.procs: dict[int, asyncio.subprocess.Process] = {}
@@ -501,14 +508,14 @@ class IngestSupervisor:
         delay = 0.5
         while not self._stopping:
             proc = self.procs[worker]
-            t0 = time.monotonic()
+            t0 = self.clock.monotonic()
             code = await proc.wait()
             if self._stopping:
                 return
             logger.error("ingest worker exited; restarting", worker=worker, code=code)
             self.restarts += 1
-            delay = 0.5 if time.monotonic() - t0 > 60 else min(delay * 2, 30.0)
-            await asyncio.sleep(delay)
+            delay = 0.5 if self.clock.monotonic() - t0 > 60 else min(delay * 2, 30.0)
+            await self.clock.sleep(delay)
             if not self._stopping:
                 await self._spawn(worker)
 

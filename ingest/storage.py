@@ -19,6 +19,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from nattillsyn import log
+from nattillsyn.clock import SYSTEM, Clock
 
 logger = log.get(__name__)
 
@@ -90,8 +91,11 @@ class Maintainer:
     """Runs `maintain()` every `interval_s` while holding a per-schema advisory lock,
     so many ingest workers or hosts never run it twice at once."""
 
-    def __init__(self, pool: AsyncConnectionPool, schema: str, interval_s: float) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, schema: str, interval_s: float, clock: Clock = SYSTEM
+    ) -> None:
         self.pool = pool
+        self.clock = clock
         self.schema = schema
         self.interval_s = interval_s
         self.runs = 0
@@ -136,4 +140,4 @@ class Maintainer:
                 logger.warning("storage maintenance failed; will retry", error=str(exc))
             except Exception:
                 logger.exception("storage maintenance failed; will retry")
-            await asyncio.sleep(self.interval_s)
+            await self.clock.sleep(self.interval_s)

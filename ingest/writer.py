@@ -21,35 +21,11 @@ from psycopg.types.json import Jsonb
 from nattillsyn.protocol import Availability, ConfigState, Event, Heartbeat, RoomState
 from nattillsyn.protocol.validate import DeadLetter, Record
 
-EVENT_COLS = (
-    "ts",
-    "id",
-    "site",
-    "room",
-    "device",
-    "session",
-    "seq",
-    "event_id",
-    "type",
-    "phase",
-    "score",
-    "zone",
-    "payload",
-)
-STATE_COLS = (
-    "ts",
-    "id",
-    "site",
-    "room",
-    "device",
-    "session",
-    "seq",
-    "state",
-    "since",
-    "confidence",
-    "payload",
-)
-HEARTBEAT_COLS = ("ts", "id", "site", "room", "device", "session", "seq", "payload")
+# Every device message table starts with the envelope (`_envelope` below).
+ENVELOPE_COLS = ("ts", "id", "site", "room", "device", "session", "seq")
+EVENT_COLS = (*ENVELOPE_COLS, "event_id", "type", "phase", "score", "zone", "payload")
+STATE_COLS = (*ENVELOPE_COLS, "state", "since", "confidence", "payload")
+HEARTBEAT_COLS = (*ENVELOPE_COLS, "payload")
 TABLES = (("events", EVENT_COLS), ("room_states", STATE_COLS), ("heartbeats", HEARTBEAT_COLS))
 # Binary COPY: no text formatting here, no parsing of uuids and timestamps in the server.
 _HEAD = ["timestamptz", "uuid", "text", "text", "text", "int8", "int8"]
@@ -69,15 +45,14 @@ def _json(raw: bytes) -> Jsonb:
     return Jsonb(raw.decode(), dumps=_as_is)
 
 
+def _envelope(m: Event | RoomState | Heartbeat) -> tuple:
+    """The columns every device message table starts with."""
+    return (m.ts, m.id, m.site, m.room, m.device, m.session, m.seq)
+
+
 def _event_row(m: Event, payload: Jsonb) -> tuple:
     return (
-        m.ts,
-        m.id,
-        m.site,
-        m.room,
-        m.device,
-        m.session,
-        m.seq,
+        *_envelope(m),
         m.event_id,
         m.type.value,
         m.phase.value,
@@ -88,23 +63,11 @@ def _event_row(m: Event, payload: Jsonb) -> tuple:
 
 
 def _state_row(m: RoomState, payload: Jsonb) -> tuple:
-    return (
-        m.ts,
-        m.id,
-        m.site,
-        m.room,
-        m.device,
-        m.session,
-        m.seq,
-        m.state.value,
-        m.since,
-        m.confidence,
-        payload,
-    )
+    return (*_envelope(m), m.state.value, m.since, m.confidence, payload)
 
 
 def _heartbeat_row(m: Heartbeat, payload: Jsonb) -> tuple:
-    return (m.ts, m.id, m.site, m.room, m.device, m.session, m.seq, payload)
+    return (*_envelope(m), payload)
 
 
 @dataclass(slots=True)
@@ -121,10 +84,10 @@ class DeviceSeen:
     health: str | None = None
     agent_version: str | None = None
     config_version: int | None = None
+    config_version_set: bool = False  # a config_state reported an applied version
     availability: str | None = None
     availability_session: int | None = None
     availability_at: datetime | None = None
-    config_version_set: bool = False  # a config_state reported an applied version
 
     def merge(self, rec: Record) -> None:
         m = rec.msg

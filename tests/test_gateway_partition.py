@@ -1,7 +1,7 @@
 """The partition test: a care home cut off from the centre, with network namespaces.
 
-The same scenario as `python -m bench.partition` (which runs the issue's 10-minute cut) with
-a short outage: centre, care home and a reference care home (Mosquitto's own bridge) in
+The same scenario (nattillsyn/testing/partition/) as `python -m bench.partition` (which runs
+the issue's 10-minute cut) with a short outage: centre, care home and a reference care home (Mosquitto's own bridge) in
 separate network namespaces joined by veth pairs; the link is cut while rooms produce
 events and falls happen. Skipped, with the reason, where namespaces are unavailable (not
 root, no `ip`, no PostgreSQL or Mosquitto binaries). Everything it creates is removed, also
@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from bench.partition import netns_unavailable, scenario
+from nattillsyn.testing.partition import PartitionOptions, netns_unavailable, scenario
 
 OUTAGE_S = 25.0
 
@@ -33,10 +33,7 @@ def _our_namespaces() -> set[str]:
 
 @pytest.mark.timeout(300)
 async def test_partition_short_outage(namespaces) -> None:
-    import argparse
-
-    before = _our_namespaces()
-    args = argparse.Namespace(
+    args = PartitionOptions(
         outage_s=OUTAGE_S,
         rooms=3,
         rate=6.0,
@@ -48,13 +45,15 @@ async def test_partition_short_outage(namespaces) -> None:
         handback_after_s=3.0,
         site_offline_after_s=12.0,
         cut="link",
+        fall_bound_s=None,  # a benchmark measures how fast; this checks what happens
     )
     res = await scenario(args)
-    # Only this run's: a concurrent run on the machine may remove its own meanwhile.
-    assert not _our_namespaces() - before, "namespaces left behind"
+    # Only this run's: a concurrent run on the machine has its own meanwhile.
+    assert not _our_namespaces() & set(res["namespaces"]), "namespaces left behind"
     assert res["ok"], res["failures"]
-    # The fall during the outage reached the site's tablet within 1 s, and staff were told once.
-    assert res["fall_to_site_tablet_ms"] < 1000
+    # The fall during the outage reached the site's tablet with the link down; staff were
+    # told once.
+    assert res["fall_on_site_during_outage"]
     assert res["duplicates_sent_to_staff"] == 0
     outage = res["falls"]["outage"]
     assert outage["announced_new_by_centre"] == 0 and outage["announced_new"] == 1
@@ -69,4 +68,5 @@ async def test_partition_short_outage(namespaces) -> None:
     # The tablet on the gateway's page was told it runs in fallback mode, and when it ended.
     assert {"fallback", "normal"} <= set(res["tablet_banner"])
     # Without the gateway (the reference) the fall waits for the link.
-    assert res["reference_fall_to_site_s"] > res["fall_to_site_tablet_ms"] / 1000
+    assert res["reference_fall_to_site_s"] is not None
+    assert not res["reference_fall_during_outage"]

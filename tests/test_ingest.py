@@ -10,10 +10,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from ingest_helpers import ingest_with_publisher, motion_event, rows
 
-from nattillsyn.ingest.service import IngestService
 from nattillsyn.ingest.writer import DeviceSeen, build_rows, write_batch, write_devices
-from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import (
     Availability,
     ConfigState,
@@ -30,27 +29,10 @@ from nattillsyn.protocol.validate import DeadLetter, Record, decode_message
 pytestmark = pytest.mark.both_backends
 
 
-def _event(seq: int, device: str = "d1", **kw) -> Event:
-    now = datetime.now(UTC)
-    return Event(
-        site="site-1",
-        room="r1",
-        device=device,
-        session=1,
-        seq=seq,
-        event_id=uuid.uuid4(),
-        type="motion",
-        phase="new",
-        start=now,
-        **kw,
-    )
-
-
 async def _poll(pool, query: str, want, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while True:
-        async with pool.connection() as conn:
-            row = await (await conn.execute(query)).fetchone()
+        row = next(iter(await rows(pool, query)), None)
         if row is not None and row[0] == want:
             return row[0]
         if time.monotonic() > deadline:
@@ -61,7 +43,7 @@ async def _poll(pool, query: str, want, timeout: float = 10.0):
 def test_decode_rejects_bad_input() -> None:
     topics = Topics("nattillsyn")
     t = topics.device("site-1", "r1", "d1", TopicKind.event)
-    good = encode(_event(0))
+    good = encode(motion_event(0))
     assert isinstance(decode_message(topics, t, good, 65536), Record)
     cases = {
         b"{not json": "invalid JSON",
@@ -82,13 +64,9 @@ def test_decode_rejects_bad_input() -> None:
 
 async def test_ingest_stores_once_and_dead_letters(settings, pool) -> None:
     topics = Topics(settings.topic_root)
-    svc = IngestService(settings)
-    await svc.start()
-    pub = MqttClient(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
-    await pub.start()
-    try:
+    async with ingest_with_publisher(settings) as pub:
         t = topics.device("site-1", "r1", "d1", TopicKind.event)
-        events = [_event(i) for i in range(50)]
+        events = [motion_event(i) for i in range(50)]
         for e in events:
             await pub.publish(t, encode(e))
         # A redelivery or replay of the same messages must not duplicate rows.
@@ -116,20 +94,14 @@ async def test_ingest_stores_once_and_dead_letters(settings, pool) -> None:
         await _poll(pool, "SELECT count(*) FROM events", 50)
         # Last-seen and heartbeat fields follow within ingest.device_flush_ms.
         await _poll(pool, "SELECT agent_version FROM devices WHERE id = 'd1'", "0.1.0")
-        async with pool.connection() as conn:
-            row = await (await conn.execute("SELECT reason, topic FROM dead_letters")).fetchone()
-            assert "invalid JSON" in row[0] and row[1] == t
-            dev = await (
-                await conn.execute(
-                    "SELECT agent_version, last_seq, session, room_id FROM devices WHERE id = 'd1'"
-                )
-            ).fetchone()
-            assert dev == ("0.1.0", 61, 1, "r1")
-            ids = {r[0] for r in await (await conn.execute("SELECT id FROM events")).fetchall()}
-            assert ids == {e.id for e in events}
-    finally:
-        await pub.stop()
-        await svc.stop()
+        reason, topic = (await rows(pool, "SELECT reason, topic FROM dead_letters"))[0]
+        assert "invalid JSON" in reason and topic == t
+        dev = await rows(
+            pool, "SELECT agent_version, last_seq, session, room_id FROM devices WHERE id = 'd1'"
+        )
+        assert dev == [("0.1.0", 61, 1, "r1")]
+        ids = {r[0] for r in await rows(pool, "SELECT id FROM events")}
+        assert ids == {e.id for e in events}
 
 
 # -- the dead-letter path: a corpus of malformed messages ----------------------------------
@@ -246,11 +218,7 @@ async def test_corpus_is_dead_lettered_and_consumer_keeps_going(settings, pool) 
 
     before = dead_count()
     topics = Topics(settings.topic_root)
-    svc = IngestService(settings)
-    await svc.start()
-    pub = MqttClient(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
-    await pub.start()
-    try:
+    async with ingest_with_publisher(settings) as pub:
         good = []
         for i, (_name, where, payload, _label, _text) in enumerate(CORPUS):
             room, device = ("r1", "d1")
@@ -258,19 +226,14 @@ async def test_corpus_is_dead_lettered_and_consumer_keeps_going(settings, pool) 
                 room, device = where.split("/") if "/" in where else ("r1", where)
             await pub.publish(topics.device("site-1", room, device, TopicKind.event), payload)
             # A valid message after each bad one: the consumer must still be storing.
-            e = _event(100 + i)
+            e = motion_event(100 + i)
             good.append(e)
             await pub.publish(topics.device("site-1", "r1", "d1", TopicKind.event), encode(e))
         await _poll(pool, "SELECT count(*) FROM dead_letters", len(CORPUS), timeout=20)
         await _poll(pool, "SELECT count(*) FROM events", len(good), timeout=20)
-        async with pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT topic, reason, size, payload FROM dead_letters ORDER BY id"
-                )
-            ).fetchall()
+        dead = await rows(pool, "SELECT topic, reason, size, payload FROM dead_letters ORDER BY id")
         for (name, _where, payload, _label, text), (topic, reason, size, kept) in zip(
-            CORPUS, rows, strict=True
+            CORPUS, dead, strict=True
         ):
             assert text in reason, (name, reason)
             assert size == len(payload), name
@@ -278,9 +241,6 @@ async def test_corpus_is_dead_lettered_and_consumer_keeps_going(settings, pool) 
             assert topic.startswith(settings.topic_root), name
         assert dead_count() - before == len(CORPUS)
         assert DEAD.labels("too_large")._value.get() >= 1
-    finally:
-        await pub.stop()
-        await svc.stop()
 
 
 async def test_database_refusal_is_isolated_to_the_one_message(settings, pool) -> None:
@@ -291,13 +251,9 @@ async def test_database_refusal_is_isolated_to_the_one_message(settings, pool) -
             "ALTER TABLE events ADD CONSTRAINT refuse_me CHECK (zone IS DISTINCT FROM 'refuse-me')"
         )
     topics = Topics(settings.topic_root)
-    svc = IngestService(settings)
-    await svc.start()
-    pub = MqttClient(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
-    await pub.start()
-    try:
+    async with ingest_with_publisher(settings) as pub:
         t = topics.device("site-1", "r1", "d1", TopicKind.event)
-        events = [_event(i) for i in range(40)]
+        events = [motion_event(i) for i in range(40)]
         for i, e in enumerate(events):
             pub.publish_nowait(t, encode(e))
             if i == 20:
@@ -305,46 +261,38 @@ async def test_database_refusal_is_isolated_to_the_one_message(settings, pool) -
         await pub.wait_outstanding_below(1, timeout=10)
         await _poll(pool, "SELECT count(*) FROM events", 40, timeout=20)
         await _poll(pool, "SELECT count(*) FROM dead_letters", 1, timeout=20)
-        async with pool.connection() as conn:
-            reason = (await (await conn.execute("SELECT reason FROM dead_letters")).fetchone())[0]
+        [(reason,)] = await rows(pool, "SELECT reason FROM dead_letters")
         assert reason.startswith("database rejected") and "refuse_me" in reason, reason
-    finally:
-        await pub.stop()
-        await svc.stop()
 
 
 async def test_device_state_follows_source_order_not_arrival(settings, pool) -> None:
     """Late or replayed messages never roll the device row back; a newer session's
     availability wins over an older session's last will."""
     topics = Topics(settings.topic_root)
-    svc = IngestService(settings)
-    await svc.start()
-    pub = MqttClient(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
-    await pub.start()
+    async with ingest_with_publisher(settings) as pub:
 
-    def hb(session: int, seq: int, version: str, ts: datetime) -> bytes:
-        return encode(
-            Heartbeat(
-                site="site-1",
-                room="r1",
-                device="d1",
-                session=session,
-                seq=seq,
-                ts=ts,
-                uptime_s=1,
-                fps=5,
-                agent_version=version,
+        def hb(session: int, seq: int, version: str, ts: datetime) -> bytes:
+            return encode(
+                Heartbeat(
+                    site="site-1",
+                    room="r1",
+                    device="d1",
+                    session=session,
+                    seq=seq,
+                    ts=ts,
+                    uptime_s=1,
+                    fps=5,
+                    agent_version=version,
+                )
             )
-        )
 
-    def av(session: int, seq: int, state: str) -> bytes:
-        return encode(
-            Availability(
-                site="site-1", room="r1", device="d1", session=session, seq=seq, state=state
+        def av(session: int, seq: int, state: str) -> bytes:
+            return encode(
+                Availability(
+                    site="site-1", room="r1", device="d1", session=session, seq=seq, state=state
+                )
             )
-        )
 
-    try:
         now = datetime.now(UTC)
         hb_t = topics.device("site-1", "r1", "d1", TopicKind.heartbeat)
         av_t = topics.device("site-1", "r1", "d1", TopicKind.availability)
@@ -354,23 +302,18 @@ async def test_device_state_follows_source_order_not_arrival(settings, pool) -> 
         # An old session's heartbeat and last will arrive late (edge queue replay).
         await pub.publish(hb_t, hb(1, 900, "0.1.0", now.replace(year=now.year - 1)))
         await pub.publish(av_t, av(1, 0, "offline"))
-        marker = _event(0)
+        marker = motion_event(0)
         await pub.publish(topics.device("site-1", "r1", "d1", TopicKind.event), encode(marker))
         await _poll(pool, "SELECT count(*) FROM events", 1)
-        async with pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT agent_version, session, last_seq, availability, availability_session, "
-                    "health->>'agent_version' FROM devices WHERE id = 'd1'"
-                )
-            ).fetchone()
-        assert row == ("0.2.0", 2, 5, "online", 2, "0.2.0")
+        row = await rows(
+            pool,
+            "SELECT agent_version, session, last_seq, availability, availability_session, "
+            "health->>'agent_version' FROM devices WHERE id = 'd1'",
+        )
+        assert row == [("0.2.0", 2, 5, "online", 2, "0.2.0")]
         # Its own session's last will does take it offline (arrival order within a session).
         await pub.publish(av_t, av(2, 0, "offline"))
         await _poll(pool, "SELECT availability FROM devices WHERE id = 'd1'", "offline")
-    finally:
-        await pub.stop()
-        await svc.stop()
 
 
 KINDS = (
@@ -483,7 +426,7 @@ async def test_a_redelivered_dead_letter_is_kept_once(settings, pool) -> None:
         assert (await write_batch(conn, [], [first])).dead_letters == 1
         assert (await write_batch(conn, [], [again, other])).dead_letters == 1
         assert (await write_batch(conn, [], [first])).dead_letters == 1  # a real repeat
-        rows = await (
+        got = await (
             await conn.execute("SELECT payload, count(*) FROM dead_letters GROUP BY 1 ORDER BY 1")
         ).fetchall()
-    assert rows == [(b"{broken", 2), (b"{other", 1)]
+    assert got == [(b"{broken", 2), (b"{other", 1)]

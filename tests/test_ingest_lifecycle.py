@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from nattillsyn.clock import ManualClock
 from nattillsyn.db.migrate import migrate
-from nattillsyn.ingest.storage import maintain, refresh_summary, set_policy
+from nattillsyn.ingest.storage import Maintainer, maintain, refresh_summary, set_policy
 
 # Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.
 pytestmark = pytest.mark.both_backends
@@ -264,20 +265,9 @@ async def test_same_results_on_timescaledb_and_plain_postgresql(plain_beside_tim
     now = datetime.now(UTC)
     t0 = _hour(now)
     async with await _conn(ts_url, schema) as ts, await _conn(plain_url, schema) as plain:
-        kinds = {
-            r[0]
-            for r in await (
-                await ts.execute("SELECT DISTINCT kind FROM summary_registry")
-            ).fetchall()
-        }
-        assert kinds == {"continuous_aggregate"}
-        kinds = {
-            r[0]
-            for r in await (
-                await plain.execute("SELECT DISTINCT kind FROM summary_registry")
-            ).fetchall()
-        }
-        assert kinds == {"table"}
+        for conn, kind in ((ts, "continuous_aggregate"), (plain, "table")):
+            cur = await conn.execute("SELECT DISTINCT kind FROM summary_registry")
+            assert {r[0] for r in await cur.fetchall()} == {kind}
         jobs = await (
             await ts.execute(
                 "SELECT proc_name, hypertable_name FROM timescaledb_information.jobs "
@@ -342,3 +332,19 @@ async def test_same_results_on_timescaledb_and_plain_postgresql(plain_beside_tim
         for conn in (ts, plain):
             await _insert(conn, {"t0": t0, "n": 10 * 24 * 60 // 7, "tag": "x"}, only_events=True)
         await same("replayed into compressed chunks")
+
+
+async def test_maintenance_runs_at_start_and_every_interval_of_its_clock(settings, pool) -> None:
+    clock = ManualClock()
+    maintainer = Maintainer(pool, settings.database_schema, 3600.0, clock)
+    maintainer.start()
+    try:
+        await clock.until_sleeping(1)
+        assert maintainer.runs == 1
+        await clock.advance(3599)
+        assert maintainer.runs == 1
+        await clock.advance(1)
+        await clock.until_sleeping(1)
+        assert maintainer.runs == 2
+    finally:
+        await maintainer.stop()

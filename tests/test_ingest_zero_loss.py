@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,11 +17,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from backends import timescale_missing
+from ingest_helpers import motion_event
 
 from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres
 from nattillsyn.db.migrate import migrate
 from nattillsyn.mqtt import MqttClient
-from nattillsyn.protocol import Event, TopicKind, Topics, encode
+from nattillsyn.protocol import TopicKind, Topics, encode
+from nattillsyn.testing.processes import service_process
 
 N = 8000
 RATE = 800  # events/s: the disruptions all happen while events are in flight
@@ -45,9 +46,7 @@ def _children(pid: int) -> dict[int, int]:
 
 def _start_ingest(env: dict[str, str]) -> subprocess.Popen:
     """`nattillsyn ingest`: the supervisor and its worker processes."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "nattillsyn.app.cli", "ingest"], env=env, start_new_session=True
-    )
+    return service_process("ingest", env, start_new_session=True)
 
 
 def _count(url: str, schema: str) -> tuple[int, int]:
@@ -124,17 +123,7 @@ async def test_each_event_exactly_once_through_kill_and_restarts(backend: str) -
 
         async def probe_stored() -> None:
             for i in range(600):
-                e = Event(
-                    site="site-1",
-                    room="r0",
-                    device="probe",
-                    session=0,
-                    seq=i,
-                    event_id=uuid.uuid4(),
-                    type="motion",
-                    phase="new",
-                    start=now,
-                )
+                e = motion_event(i, room="r0", device="probe", session=0, start=now)
                 await pub.publish(probe, encode(e))
                 with psycopg.connect(db_url) as conn:
                     if conn.execute(f"SELECT count(*) FROM {schema}.events").fetchone()[0]:
@@ -143,20 +132,7 @@ async def test_each_event_exactly_once_through_kill_and_restarts(backend: str) -
             raise AssertionError("ingest never stored a probe")
 
         await probe_stored()
-        events = [
-            Event(
-                site="site-1",
-                room="r1",
-                device="d1",
-                session=1,
-                seq=i,
-                event_id=uuid.uuid4(),
-                type="motion",
-                phase="new",
-                start=now,
-            )
-            for i in range(N)
-        ]
+        events = [motion_event(i, start=now) for i in range(N)]
 
         async def publish_all() -> None:
             t0 = time.monotonic()
@@ -164,6 +140,7 @@ async def test_each_event_exactly_once_through_kill_and_restarts(backend: str) -
                 pub.publish_nowait(t, encode(e))
                 if i % 40 == 39:
                     await pub.wait_outstanding_below(900)
+                    # Paces the load (RATE), so the faults below meet events in flight.
                     ahead = t0 + (i + 1) / RATE - time.monotonic()
                     if ahead > 0:
                         await asyncio.sleep(ahead)

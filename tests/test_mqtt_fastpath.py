@@ -1,4 +1,4 @@
-"""The fast reader (nattillsyn/mqtt_fastpath.py) against paho's own: the same byte
+"""The fast reader (nattillsyn/mqtt/fastpath.py) against paho's own: the same byte
 stream, cut anywhere, gives the same messages through both."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import uuid
 import pytest
 from mqtt_wire import PUBACK, SUBSCRIBE, ScriptedBroker, packet, publish_packet
 
-from nattillsyn import mqtt, mqtt_fastpath
-from nattillsyn.mqtt import MqttClient
+from nattillsyn.mqtt import MqttClient, fastpath
 
 PINGRESP = 0xD0
 
@@ -41,7 +40,7 @@ def _stream(v5: bool) -> tuple[bytes, int]:
 @pytest.mark.parametrize("v5", [True, False], ids=["mqtt5", "mqtt311"])
 @pytest.mark.parametrize("split", [1, 3, 7, 61, 1000, 65_536, 0], ids=lambda s: f"split{s}")
 async def test_fast_reader_delivers_what_paho_delivers(v5: bool, split: int) -> None:
-    assert mqtt_fastpath.AVAILABLE, "this paho release lacks what the fast reader needs"
+    assert fastpath.AVAILABLE, "this paho release lacks what the fast reader needs"
     stream, count = _stream(v5)
 
     async def script(conn, cmd, body):
@@ -55,7 +54,7 @@ async def test_fast_reader_delivers_what_paho_delivers(v5: bool, split: int) -> 
         async with ScriptedBroker(script) as broker:
             url = broker.url + ("" if v5 else "?protocol=3.1.1")
             client = MqttClient(url, f"fp-{uuid.uuid4().hex[:6]}", manual_ack=fast)
-            assert isinstance(client._client, mqtt_fastpath.FastClient) is fast
+            assert isinstance(client._client, fastpath.FastClient) is fast
             await client.start()
             try:
                 await client.subscribe("#")
@@ -84,10 +83,10 @@ async def test_without_the_internals_a_manual_ack_client_is_stock_paho(
     monkeypatch, mqtt_url: str, topic_root: str
 ) -> None:
     """Another paho release: slower, still correct."""
-    monkeypatch.setattr(mqtt.mqtt_fastpath, "AVAILABLE", False)
+    monkeypatch.setattr(fastpath, "AVAILABLE", False)
     sub = MqttClient(mqtt_url, f"stock-{uuid.uuid4().hex[:6]}", manual_ack=True)
     pub = MqttClient(mqtt_url, f"pub-{uuid.uuid4().hex[:6]}")
-    assert not isinstance(sub._client, mqtt_fastpath.FastClient)
+    assert not isinstance(sub._client, fastpath.FastClient)
     await sub.start()
     await pub.start()
     try:

@@ -1,4 +1,4 @@
-"""MQTT client on the asyncio event loop: the only module that imports paho.
+"""The MQTT connection on the asyncio event loop: connect, keep, reconnect; socket I/O.
 
 (Timeouts use `asyncio.timeout`: Python 3.11's `wait_for` swallows a cancellation that
 arrives as the awaited future completes, and a service being stopped then never stops.)
@@ -9,7 +9,7 @@ paho's documented external-loop API (the socket callbacks, `loop_read`,
 runs in the loop's thread (only the blocking TCP/TLS connect runs in an executor),
 so there is no network thread that could stop unnoticed and no locks. Any exception
 on the read or write path is a protocol error: counted, logged, the connection is
-dropped and made again.
+dropped and made again. Publishing, subscribing and receiving are `client.MqttClient`'s.
 """
 
 from __future__ import annotations
@@ -19,11 +19,7 @@ import contextlib
 import socket
 import ssl
 import threading
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
-from urllib.parse import parse_qs, unquote, urlsplit
+from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
@@ -31,8 +27,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import Counter
 
-from nattillsyn import log, mqtt_fastpath
-from nattillsyn.mqtt_fastpath import Step
+from nattillsyn import log
+from nattillsyn.clock import SYSTEM, Clock
+from nattillsyn.mqtt import fastpath
+from nattillsyn.mqtt.fastpath import Step
+from nattillsyn.mqtt.types import MqttError, MqttUrl, TlsFiles, Will
 
 logger = log.get(__name__)
 
@@ -42,8 +41,6 @@ PROTOCOL_ERRORS = Counter(
 )
 CONNECTS = Counter("nattillsyn_mqtt_connects_total", "MQTT connections accepted by the broker")
 
-UNROUTED = 0x10
-UNROUTED_TEXT = "no matching subscribers"
 _PROTOCOL_ERROR = 0x82  # MQTT 5 DISCONNECT reason
 _MALFORMED = (0x81, 0x82)  # MQTT 5 reasons: malformed packet, protocol error
 _WITH_WILL = 0x04  # MQTT 5 DISCONNECT reason: disconnect, send the will
@@ -51,96 +48,8 @@ _READ_BURST = 1000  # packets per readable event before other callbacks get a tu
 _MIN_DELAY, _MAX_DELAY = 1.0, 15.0  # reconnect back-off
 
 
-class MqttError(RuntimeError):
-    pass
-
-
-class MqttUnrouted(MqttError):
-    """The broker took the message but no subscriber matched it (MQTT 5 reason 0x10)."""
-
-
-@dataclass(frozen=True)
-class MqttUrl:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    protocol: int = paho.MQTTv5
-
-    @property
-    def v5(self) -> bool:
-        return self.protocol == paho.MQTTv5
-
-    @classmethod
-    def parse(cls, url: str) -> MqttUrl:
-        """`mqtt[s]://[user[:pass]@]host[:port][?protocol=5|3.1.1]`."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r} in {url!r}")
-        tls = parts.scheme in ("mqtts", "ssl")
-        proto = parse_qs(parts.query).get("protocol", ["5"])[0]
-        if proto not in ("5", "3.1.1"):
-            raise ValueError(f"protocol must be 5 or 3.1.1, not {proto!r}")
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or (8883 if tls else 1883),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=tls,
-            protocol=paho.MQTTv5 if proto == "5" else paho.MQTTv311,
-        )
-
-
-@dataclass(slots=True)
-class Received:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    mid: int
-    properties: Properties | None = field(default=None, repr=False)
-    # Which connection delivered it: a manual ack is only valid on that connection
-    # (after a reconnect the broker redelivers unacknowledged messages itself).
-    generation: int = 0
-    received_at: float = 0.0  # time.time() when it was read
-    dup: bool = False
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """Files for `mqtts://`: the CA that signed the broker's certificate and, for
-    per-device credentials, the client's own certificate and key (None: system CAs,
-    no client certificate)."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-
-
-@dataclass(frozen=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(slots=True)
-class _Publish:
-    """A QoS > 0 publish until the broker confirmed it (None: nobody waits)."""
-
-    waiter: asyncio.Future[None] | None
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    need_subscriber: bool = False
-    attempt: int = 0
-
-
-class MqttClient:
-    """Connect, publish with QoS 1 confirmation, subscribe, receive, manually acknowledge."""
+class MqttConnection:
+    """One paho client driven by the event loop; `MqttClient` adds the traffic."""
 
     def __init__(
         self,
@@ -153,36 +62,23 @@ class MqttClient:
         manual_ack: bool = False,
         receive_maximum: int | None = None,
         max_inflight: int = 100,
-        retry_unrouted: bool = False,
         tls: TlsFiles | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.url = MqttUrl.parse(url)
+        self.clock = clock  # the reconnect back-off and the client's re-send timers
         self.client_id = client_id
         self._clean_start = clean_start
         self._manual_ack = manual_ack
-        # MQTT 5: a PUBACK "no matching subscribers" (0x10) means nobody got the message,
-        # e.g. just after a broker restart, before subscribers are back (Mosquitto does
-        # not keep shared subscriptions over a restart). With retry_unrouted, QoS 1
-        # publishes are sent again (backing off to 5 s) until a subscriber takes them.
-        self._retry_unrouted = retry_unrouted
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id = 0
-        self._inbox: deque[Received] = deque()
-        self._ready = asyncio.Event()
         self._generation = 0
-        self.received = 0  # messages read since start
         self.connects = 0
         self.protocol_errors = 0
         self.connected = asyncio.Event()
         self._first_connect: asyncio.Future[None] | None = None
         self._on_connect: list[Callable[[], None]] = []
         self._subscriptions: dict[str, int] = {}
-        self._publishes: dict[int, _Publish] = {}
-        self._subscribing: dict[int, asyncio.Future[None]] = {}
-        self._held: list[_Publish] = []  # published while paho opens a socket
-        self._unrouted = 0  # waiting to be sent again
-        self._outstanding_limit: int | None = None
-        self._outstanding_below = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._opening: asyncio.Future[object] | None = None
         self._down = asyncio.Event()  # the current connection (attempt) ended
@@ -193,6 +89,8 @@ class MqttClient:
         self._broken = False
         self._stopped = True
         self._progress = 0  # packets handled: a read burst stops when one made none
+        # A received PUBLISH, from paho's reader or the fast path (the client's `_deliver`).
+        self._deliver: fastpath.Deliver
 
         kwargs: dict = {
             "callback_api_version": paho.CallbackAPIVersion.VERSION2,
@@ -203,9 +101,9 @@ class MqttClient:
         if not self.url.v5:
             kwargs["clean_session"] = clean_start
         # Manual-ack clients take the heavy traffic (ingest): the fast reader, if this
-        # paho release has what it needs (see mqtt_fastpath).
-        self._fast = manual_ack and mqtt_fastpath.AVAILABLE
-        cls = mqtt_fastpath.FastClient if self._fast else paho.Client
+        # paho release has what it needs (see fastpath).
+        self._fast = manual_ack and fastpath.AVAILABLE
+        cls = fastpath.FastClient if self._fast else paho.Client
         c = self._client = cls(**kwargs)
         c.max_inflight_messages_set(max_inflight)
         c.max_queued_messages_set(0)  # unbounded: the caller bounds its own backlog
@@ -233,9 +131,6 @@ class MqttClient:
             self._connect_props = props
         c.on_connect = self._handle_connect
         c.on_disconnect = self._handle_disconnect
-        c.on_publish = self._handle_publish
-        c.on_subscribe = self._handle_subscribe
-        c.on_message = self._handle_message
         # paho calls these from the connect thread too: _in_loop hands them over.
         c.on_socket_open = lambda _c, _u, sock: self._in_loop(self._socket_opened, sock)
         c.on_socket_close = lambda _c, _u, sock: self._in_loop(self._socket_closed, sock)
@@ -304,14 +199,7 @@ class MqttClient:
                 await self._runner
             self._runner = None
         self.connected.clear()
-        error = MqttError("client stopped before the broker confirmed")
-        for p in [*self._publishes.values(), *self._held]:
-            _set_exc(p.waiter, error)
-        for fut in self._subscribing.values():
-            _set_exc(fut, error)
-        self._publishes.clear()
-        self._subscribing.clear()
-        self._held.clear()
+        self._abandon(MqttError("client stopped before the broker confirmed"))
 
     async def _run(self) -> None:
         """Connect, keep the connection (pings, timeouts) and connect again when it ends."""
@@ -340,7 +228,7 @@ class MqttClient:
                 return
             if self.connects > before:
                 delay = _MIN_DELAY
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
 
     async def _open(self) -> None:
@@ -351,12 +239,7 @@ class MqttClient:
         try:
             await asyncio.shield(self._opening)
         finally:
-            held, self._held = self._held, []
-            for p in held:
-                try:
-                    self._send(p)
-                except MqttError as exc:
-                    _set_exc(p.waiter, exc)
+            self._release_held()
 
     def on_connect(self, callback: Callable[[], None]) -> None:
         """Run `callback` in the event loop after every (re)connection."""
@@ -408,7 +291,7 @@ class MqttClient:
         try:
             for _ in range(_READ_BURST):
                 if self._fast:
-                    step = mqtt_fastpath.read(client, self._deliver, self.url.v5)
+                    step = fastpath.read(client, self._deliver, self.url.v5)
                     if step is Step.EMPTY:
                         break
                     if step is Step.PAHO and client.loop_read() != paho.MQTT_ERR_SUCCESS:
@@ -462,161 +345,6 @@ class MqttClient:
             self._forget_socket()
             self._handle_disconnect(self._client, None, None, None, None)
 
-    # -- publish / subscribe ---------------------------------------------------
-
-    async def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int = 1,
-        retain: bool = False,
-        timeout: float | None = 30.0,
-        require_subscriber: bool = False,
-    ) -> None:
-        """Publish; for QoS > 0 wait until the broker confirmed (PUBACK/PUBCOMP), and with
-        `retry_unrouted` until a subscriber took it. With `require_subscriber` (MQTT 5) a
-        PUBACK "no matching subscribers" raises MqttUnrouted: the caller keeps the message
-        (e.g. in its disk queue) and sends it again later."""
-        assert self._loop is not None, "start() first"
-        fut = self._loop.create_future() if qos else None
-        self._send(_Publish(fut, topic, payload, qos, retain, require_subscriber))
-        if fut is not None:
-            async with asyncio.timeout(timeout):
-                await fut
-
-    def publish_nowait(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
-    ) -> None:
-        """Queue a publish without waiting for the broker (paho keeps QoS 1 queued while offline)."""
-        self._send(_Publish(None, topic, payload, qos, retain))
-
-    def _send(self, p: _Publish) -> None:
-        if self._opening is not None and not self._opening.done():
-            self._held.append(p)
-            return
-        info = self._client.publish(p.topic, p.payload, qos=p.qos, retain=p.retain)
-        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-            raise MqttError(f"publish to {p.topic} failed: {paho.error_string(info.rc)}")
-        if p.qos:
-            self._publishes[info.mid] = p
-
-    def _retry(self, track: _Publish) -> None:
-        self._unrouted -= 1
-        if self._stopped:
-            _set_exc(track.waiter, MqttError("client stopped before a subscriber took it"))
-            self._check_outstanding()
-            return
-        track.attempt += 1
-        self._send(track)
-
-    @property
-    def outstanding(self) -> int:
-        """QoS > 0 publishes not yet confirmed by the broker (queued or in flight), and
-        with `retry_unrouted` those waiting to be sent again."""
-        held = sum(1 for p in self._held if p.qos)
-        return len(self._publishes) + held + self._unrouted
-
-    @property
-    def unrouted(self) -> int:
-        """Publishes no subscriber took (MQTT 5), waiting to be sent again."""
-        return self._unrouted
-
-    def _check_outstanding(self) -> None:
-        if self._outstanding_limit is not None and self.outstanding < self._outstanding_limit:
-            self._outstanding_below.set()
-
-    async def wait_outstanding_below(self, n: int, timeout: float | None = None) -> None:
-        """Flow control for `publish_nowait`: wait until fewer than `n` publishes await
-        the broker's confirmation (raises TimeoutError after `timeout` seconds)."""
-        self._outstanding_limit = n
-        try:
-            async with asyncio.timeout(timeout):
-                while self.outstanding >= n:
-                    self._outstanding_below.clear()
-                    await self._outstanding_below.wait()
-        finally:
-            self._outstanding_limit = None
-
-    async def subscribe(self, *filters: str, qos: int = 1, timeout: float = 15.0) -> None:
-        assert self._loop is not None, "start() first"
-        for f in filters:
-            self._subscriptions[f] = qos
-        result, mid = self._client.subscribe([(f, qos) for f in filters])
-        if result != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise MqttError(f"subscribe failed: {paho.error_string(result)}")
-        fut: asyncio.Future[None] = self._loop.create_future()
-        self._subscribing[mid] = fut
-        async with asyncio.timeout(timeout):
-            await fut
-
-    # -- receiving ---------------------------------------------------------------
-
-    async def messages(self) -> AsyncIterator[Received]:
-        while True:
-            yield await self.next_message()
-
-    async def _wait_inbox(self, timeout: float | None) -> None:
-        while not self._inbox:
-            self._ready.clear()
-            if timeout is None:
-                await self._ready.wait()
-            else:
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-
-    async def next_message(self, timeout: float | None = None) -> Received:
-        await self._wait_inbox(timeout)
-        return self._inbox.popleft()
-
-    async def next_batch(self, max_messages: int, max_wait: float) -> list[Received]:
-        """Wait for a first message, then gather more until `max_messages` or until the
-        first one has waited `max_wait` seconds since it arrived: the size- and
-        time-bounded batch of a writer. A writer that fell behind gets a full or
-        immediate batch, one that keeps up waits at most `max_wait` per message."""
-        await self._wait_inbox(None)
-        inbox = self._inbox
-        batch: list[Received] = []
-        deadline = inbox[0].received_at + max_wait
-        while True:
-            while inbox and len(batch) < max_messages:
-                batch.append(inbox.popleft())
-            remaining = min(deadline - time.time(), max_wait)  # a clock step never stalls it
-            if len(batch) >= max_messages or remaining <= 0:
-                return batch
-            try:
-                await self._wait_inbox(remaining)
-            except TimeoutError:
-                return batch
-
-    @property
-    def backlog(self) -> int:
-        """Messages received and not yet taken by the application."""
-        return len(self._inbox)
-
-    def ack(self, msg: Received) -> None:
-        """Acknowledge a message received with manual_ack (after it is safely stored)."""
-        self.ack_many((msg,))
-
-    def ack_many(self, msgs: Iterable[Received]) -> int:
-        """Acknowledge messages received with manual_ack; returns how many.
-
-        Messages delivered on an earlier connection are skipped: the broker redelivers
-        them on the resumed session and their copies are acknowledged then."""
-        if not self._manual_ack:
-            return 0
-        n, batch = 0, []
-        for m in msgs:
-            if m.generation != self._generation or not m.qos:
-                continue
-            n += 1
-            if m.qos == 1 and self._fast:
-                batch.append(m.mid)
-            else:
-                self._client.ack(m.mid, m.qos)
-        if batch:  # one write for the batch (paho: a send() per PUBACK)
-            mqtt_fastpath.ack_many(self._client, batch)
-        return n
-
     # -- paho callbacks (event loop) ---------------------------------------------
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -647,82 +375,14 @@ class MqttClient:
         if getattr(reason_code, "value", 0) and not self._stopped:
             logger.warning("mqtt disconnected", reason=str(reason_code), client_id=self.client_id)
 
-    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._progress += 1
-        track = self._publishes.pop(mid, None)
-        if track is None:
-            return
-        code = getattr(reason_code, "value", 0)
-        if code == UNROUTED and self._retry_unrouted:
-            if track.attempt == 0:
-                logger.warning("no subscriber took a message; sending it again", topic=track.topic)
-            self._unrouted += 1
-            assert self._loop is not None
-            self._loop.call_later(min(0.25 * 2**track.attempt, 5.0), self._retry, track)
-        elif code == UNROUTED and track.need_subscriber:  # else not an error
-            _set_exc(track.waiter, MqttUnrouted(UNROUTED_TEXT))
-        elif getattr(reason_code, "is_failure", False):
-            _set_exc(track.waiter, MqttError(f"broker refused publish: {reason_code}"))
-        else:
-            _set_result(track.waiter)
-        self._check_outstanding()
+    # -- what the client adds (client.MqttClient) ----------------------------------
 
-    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        self._progress += 1
-        bad = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
-        fut = self._subscribing.pop(mid, None)
-        if fut is None:
-            if bad:
-                logger.warning("broker refused a subscription", reasons=str(bad))
-        elif bad:
-            _set_exc(fut, MqttError(f"broker refused subscription: {bad}"))
-        else:
-            _set_result(fut)
+    def _release_held(self) -> None:
+        """The socket is open: send what was published while it opened."""
 
-    def _handle_message(self, client, userdata, message: paho.MQTTMessage) -> None:
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:  # never from a conforming broker: stored as a dead letter
-            topic = "\ufffd"
-        self._deliver(
-            topic,
-            message.payload,
-            message.qos,
-            bool(message.retain),
-            message.mid,
-            bool(message.dup),
-            getattr(message, "properties", None),
-        )
-
-    def _deliver(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        retain: bool,
-        mid: int,
-        dup: bool,
-        properties: Properties | None = None,
-    ) -> None:
-        self._progress += 1
-        self._inbox.append(
-            Received(
-                topic, payload, qos, retain, mid, properties, self._generation, time.time(), dup
-            )
-        )
-        self.received += 1
-        self._ready.set()
+    def _abandon(self, error: MqttError) -> None:
+        """Stopped: fail every publish and subscribe still waiting for the broker."""
 
 
 def _reason(v5: bool, code: int) -> ReasonCode | None:
     return ReasonCode(PacketTypes.DISCONNECT, identifier=code) if v5 else None
-
-
-def _set_result(fut: asyncio.Future[None] | None) -> None:
-    if fut is not None and not fut.done():
-        fut.set_result(None)
-
-
-def _set_exc(fut: asyncio.Future[None] | None, exc: BaseException) -> None:
-    if fut is not None and not fut.done():
-        fut.set_exception(exc)
