@@ -59,7 +59,7 @@ class PushService:
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        port = self.runner.addresses[0][1]
         return f"http://127.0.0.1:{port}/push/{uuid.uuid4().hex}"
 
     def subscription(self, endpoint: str) -> PushSubscription:

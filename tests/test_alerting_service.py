@@ -319,7 +319,7 @@ async def webhook(secret: bytes):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     try:
         yield received, f"http://127.0.0.1:{port}/sms"
     finally:

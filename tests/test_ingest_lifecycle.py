@@ -12,6 +12,7 @@ from psycopg import sql
 
 from nattillsyn.clock import ManualClock
 from nattillsyn.db.migrate import migrate
+from nattillsyn.ingest.service import IngestService
 from nattillsyn.ingest.storage import Maintainer, maintain, refresh_summary, set_policy
 
 # Storage-related: every database test runs on plain PostgreSQL and on TimescaleDB.
@@ -222,8 +223,6 @@ async def test_retention_keeps_whole_days_and_summaries_outlive_raw_rows(
 
 
 async def test_ingest_applies_retention_settings(settings, pool) -> None:
-    from nattillsyn.ingest.service import IngestService
-
     cfg = settings.ingest.model_copy(
         update={"retention_events_days": 120, "retention_heartbeats_days": 0, "maintenance_s": 0}
     )
