@@ -1,0 +1,37 @@
+"""The access log and data exports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from .common import Body
+
+
+class AuditEntry(Body):
+    id: int
+    at: datetime
+    username: str
+    role: str
+    action: str
+    purpose: str
+    what: str
+    site: str | None = None
+    room: str | None = None
+    detail: Any = None
+
+
+class AuditPage(Body):
+    entries: list[AuditEntry]
+    next_before: int | None = Field(None, description="Pass as `before` for older entries.")
+
+
+class ExportDataset(Body):
+    name: str
+    description: str
+
+
+class ExportIndex(Body):
+    datasets: list[ExportDataset]
