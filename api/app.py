@@ -19,14 +19,14 @@ from . import (
     admin_devices,
     admin_residents,
     admin_structure,
+    board,
     evaluation,
     oidc,
     openapi,
     rounds,
     session,
+    shared_tablets,
     sso,
-    tablet,
-    tablets,
 )
 from .context import HUB, MQTT, POOL, PUSHER, SETTINGS, TOPICS, same_origin
 from .live import LiveHub
@@ -39,9 +39,9 @@ STATIC = Path(__file__).parent / "static"
 ROUTES = [
     session.routes,
     sso.routes,
-    tablet.routes,
+    board.routes,
     rounds.routes,
-    tablets.routes,
+    shared_tablets.routes,
     openapi.meta,
     admin_structure.routes,
     admin_residents.routes,

@@ -40,7 +40,7 @@ from .models import (
 )
 from .problems import ProblemError
 from .routing import Routes
-from .tablets import audit_tablet, tablet_for
+from .shared_tablets import audit_tablet, tablet_for
 
 routes = Routes("tablet")
 STAFF = ("night_staff", "unit_manager", "sysadmin")

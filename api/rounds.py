@@ -12,11 +12,11 @@ from nattillsyn.alerting import roundstore
 from nattillsyn.ids import new_id
 
 from . import auth
+from .board import MANAGERS, NIGHT, STAFF
 from .context import POOL, SETTINGS, USER, audit, json_response, read_body, request_site
 from .models import Confirmed, RoundConfirm, RoundEntry, RoundList, Visit, VisitList, VisitStart
 from .problems import ProblemError
 from .routing import Routes
-from .tablet import MANAGERS, NIGHT, STAFF
 
 routes = Routes("rounds")
 

@@ -18,7 +18,7 @@ from .claims import map_claims, usable
 from .context import POOL, SETTINGS, json_response
 from .routing import Routes
 from .session import client_address, set_session_cookies
-from .tablets import _end_signins, tablet_for
+from .shared_tablets import _end_signins, tablet_for
 
 routes = Routes("session")
 pages = web.RouteTableDef()
