@@ -161,9 +161,8 @@ class ApiService:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.api.host, self.settings.api.port)
         await site.start()
-        server = site._server
-        if server is not None and server.sockets:  # port 0: the one the OS chose
-            self.port = server.sockets[0].getsockname()[1]
+        if self._runner.addresses:  # port 0: the one the OS chose
+            self.port = self._runner.addresses[0][1]
         logger.info("api listening", url=self.url)
 
     async def stop(self) -> None:

@@ -20,6 +20,7 @@ from nattillsyn.settings import Settings
 from .auth import COOKIE, CSRF_HEADER, User, csrf_matches, user_for
 from .live import LiveHub
 from .problems import ProblemError
+from .pusher import ConfigPusher
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", AsyncConnectionPool)
@@ -27,7 +28,7 @@ HUB = web.AppKey("hub", LiveHub)
 MQTT = web.AppKey("mqtt", MqttClient)
 TOPICS = web.AppKey("topics", Topics)
 USER = web.RequestKey("user", User)
-PUSHER = web.AppKey("pusher", object)  # api.pusher.ConfigPusher (typed loosely: no import cycle)
+PUSHER = web.AppKey("pusher", ConfigPusher)
 
 B = TypeVar("B", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from nattillsyn.alerting.notifiers import vapid_public_key
+
 from . import auth
 from .context import POOL, SETTINGS, USER, audit, json_response, read_body, request_site
 from .models import (
@@ -120,8 +122,6 @@ async def _create_tablet(
 
 
 async def _info(request: web.Request, tablet: Tablet | None) -> TabletInfo:
-    from nattillsyn.alerting.notifiers import vapid_public_key
-
     cfg = request.app[SETTINGS]
     key = cfg.alerting.vapid_private_key
     vapid = vapid_public_key(key.get_secret_value()) if key else None
