@@ -16,7 +16,6 @@ import asyncio
 import base64
 import hashlib
 import html
-import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from nattillsyn.settings.oidc import OidcSettings
 
 from . import auth
 from .claims import Mapping, usable
+from .queries.audit import log_access
 
 logger = log.get(__name__)
 STATE_COOKIE = "nattillsyn_oidc_state"
@@ -303,37 +303,38 @@ async def provision(
 
 async def audit_login(
     conn: AsyncConnection,
-    *,
-    ok: bool,
     issuer: str | None,
     claims: dict,
     client: str,
-    user_id: str | None = None,
-    username: str | None = None,
+    *,
+    account: Account | None = None,
     role: str | None = None,
-    reason: str | None = None,
-    message: str | None = None,
+    refused: Refused | None = None,
 ) -> None:
-    """A `login` row for a sign-in or a refusal, with the provider's subject id."""
+    """A `login` row for a sign-in (`account`, `role`) or a refusal, with the provider's subject."""
     detail = {
         "provider": PROVIDER,
         "issuer": issuer,
         "sub": claims.get("sub"),
         "client": client,
     }
-    if reason:
-        detail |= {"refused": reason, "message": message}
-    who = username or claims.get("preferred_username") or claims.get("sub") or "(okänd)"
-    await conn.execute(
-        """INSERT INTO audit_log (user_id, username, role, action, purpose, what, detail)
-           VALUES (%s, %s, %s, 'login', %s, 'session', %s)""",
-        (
-            user_id,
-            str(who)[:100],
-            role or "-",
-            "sign-in" if ok else "sign-in refused",
-            json.dumps(detail, default=str),
-        ),
+    if refused is not None:
+        detail |= {"refused": refused.code, "message": refused.en}
+    who = (
+        (account.username if account else None)
+        or claims.get("preferred_username")
+        or claims.get("sub")
+        or "(okänd)"
+    )
+    await log_access(
+        conn,
+        user_id=account.id if account else None,
+        username=str(who)[:100],
+        role=role or "-",
+        action="login",
+        purpose="sign-in" if refused is None else "sign-in refused",
+        what="session",
+        detail=detail,
     )
 
 
