@@ -10,11 +10,16 @@ from pydantic import Field
 from .common import Body
 
 
-class AuditEntry(Body):
+class LogEntry(Body):
+    """What the access log and the change history both record: who, in what role, when."""
+
     id: int
     at: datetime
     username: str
     role: str
+
+
+class AuditEntry(LogEntry):
     action: str
     purpose: str
     what: str

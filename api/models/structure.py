@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
+from .audit import LogEntry
 from .common import Body, Id, Key, Role, Text, TimeZone
 
 
@@ -120,11 +120,7 @@ class UserUpdate(Body):
     password: Password | None = Field(None, description="Set a new password (signs out).")
 
 
-class ChangeEntry(Body):
-    id: int
-    at: datetime
-    username: str
-    role: str
+class ChangeEntry(LogEntry):
     entity: str
     entity_id: str
     change: str
