@@ -41,6 +41,7 @@ from nattillsyn.settings.oidc import OidcSettings
 
 from . import auth
 from .claims import Mapping, usable
+from .queries import accounts
 from .queries.audit import log_access
 
 logger = log.get(__name__)
@@ -239,15 +240,10 @@ class Account:
 
 async def refuse(conn: AsyncConnection, issuer: str, claims: dict, m: Mapping) -> Refused:
     """The refusal of claims that give no usable role; an existing account is deactivated."""
-    cur = await conn.execute(
-        "UPDATE users SET active = false, updated_at = now() "
-        "WHERE auth_provider = %s AND external_subject = %s RETURNING id",
-        (f"{PROVIDER}:{issuer}", str(claims["sub"])),
-    )
-    row = await cur.fetchone()
-    if row is not None:
-        await auth.end_sessions(conn, str(row[0]))
-    return m.refusal(claims, deactivated=row is not None)
+    user_id = await accounts.deactivate(conn, f"{PROVIDER}:{issuer}", str(claims["sub"]))
+    if user_id is not None:
+        await auth.end_sessions(conn, user_id)
+    return m.refusal(claims, deactivated=user_id is not None)
 
 
 async def provision(
@@ -256,48 +252,23 @@ async def provision(
     """Make or update the account of `(oidc:<issuer>, sub)` (just in time); Refused if off."""
     provider = f"{PROVIDER}:{issuer}"
     sub = str(claims["sub"])
-    cur = await conn.execute(
-        "SELECT id, username, active, role FROM users "
-        "WHERE auth_provider = %s AND external_subject = %s",
-        (provider, sub),
-    )
-    row = await cur.fetchone()
+    row = await accounts.find(conn, provider, sub)
     if not usable(m):
         raise m.refusal(claims)  # refuse() deactivates first
     display = str(claims.get("name") or claims.get(username_claim) or sub)[:200]
     if row is None:
         wanted = str(claims.get(username_claim) or claims.get("email") or sub)[:60]
-        cur = await conn.execute("SELECT 1 FROM users WHERE username = %s", (wanted,))
-        username = wanted if await cur.fetchone() is None else f"{wanted}-{secrets.token_hex(3)}"
-        cur = await conn.execute(
-            """INSERT INTO users (username, display_name, role, password_hash, auth_provider,
-                                  external_subject)
-               VALUES (%s, %s, %s, '!', %s, %s) RETURNING id""",
-            (username, display, m.role, provider, sub),
-        )
-        user_id = str((await cur.fetchone())[0])
+        taken = await accounts.username_taken(conn, wanted)
+        username = f"{wanted}-{secrets.token_hex(3)}" if taken else wanted
+        user_id = await accounts.create(conn, username, display, m.role, provider, sub)
     else:
         user_id, username = str(row[0]), row[1]
         changed = row[3] != m.role
-        await conn.execute(
-            "UPDATE users SET display_name = %s, role = %s, active = true, updated_at = now() "
-            "WHERE id = %s",
-            (display, m.role, user_id),
-        )
-        cur = await conn.execute(
-            "SELECT coalesce(array_agg(site_id ORDER BY site_id), '{}') FROM user_sites "
-            "WHERE user_id = %s",
-            (user_id,),
-        )
-        changed = changed or list((await cur.fetchone())[0]) != sorted(m.sites)
+        await accounts.update(conn, user_id, display, m.role)
+        changed = changed or await accounts.sites(conn, user_id) != sorted(m.sites)
         if changed:  # role or units changed at the provider: old sessions end
             await auth.end_sessions(conn, user_id)
-    await conn.execute("DELETE FROM user_sites WHERE user_id = %s", (user_id,))
-    for site in sorted(m.sites):
-        await conn.execute(
-            "INSERT INTO user_sites (user_id, site_id) SELECT %s, id FROM sites WHERE id = %s",
-            (user_id, site),
-        )
+    await accounts.set_sites(conn, user_id, m.sites)
     return Account(user_id, username)
 
 

@@ -7,6 +7,8 @@ from datetime import datetime
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from . import fetch_all, fetch_one, fetch_value
+
 SILENCE_COLUMNS = "id, site, room, kinds, starts_at, ends_at, reason, created_by"
 
 
@@ -44,27 +46,26 @@ async def insert_silence(
     by: str,
 ) -> tuple:
     """The new silence's row (SILENCE_COLUMNS)."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""INSERT INTO alert_silences (site, room, kinds, starts_at, ends_at, reason, created_by)
             VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {SILENCE_COLUMNS}""",
         (site, room, kinds, starts_at, ends_at, reason, by),
     )
-    return await cur.fetchone()
 
 
 async def active_silences(conn: AsyncConnection, site: str) -> list[tuple]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""SELECT {SILENCE_COLUMNS} FROM alert_silences
             WHERE site = %s AND ends_at > now() AND ended_by IS NULL ORDER BY ends_at""",
         (site,),
     )
-    return await cur.fetchall()
 
 
 async def silence_site(conn: AsyncConnection, silence_id: str) -> str | None:
-    cur = await conn.execute("SELECT site FROM alert_silences WHERE id::text = %s", (silence_id,))
-    row = await cur.fetchone()
-    return row[0] if row else None
+    sql = "SELECT site FROM alert_silences WHERE id::text = %s"
+    return await fetch_value(conn, sql, (silence_id,))
 
 
 async def end_silence(conn: AsyncConnection, silence_id: str, by: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection
 
+from . import fetch_one
+
 
 async def start_login(
     conn: AsyncConnection,
@@ -28,10 +30,10 @@ async def start_login(
 
 async def take_login(conn: AsyncConnection, state_hash: str, timeout_s: float) -> tuple | None:
     """(nonce, verifier, next, redirect uri, still fresh) of the sign-in, now gone; None if unknown."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         """DELETE FROM oidc_logins WHERE state_hash = %s
            RETURNING nonce, verifier, next, redirect_uri,
                      created_at > now() - make_interval(secs => %s)""",
         (state_hash, timeout_s),
     )
-    return await cur.fetchone()

@@ -6,32 +6,36 @@ from datetime import datetime, timedelta
 
 from psycopg import AsyncConnection
 
+from . import fetch_all, fetch_one, fetch_value
+
 
 async def touch(conn: AsyncConnection, token_hash: str) -> tuple | None:
     """(id, site, name, groups) of the tablet with this token, now seen; None if unknown or revoked."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         """UPDATE tablets SET last_seen_at = now()
            WHERE token_hash = %s AND revoked_at IS NULL
            RETURNING id, site_id, name, groups""",
         (token_hash,),
     )
-    return await cur.fetchone()
 
 
 async def insert(
     conn: AsyncConnection, site: str, name: str, token_hash: str, groups: list[str], by: str
 ) -> str:
-    cur = await conn.execute(
+    tablet_id = await fetch_value(
+        conn,
         """INSERT INTO tablets (site_id, name, token_hash, groups, enrolled_by)
            VALUES (%s, %s, %s, %s, %s) RETURNING id""",
         (site, name, token_hash, groups, by),
     )
-    return str((await cur.fetchone())[0])
+    return str(tablet_id)
 
 
 async def staff_buttons(conn: AsyncConnection, tablet_id: str, site: str) -> list[tuple]:
     """(username, display name, signed in here lately) of the unit's staff with a PIN."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         """SELECT u.username, u.display_name,
                   EXISTS (SELECT 1 FROM tablet_signins s WHERE s.user_id = u.id
                           AND s.tablet_id = %s AND s.signed_in_at > now() - interval '16 hours')
@@ -41,7 +45,6 @@ async def staff_buttons(conn: AsyncConnection, tablet_id: str, site: str) -> lis
            ORDER BY 3 DESC, u.display_name LIMIT 60""",
         (tablet_id, site),
     )
-    return await cur.fetchall()
 
 
 async def insert_enrollment_code(
@@ -63,29 +66,28 @@ async def insert_enrollment_code(
 
 async def use_enrollment_code(conn: AsyncConnection, code_hash: str) -> tuple | None:
     """(site, name, groups, created by) of a valid unused code, now used; None otherwise."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         """UPDATE tablet_enrollment_codes SET used_at = now()
            WHERE code_hash = %s AND used_at IS NULL AND expires_at > now()
            RETURNING site_id, name, groups, created_by""",
         (code_hash,),
     )
-    return await cur.fetchone()
 
 
 async def enrolled(conn: AsyncConnection, site: str) -> list[tuple]:
     """(id, name, site, groups, enrolled at, last seen) of the unit's tablets, by name."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         """SELECT id, name, site_id, groups, enrolled_at, last_seen_at FROM tablets
            WHERE site_id = %s AND revoked_at IS NULL ORDER BY name""",
         (site,),
     )
-    return await cur.fetchall()
 
 
 async def site_of(conn: AsyncConnection, tablet_id: str) -> str | None:
-    cur = await conn.execute("SELECT site_id FROM tablets WHERE id::text = %s", (tablet_id,))
-    row = await cur.fetchone()
-    return row[0] if row else None
+    sql = "SELECT site_id FROM tablets WHERE id::text = %s"
+    return await fetch_value(conn, sql, (tablet_id,))
 
 
 async def revoke(conn: AsyncConnection, tablet_id: str) -> None:
@@ -100,12 +102,13 @@ async def revoke(conn: AsyncConnection, tablet_id: str) -> None:
 
 async def fresh_sso_session(conn: AsyncConnection, token_hash: str) -> bool:
     """This session came from single sign-on less than 15 minutes ago."""
-    cur = await conn.execute(
-        """SELECT 1 FROM user_sessions WHERE token_hash = %s AND provider = 'oidc'
+    fresh = await fetch_value(
+        conn,
+        """SELECT true FROM user_sessions WHERE token_hash = %s AND provider = 'oidc'
            AND created_at > now() - interval '15 minutes'""",
         (token_hash,),
     )
-    return await cur.fetchone() is not None
+    return fresh is not None
 
 
 async def set_pin(conn: AsyncConnection, user_id: str, pin_hash: str) -> None:
@@ -118,12 +121,13 @@ async def set_pin(conn: AsyncConnection, user_id: str, pin_hash: str) -> None:
 
 async def end_signins(conn: AsyncConnection, tablet_id: str, reason: str) -> None:
     """End every staff session signed in on the tablet (quick switch, lock)."""
-    cur = await conn.execute(
+    rows = await fetch_all(
+        conn,
         """UPDATE tablet_signins SET ended_at = now(), end_reason = %s
            WHERE tablet_id = %s AND ended_at IS NULL RETURNING token_hash""",
         (reason, tablet_id),
     )
-    hashes = [r[0] for r in await cur.fetchall()]
+    hashes = [r[0] for r in rows]
     if hashes:
         await conn.execute("DELETE FROM user_sessions WHERE token_hash = ANY(%s)", (hashes,))
 
@@ -156,7 +160,8 @@ async def pin_candidate(
     sso_within_s: float,
 ) -> tuple | None:
     """(user id, PIN hash, role, belongs to the unit, needs SSO first, had SSO here lately)."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         """SELECT u.id, p.pin_hash, u.role,
                   EXISTS (SELECT 1 FROM user_sites us WHERE us.user_id = u.id AND us.site_id = %s),
                   u.auth_provider <> 'password' OR NOT %s,
@@ -167,24 +172,24 @@ async def pin_candidate(
            WHERE u.username = %s AND u.active""",
         (site, local_passwords, tablet_id, sso_within_s, username),
     )
-    return await cur.fetchone()
 
 
 async def pin_failures(
     conn: AsyncConnection, user_id: str | None, tablet_id: str, window: timedelta
 ) -> tuple[int, int]:
     """Wrong PINs within `window`: (for this user, on this tablet)."""
-    cur = await conn.execute(
-        """SELECT count(*) FILTER (WHERE user_id = %s), count(*) FROM pin_attempts
+    user_fails = await fetch_value(
+        conn,
+        """SELECT count(*) FILTER (WHERE user_id = %s) FROM pin_attempts
            WHERE NOT ok AND at > now() - %s AND (tablet_id = %s OR user_id = %s)""",
         (user_id, window, tablet_id, user_id),
     )
-    user_fails, _ = await cur.fetchone()
-    cur = await conn.execute(
+    tablet_fails = await fetch_value(
+        conn,
         "SELECT count(*) FROM pin_attempts WHERE NOT ok AND at > now() - %s AND tablet_id = %s",
         (window, tablet_id),
     )
-    return user_fails, (await cur.fetchone())[0]
+    return user_fails, tablet_fails
 
 
 async def record_pin_attempt(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection
 
+from . import fetch_value
+
 
 async def site_exists(conn: AsyncConnection, site: str) -> bool:
-    cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
-    return await cur.fetchone() is not None
+    return await fetch_value(conn, "SELECT true FROM sites WHERE id = %s", (site,)) is not None
 
 
 async def room_exists(conn: AsyncConnection, site: str, room: str) -> bool:
-    cur = await conn.execute("SELECT 1 FROM rooms WHERE site_id = %s AND id = %s", (site, room))
-    return await cur.fetchone() is not None
+    sql = "SELECT true FROM rooms WHERE site_id = %s AND id = %s"
+    return await fetch_value(conn, sql, (site, room)) is not None
