@@ -17,7 +17,6 @@ from .context import (
     HUB,
     MQTT,
     POOL,
-    SETTINGS,
     TOPICS,
     USER,
     audit,
@@ -366,6 +365,3 @@ async def practice_alert(request: web.Request) -> web.Response:
     await request.app[MQTT].publish(topic, encode(msg), qos=1)
     await audit(request, "change", "practice alert", site=site, room=body.room)
     return json_response(PracticeStarted(alert_id=alert_id), status=202)
-
-
-__all__ = ["SETTINGS", "routes"]

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import html
 import secrets
-import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -37,6 +36,7 @@ from joserfc.jws import extract_compact
 from psycopg import AsyncConnection
 
 from nattillsyn import log
+from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.settings.oidc import OidcSettings
 
 from . import auth
@@ -75,8 +75,9 @@ def pkce_challenge(verifier: str) -> str:
 class OidcClient:
     """Discovery, JWKS (cached; refetched on an unknown key id), code exchange, validation."""
 
-    def __init__(self, settings: OidcSettings) -> None:
+    def __init__(self, settings: OidcSettings, clock: Clock = SYSTEM) -> None:
         self.s = settings
+        self.clock = clock
         self._http: aiohttp.ClientSession | None = None
         self._meta: tuple[float, dict] | None = None
         self._keys: tuple[float, KeySet] | None = None
@@ -102,7 +103,7 @@ class OidcClient:
             raise _unreachable("the identity provider", exc) from None
 
     async def metadata(self) -> dict:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self._meta is None or now - self._meta[0] > self.s.metadata_ttl_s:
             assert self.s.issuer is not None
             meta = await self._get_json(
@@ -120,7 +121,7 @@ class OidcClient:
 
     async def keys(self, refresh: bool = False) -> KeySet:
         async with self._lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if refresh or self._keys is None or now - self._keys[0] > self.s.metadata_ttl_s:
                 jwks = await self._get_json((await self.metadata())["jwks_uri"])
                 self._keys = (now, KeySet.import_key_set(jwks))
