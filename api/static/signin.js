@@ -1,6 +1,6 @@
 // The sign-in form, written once for the three pages: each page has an empty
-// <form data-signin> where its own script listens for submit, and lists this module before
-// its own script so the fields exist when that script starts. Single sign-on adds a
+// <form data-signin> where its own script listens for submit; that script imports this
+// module first, so the fields exist when it starts. Single sign-on adds a
 // "Logga in med …" link to the provider and hides the password fields when this
 // installation turned local passwords off; "Logga ut" then signs out at the provider too.
 import { $, $$, api, el, t, translate } from "./core.js";
