@@ -237,6 +237,7 @@ async def close_client(app: web.Application) -> None:
 class Account:
     id: str
     username: str
+    role: str
 
 
 async def refuse(conn: AsyncConnection, issuer: str, claims: dict, m: Mapping) -> Refused:
@@ -270,41 +271,27 @@ async def provision(
         if changed:  # role or units changed at the provider: old sessions end
             await auth.end_sessions(conn, user_id)
     await accounts.set_sites(conn, user_id, m.sites)
-    return Account(user_id, username)
+    return Account(user_id, username, m.role)
 
 
 async def audit_login(
-    conn: AsyncConnection,
-    issuer: str | None,
-    claims: dict,
-    client: str,
-    *,
-    account: Account | None = None,
-    role: str | None = None,
-    refused: Refused | None = None,
+    conn: AsyncConnection, issuer: str | None, claims: dict, client: str, outcome: Account | Refused
 ) -> None:
-    """A `login` row for a sign-in (`account`, `role`) or a refusal, with the provider's subject."""
-    detail = {
-        "provider": PROVIDER,
-        "issuer": issuer,
-        "sub": claims.get("sub"),
-        "client": client,
-    }
-    if refused is not None:
-        detail |= {"refused": refused.code, "message": refused.en}
-    who = (
-        (account.username if account else None)
-        or claims.get("preferred_username")
-        or claims.get("sub")
-        or "(okänd)"
-    )
+    """A `login` row for a sign-in (the account) or a refusal, with the provider's subject."""
+    detail = {"provider": PROVIDER, "issuer": issuer, "sub": claims.get("sub"), "client": client}
+    if isinstance(outcome, Account):
+        who, user_id, role, purpose = outcome.username, outcome.id, outcome.role, "sign-in"
+    else:
+        detail |= {"refused": outcome.code, "message": outcome.en}
+        who = claims.get("preferred_username") or claims.get("sub") or "(okänd)"
+        user_id, role, purpose = None, "-", "sign-in refused"
     await log_access(
         conn,
-        user_id=account.id if account else None,
+        user_id=user_id,
         username=str(who)[:100],
-        role=role or "-",
+        role=role,
         action="login",
-        purpose="sign-in" if refused is None else "sign-in refused",
+        purpose=purpose,
         what="session",
         detail=detail,
     )

@@ -192,12 +192,10 @@ async def callback(request: web.Request) -> web.StreamResponse:
                     session = await auth.start_session(
                         conn, account.id, settings.api.session_hours, oidc.PROVIDER, client
                     )
-                await oidc.audit_login(
-                    conn, s.issuer, claims, client, account=account, role=session.user.role
-                )
+                await oidc.audit_login(conn, s.issuer, claims, client, account)
         except oidc.Refused as err:
             claims = err.claims or claims
-            await oidc.audit_login(conn, s.issuer, claims, client, refused=err)
+            await oidc.audit_login(conn, s.issuer, claims, client, err)
             oidc.logger.warning("single sign-on refused", reason=err.code, sub=claims.get("sub"))
             SIGNINS.labels(err.code).inc()
             resp = oidc.refusal_page(err, back)
