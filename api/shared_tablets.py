@@ -272,9 +272,8 @@ async def start_tablet_session(
     conn: AsyncConnection, tablet: Tablet, user_id: str, provider: str, hours: float
 ) -> auth.NewSession:
     """Sign a staff member in on the tablet (quick switch: whoever was signed in there is out)."""
-    await db.end_signins(conn, tablet.id, "switch")
     session = await auth.start_session(conn, user_id, hours, provider=provider, client=tablet.name)
-    await db.record_signin(conn, auth.token_hash(session.token), tablet.id, user_id)
+    await db.switch_signin(conn, tablet.id, auth.token_hash(session.token), user_id)
     return session
 
 

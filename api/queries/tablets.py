@@ -132,13 +132,13 @@ async def end_signins(conn: AsyncConnection, tablet_id: str, reason: str) -> Non
         await conn.execute("DELETE FROM user_sessions WHERE token_hash = ANY(%s)", (hashes,))
 
 
-async def record_signin(
-    conn: AsyncConnection, token_hash: str, tablet_id: str, user_id: str
+async def switch_signin(
+    conn: AsyncConnection, tablet_id: str, token_hash: str, user_id: str
 ) -> None:
-    await conn.execute(
-        "INSERT INTO tablet_signins (token_hash, tablet_id, user_id) VALUES (%s, %s, %s)",
-        (token_hash, tablet_id, user_id),
-    )
+    """The session `token_hash` is now the one signed in on the tablet; any other there ends."""
+    await end_signins(conn, tablet_id, "switch")
+    sql = "INSERT INTO tablet_signins (token_hash, tablet_id, user_id) VALUES (%s, %s, %s)"
+    await conn.execute(sql, (token_hash, tablet_id, user_id))
 
 
 async def record_sso_signin(conn: AsyncConnection, tablet_id: str, user_id: str) -> None:
