@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
+from nattillsyn.alerting.service import AlertingService
 from nattillsyn.api.app import ApiService
 from nattillsyn.app.demo import DEMO_USERS
 from nattillsyn.mqtt import MqttClient
@@ -312,8 +313,6 @@ async def test_practice_rounds_and_visits(services, page, pool) -> None:
 
 
 async def test_silent_alerting_service_is_shown_and_sounded(services, page) -> None:
-    from nattillsyn.alerting.service import AlertingService
-
     settings, api = services["settings"], services["api"]
     await sign_in(page, api.url)
     assert await page.is_hidden("#system-warning")
