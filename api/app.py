@@ -19,14 +19,14 @@ from . import (
     admin_devices,
     admin_residents,
     admin_structure,
+    board,
     evaluation,
     oidc,
     openapi,
     rounds,
     session,
+    shared_tablets,
     sso,
-    tablet,
-    tablets,
 )
 from .context import HUB, MQTT, POOL, PUSHER, SETTINGS, TOPICS, same_origin
 from .live import LiveHub
@@ -39,9 +39,9 @@ STATIC = Path(__file__).parent / "static"
 ROUTES = [
     session.routes,
     sso.routes,
-    tablet.routes,
+    board.routes,
     rounds.routes,
-    tablets.routes,
+    shared_tablets.routes,
     openapi.meta,
     admin_structure.routes,
     admin_residents.routes,
@@ -161,9 +161,8 @@ class ApiService:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.api.host, self.settings.api.port)
         await site.start()
-        server = site._server
-        if server is not None and server.sockets:  # port 0: the one the OS chose
-            self.port = server.sockets[0].getsockname()[1]
+        if self._runner.addresses:  # port 0: the one the OS chose
+            self.port = self._runner.addresses[0][1]
         logger.info("api listening", url=self.url)
 
     async def stop(self) -> None:

@@ -112,6 +112,13 @@ class PasswordProvider:
 PROVIDERS: dict[str, AuthProvider] = {"password": PasswordProvider()}
 
 
+async def password_matches(conn: AsyncConnection, user_id: str, password: str) -> bool:
+    """The user's current password (to confirm a sensitive change)."""
+    cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", (user_id,))
+    row = await cur.fetchone()
+    return verify_password(row[0] if row else None, password)
+
+
 # -- sessions ---------------------------------------------------------------------
 
 

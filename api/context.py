@@ -20,6 +20,8 @@ from nattillsyn.settings import Settings
 from .auth import COOKIE, CSRF_HEADER, User, csrf_matches, user_for
 from .live import LiveHub
 from .problems import ProblemError
+from .pusher import ConfigPusher
+from .queries.audit import log_access
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", AsyncConnectionPool)
@@ -27,7 +29,7 @@ HUB = web.AppKey("hub", LiveHub)
 MQTT = web.AppKey("mqtt", MqttClient)
 TOPICS = web.AppKey("topics", Topics)
 USER = web.RequestKey("user", User)
-PUSHER = web.AppKey("pusher", object)  # api.pusher.ConfigPusher (typed loosely: no import cycle)
+PUSHER = web.AppKey("pusher", ConfigPusher)
 
 B = TypeVar("B", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -154,25 +156,22 @@ async def audit(
     commit together).
     """
     user: User = request[USER]
-    args = (
-        user.id,
-        user.username,
-        user.role,
-        action,
-        purpose,
-        what,
-        site,
-        room,
-        json.dumps(detail, default=str) if detail else None,
-    )
-    sql = """INSERT INTO audit_log (user_id, username, role, action, purpose, what, site, room,
-                                    detail)
-             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+    row = {
+        "user_id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "action": action,
+        "purpose": purpose,
+        "what": what,
+        "site": site,
+        "room": room,
+        "detail": detail,
+    }
     if conn is not None:
-        await conn.execute(sql, args)
+        await log_access(conn, **row)
         return
     async with request.app[POOL].connection() as c:
-        await c.execute(sql, args)
+        await log_access(c, **row)
 
 
 async def record_change(

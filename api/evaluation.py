@@ -11,7 +11,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from aiohttp import web
-from psycopg.rows import dict_row
 
 from nattillsyn.evaluation import baseline as baseline_csv
 from nattillsyn.evaluation import store
@@ -29,6 +28,8 @@ from .context import (
 )
 from .models import BaselineImport, BaselineOverview, BaselineUpload, UnitList, UnitRef
 from .problems import ProblemError
+from .queries import evaluation as db
+from .queries.units import site_exists
 from .routing import Routes
 
 routes = Routes("evaluation")
@@ -62,8 +63,7 @@ async def _site(request: web.Request) -> str:
     """The unit asked about: one the user may see, and that exists."""
     site = await request_site(request)
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
-        if await cur.fetchone() is None:
+        if not await site_exists(conn, site):
             raise ProblemError(404, "Not Found", "no such unit")
     return site
 
@@ -80,7 +80,7 @@ async def _visible_units(request: web.Request) -> dict[str, str]:
 
 
 async def _report(request: web.Request, microdata: bool = False) -> Report:
-    from nattillsyn.evaluation.report import Request, build
+    from nattillsyn.evaluation.report import Request, build  # noqa: PLC0415, RUF100 (numpy: report extra)
 
     site = await _site(request)
     yesterday = date.today() - timedelta(days=1)
@@ -137,7 +137,7 @@ async def report_html(request: web.Request) -> web.Response:
     """The report as one self-contained HTML page with charts, to save or print
     (`lang=sv|en`: Swedish with English after it, or English). The evaluation page shows
     the same page (`disposition=inline`: read, not downloaded)."""
-    from nattillsyn.evaluation import render
+    from nattillsyn.evaluation import render  # noqa: PLC0415, RUF100 (jinja2: report extra)
 
     lang = request.query.get("lang", "sv")
     if lang not in render.LANGS:
@@ -176,7 +176,7 @@ async def report_html(request: web.Request) -> web.Response:
 )
 async def export(request: web.Request) -> web.Response:
     """One report table as CSV or Parquet (`format=csv|parquet`); pseudonyms new each time."""
-    from nattillsyn.evaluation import render
+    from nattillsyn.evaluation import render  # noqa: PLC0415, RUF100 (jinja2: report extra)
 
     table = request.match_info["table"]
     if table not in TABLES:
@@ -215,19 +215,9 @@ async def export(request: web.Request) -> web.Response:
 async def baseline_overview(request: web.Request) -> web.Response:
     """What baseline (night visits before introduction) is stored for a unit."""
     site = await _site(request)
-    async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            """SELECT min(night) AS first, max(night) AS last, count(*) AS nights
-               FROM baseline_nights WHERE site = %s""",
-            (site,),
-        )
-        agg = await cur.fetchone()
-        await cur.execute(
-            """SELECT id, imported_at, imported_by, source, rows FROM baseline_imports
-               WHERE site = %s ORDER BY imported_at DESC LIMIT 50""",
-            (site,),
-        )
-        imports = [BaselineImport(**r) for r in await cur.fetchall()]
+    async with request.app[POOL].connection() as conn:
+        agg, rows = await db.baseline_overview(conn, site)
+    imports = [BaselineImport(**r) for r in rows]
     await audit(request, "read", "baseline overview", purpose=PURPOSE, site=site)
     return json_response(
         BaselineOverview(

@@ -24,6 +24,7 @@ from prometheus_client import Counter, Gauge
 from psycopg import sql
 
 from nattillsyn import log
+from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Alert, RoomState, TopicKind, Topics
 from nattillsyn.protocol.validate import Record, decode_message
@@ -86,7 +87,9 @@ class LiveHub:
         recheck_s: float = 30.0,
         pool=None,
         stale_s: float = 30.0,
+        clock: Clock = SYSTEM,
     ) -> None:
+        self.clock = clock
         self.topics = topics
         self.mqtt = MqttClient(mqtt_url, client_id)
         self.database_url = database_url
@@ -157,7 +160,7 @@ class LiveHub:
                 raise
             except Exception as exc:
                 logger.warning("live listener lost; retrying", error=str(exc))
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(delay * 2, 10)
 
     async def _watch(self) -> None:
@@ -182,7 +185,7 @@ class LiveHub:
                     logger.error("alerting is silent: tablets are warned")
                 for site in {c.site for c in self.clients}:
                     self.broadcast(site, self.system_message())
-            await asyncio.sleep(min(5.0, self.stale_s / 3))
+            await self.clock.sleep(min(5.0, self.stale_s / 3))
 
     def system_message(self) -> dict:
         return {
@@ -193,7 +196,7 @@ class LiveHub:
 
     async def _recheck(self) -> None:
         while True:
-            await asyncio.sleep(self.recheck_s)
+            await self.clock.sleep(self.recheck_s)
             for c in list(self.clients):
                 if c.still_valid is None:
                     continue

@@ -16,9 +16,7 @@ import asyncio
 import base64
 import hashlib
 import html
-import json
 import secrets
-import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -38,10 +36,13 @@ from joserfc.jws import extract_compact
 from psycopg import AsyncConnection
 
 from nattillsyn import log
+from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.settings.oidc import OidcSettings
 
 from . import auth
 from .claims import Mapping, Refused, usable
+from .queries import accounts
+from .queries.audit import log_access
 
 logger = log.get(__name__)
 STATE_COOKIE = "nattillsyn_oidc_state"
@@ -65,8 +66,9 @@ def pkce_challenge(verifier: str) -> str:
 class OidcClient:
     """Discovery, JWKS (cached; refetched on an unknown key id), code exchange, validation."""
 
-    def __init__(self, settings: OidcSettings) -> None:
+    def __init__(self, settings: OidcSettings, clock: Clock = SYSTEM) -> None:
         self.s = settings
+        self.clock = clock
         self._http: aiohttp.ClientSession | None = None
         self._meta: tuple[float, dict] | None = None
         self._keys: tuple[float, KeySet] | None = None
@@ -92,7 +94,7 @@ class OidcClient:
             raise _unreachable("the identity provider", exc) from None
 
     async def metadata(self) -> dict:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self._meta is None or now - self._meta[0] > self.s.metadata_ttl_s:
             assert self.s.issuer is not None
             meta = await self._get_json(
@@ -110,7 +112,7 @@ class OidcClient:
 
     async def keys(self, refresh: bool = False) -> KeySet:
         async with self._lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if refresh or self._keys is None or now - self._keys[0] > self.s.metadata_ttl_s:
                 jwks = await self._get_json((await self.metadata())["jwks_uri"])
                 self._keys = (now, KeySet.import_key_set(jwks))
@@ -226,19 +228,15 @@ async def close_client(app: web.Application) -> None:
 class Account:
     id: str
     username: str
+    role: str
 
 
 async def refuse(conn: AsyncConnection, issuer: str, claims: dict, m: Mapping) -> Refused:
     """The refusal of claims that give no usable role; an existing account is deactivated."""
-    cur = await conn.execute(
-        "UPDATE users SET active = false, updated_at = now() "
-        "WHERE auth_provider = %s AND external_subject = %s RETURNING id",
-        (f"{PROVIDER}:{issuer}", str(claims["sub"])),
-    )
-    row = await cur.fetchone()
-    if row is not None:
-        await auth.end_sessions(conn, str(row[0]))
-    return m.refusal(claims, deactivated=row is not None)
+    user_id = await accounts.deactivate(conn, f"{PROVIDER}:{issuer}", str(claims["sub"]))
+    if user_id is not None:
+        await auth.end_sessions(conn, user_id)
+    return m.refusal(claims, deactivated=user_id is not None)
 
 
 async def provision(
@@ -247,84 +245,46 @@ async def provision(
     """Make or update the account of `(oidc:<issuer>, sub)` (just in time); Refused if off."""
     provider = f"{PROVIDER}:{issuer}"
     sub = str(claims["sub"])
-    cur = await conn.execute(
-        "SELECT id, username, active, role FROM users "
-        "WHERE auth_provider = %s AND external_subject = %s",
-        (provider, sub),
-    )
-    row = await cur.fetchone()
+    row = await accounts.find(conn, provider, sub)
     if not usable(m):
         raise m.refusal(claims)  # refuse() deactivates first
     display = str(claims.get("name") or claims.get(username_claim) or sub)[:200]
     if row is None:
         wanted = str(claims.get(username_claim) or claims.get("email") or sub)[:60]
-        cur = await conn.execute("SELECT 1 FROM users WHERE username = %s", (wanted,))
-        username = wanted if await cur.fetchone() is None else f"{wanted}-{secrets.token_hex(3)}"
-        cur = await conn.execute(
-            """INSERT INTO users (username, display_name, role, password_hash, auth_provider,
-                                  external_subject)
-               VALUES (%s, %s, %s, '!', %s, %s) RETURNING id""",
-            (username, display, m.role, provider, sub),
-        )
-        user_id = str((await cur.fetchone())[0])
+        taken = await accounts.username_taken(conn, wanted)
+        username = f"{wanted}-{secrets.token_hex(3)}" if taken else wanted
+        user_id = await accounts.create(conn, username, display, m.role, provider, sub)
     else:
         user_id, username = str(row[0]), row[1]
         changed = row[3] != m.role
-        await conn.execute(
-            "UPDATE users SET display_name = %s, role = %s, active = true, updated_at = now() "
-            "WHERE id = %s",
-            (display, m.role, user_id),
-        )
-        cur = await conn.execute(
-            "SELECT coalesce(array_agg(site_id ORDER BY site_id), '{}') FROM user_sites "
-            "WHERE user_id = %s",
-            (user_id,),
-        )
-        changed = changed or list((await cur.fetchone())[0]) != sorted(m.sites)
+        await accounts.update(conn, user_id, display, m.role)
+        changed = changed or await accounts.sites(conn, user_id) != sorted(m.sites)
         if changed:  # role or units changed at the provider: old sessions end
             await auth.end_sessions(conn, user_id)
-    await conn.execute("DELETE FROM user_sites WHERE user_id = %s", (user_id,))
-    for site in sorted(m.sites):
-        await conn.execute(
-            "INSERT INTO user_sites (user_id, site_id) SELECT %s, id FROM sites WHERE id = %s",
-            (user_id, site),
-        )
-    return Account(user_id, username)
+    await accounts.set_sites(conn, user_id, m.sites)
+    return Account(user_id, username, m.role)
 
 
 async def audit_login(
-    conn: AsyncConnection,
-    *,
-    ok: bool,
-    issuer: str | None,
-    claims: dict,
-    client: str,
-    user_id: str | None = None,
-    username: str | None = None,
-    role: str | None = None,
-    reason: str | None = None,
-    message: str | None = None,
+    conn: AsyncConnection, issuer: str | None, claims: dict, client: str, outcome: Account | Refused
 ) -> None:
-    """A `login` row for a sign-in or a refusal, with the provider's subject id."""
-    detail = {
-        "provider": PROVIDER,
-        "issuer": issuer,
-        "sub": claims.get("sub"),
-        "client": client,
-    }
-    if reason:
-        detail |= {"refused": reason, "message": message}
-    who = username or claims.get("preferred_username") or claims.get("sub") or "(okänd)"
-    await conn.execute(
-        """INSERT INTO audit_log (user_id, username, role, action, purpose, what, detail)
-           VALUES (%s, %s, %s, 'login', %s, 'session', %s)""",
-        (
-            user_id,
-            str(who)[:100],
-            role or "-",
-            "sign-in" if ok else "sign-in refused",
-            json.dumps(detail, default=str),
-        ),
+    """A `login` row for a sign-in (the account) or a refusal, with the provider's subject."""
+    detail = {"provider": PROVIDER, "issuer": issuer, "sub": claims.get("sub"), "client": client}
+    if isinstance(outcome, Account):
+        who, user_id, role, purpose = outcome.username, outcome.id, outcome.role, "sign-in"
+    else:
+        detail |= {"refused": outcome.code, "message": outcome.en}
+        who = claims.get("preferred_username") or claims.get("sub") or "(okänd)"
+        user_id, role, purpose = None, "-", "sign-in refused"
+    await log_access(
+        conn,
+        user_id=user_id,
+        username=str(who)[:100],
+        role=role,
+        action="login",
+        purpose=purpose,
+        what="session",
+        detail=detail,
     )
 
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime, time
+from datetime import time
 
 from prometheus_client import Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from nattillsyn import log
+from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import DeviceConfig, MonitoringWindow, TopicKind, Topics, encode
 
@@ -87,9 +88,15 @@ def device_config(
 
 class ConfigPusher:
     def __init__(
-        self, pool: AsyncConnectionPool, mqtt: MqttClient, topics: Topics, interval_s: float
+        self,
+        pool: AsyncConnectionPool,
+        mqtt: MqttClient,
+        topics: Topics,
+        interval_s: float,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.pool, self.mqtt, self.topics, self.interval_s = pool, mqtt, topics, interval_s
+        self.clock = clock
         self._wake = asyncio.Event()
         self._force: set[tuple[str, str]] = set()
         self._task: asyncio.Task | None = None
@@ -180,7 +187,7 @@ class ConfigPusher:
                 Window(tz, a, b) for tz, a, b in await (await conn.execute(_WINDOWS)).fetchall()
             ]
             edges = [e for row in await (await conn.execute(_PAUSE_EDGES)).fetchall() for e in row]
-        now = datetime.now(UTC)
+        now = self.clock.now()
         nxt = next_boundary(now, windows, edges)
         wait = self.interval_s
         if nxt is not None:
@@ -199,6 +206,4 @@ class ConfigPusher:
             except Exception:
                 logger.exception("config reconciliation failed; retrying")
                 wait = min(wait, 5.0)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):  # wait_for (3.11) can swallow a cancel
-                    await self._wake.wait()
+            await self.clock.wait(self._wake, wait)

@@ -10,11 +10,11 @@ from aiohttp import web
 from nattillsyn.alerting import rounds_db
 
 from . import auth
+from .board import MANAGERS, NIGHT, STAFF
 from .context import POOL, SETTINGS, USER, audit, json_response, read_body, request_site
 from .models import Confirmed, RoundConfirm, RoundEntry, RoundList, Visit, VisitList, VisitStart
 from .problems import ProblemError
 from .routing import Routes
-from .tablet import MANAGERS, NIGHT, STAFF
 
 routes = Routes("rounds")
 

@@ -13,7 +13,8 @@ from .routing import Routes
 routes = Routes("session")
 
 
-def _me(user: auth.User) -> Me:
+def me_of(user: auth.User) -> Me:
+    """The `Me` body of a signed-in user."""
     return Me(
         username=user.username,
         display_name=user.display_name,
@@ -76,7 +77,7 @@ async def login(request: web.Request) -> web.Response:
         session = await auth.start_session(conn, user_id, api.session_hours, "password", client)
     request[USER] = session.user
     await audit(request, "login", "session", purpose="sign-in", detail={"client": client})
-    resp = json_response(_me(session.user))
+    resp = json_response(me_of(session.user))
     set_session_cookies(request, resp, session)
     resp.del_cookie("nattillsyn_sso", path="/")  # a password session: no provider logout
     return resp
@@ -98,4 +99,4 @@ async def logout(request: web.Request) -> web.Response:
 @routes.get("/api/v1/me", response=Me)
 async def me(request: web.Request) -> web.Response:
     """The signed-in user."""
-    return json_response(_me(request[USER]))
+    return json_response(me_of(request[USER]))

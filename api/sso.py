@@ -16,9 +16,12 @@ from pydantic import BaseModel, Field
 from . import auth, oidc
 from .claims import map_claims, usable
 from .context import POOL, SETTINGS, json_response
+from .queries import sso as db
+from .queries.audit import log_access
+from .queries.tablets import record_sso_signin
 from .routing import Routes
 from .session import client_address, set_session_cookies
-from .tablets import _end_signins, tablet_for
+from .shared_tablets import start_tablet_session, tablet_for
 
 routes = Routes("session")
 pages = web.RouteTableDef()
@@ -76,14 +79,8 @@ async def begin(request: web.Request) -> web.StreamResponse:
     state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
     redirect_uri = _redirect_uri(request)
     async with request.app[POOL].connection() as conn:
-        await conn.execute(
-            "DELETE FROM oidc_logins WHERE created_at < now() - make_interval(secs => %s)",
-            (s.login_timeout_s,),
-        )
-        await conn.execute(
-            """INSERT INTO oidc_logins (state_hash, nonce, verifier, next, redirect_uri)
-               VALUES (%s, %s, %s, %s, %s)""",
-            (auth.token_hash(state), nonce, verifier, back, redirect_uri),
+        await db.start_login(
+            conn, auth.token_hash(state), nonce, verifier, back, redirect_uri, s.login_timeout_s
         )
     params = {
         "response_type": "code",
@@ -129,13 +126,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
                     "single sign-on is not configured",
                     404,
                 )
-            cur = await conn.execute(
-                """DELETE FROM oidc_logins WHERE state_hash = %s
-                   RETURNING nonce, verifier, next, redirect_uri,
-                             created_at > now() - make_interval(secs => %s)""",
-                (auth.token_hash(state), s.login_timeout_s),
-            )
-            row = await cur.fetchone()
+            row = await db.take_login(conn, auth.token_hash(state), s.login_timeout_s)
             if row is None:
                 raise oidc.Refused(
                     "replayed_state",
@@ -189,49 +180,22 @@ async def callback(request: web.Request) -> web.StreamResponse:
             async with conn.transaction():
                 account = await oidc.provision(conn, s.issuer, claims, mapping, s.username_claim)
                 if tablet is not None:  # a shared tablet: quick switch and auto-lock as PINs
-                    await _end_signins(conn, tablet.id, "switch")
-                    session = await auth.start_session(
+                    session = await start_tablet_session(
                         conn,
+                        tablet,
                         account.id,
+                        oidc.PROVIDER,
                         settings.tablet.pin_session_s / 3600,
-                        provider=oidc.PROVIDER,
-                        client=tablet.name,
                     )
-                    await conn.execute(
-                        "INSERT INTO tablet_signins (token_hash, tablet_id, user_id) "
-                        "VALUES (%s, %s, %s)",
-                        (auth.token_hash(session.token), tablet.id, account.id),
-                    )
-                    await conn.execute(
-                        """INSERT INTO tablet_sso_signins (tablet_id, user_id) VALUES (%s, %s)
-                           ON CONFLICT (tablet_id, user_id) DO UPDATE SET at = now()""",
-                        (tablet.id, account.id),
-                    )
+                    await record_sso_signin(conn, tablet.id, account.id)
                 else:
                     session = await auth.start_session(
                         conn, account.id, settings.api.session_hours, oidc.PROVIDER, client
                     )
-                await oidc.audit_login(
-                    conn,
-                    ok=True,
-                    issuer=s.issuer,
-                    claims=claims,
-                    client=client,
-                    user_id=account.id,
-                    username=account.username,
-                    role=session.user.role,
-                )
+                await oidc.audit_login(conn, s.issuer, claims, client, account)
         except oidc.Refused as err:
             claims = err.claims or claims
-            await oidc.audit_login(
-                conn,
-                ok=False,
-                issuer=s.issuer,
-                claims=claims,
-                client=client,
-                reason=err.code,
-                message=err.en,
-            )
+            await oidc.audit_login(conn, s.issuer, claims, client, err)
             oidc.logger.warning("single sign-on refused", reason=err.code, sub=claims.get("sub"))
             SIGNINS.labels(err.code).inc()
             resp = oidc.refusal_page(err, back)
@@ -265,10 +229,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
             user = await auth.user_for(conn, token)
             await auth.logout(conn, token)
             if user is not None:
-                await conn.execute(
-                    """INSERT INTO audit_log (user_id, username, role, action, purpose, what)
-                       VALUES (%s, %s, %s, 'logout', 'sign-out', 'session')""",
-                    (user.id, user.username, user.role),
+                await log_access(
+                    conn,
+                    user_id=user.id,
+                    username=user.username,
+                    role=user.role,
+                    action="logout",
+                    purpose="sign-out",
+                    what="session",
                 )
     target = back
     if s.enabled:

@@ -23,7 +23,7 @@ from nattillsyn.api.openapi import document
 
 # Routes reviewed as public: sign-in, the API document, the device claim (its code is the
 # credential), and the shared-tablet routes that authenticate the enrolled tablet itself
-# (api/tablets.py). A new public route fails this test until it is reviewed and listed.
+# (api/shared_tablets.py). A new public route fails this test until it is reviewed and listed.
 PUBLIC = {
     ("post", "/api/v1/login"),
     ("get", "/api/v1/login/options"),  # which sign-in buttons to show: no data

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from nattillsyn.api.app import ApiService
 from nattillsyn.api.auth import hash_password
 from nattillsyn.evaluation import synthetic
 from nattillsyn.evaluation.load import load
@@ -37,8 +38,6 @@ USERS = [  # username, role, units
 
 @pytest.fixture
 async def api(settings):
-    from nattillsyn.api.app import ApiService
-
     settings = settings.model_copy(
         update={
             "api": settings.api.model_copy(update={"port": 0, "cookie_secure": False}),
@@ -130,7 +129,7 @@ async def test_report_for_evaluator_is_scoped_suppressed_and_pseudonymised(api, 
         r = await http.get(
             f"{api.url}api/v1/evaluation/export/units", params={**q, "format": "parquet"}
         )
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # noqa: PLC0415, RUF100 (pyarrow: report extra)
 
         assert pq.read_table(io.BytesIO(await r.read())).num_rows == 2
         r = await http.get(f"{api.url}api/v1/evaluation/report.html", params=q)

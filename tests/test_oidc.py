@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import pytest
-from admin_helpers import running_api
+from admin_helpers import Client, running_api
 
 from nattillsyn.api.oidc_testprovider import TestProvider, oidc_settings, unavailable
 from nattillsyn.settings import OidcSettings
@@ -237,8 +238,6 @@ async def test_rotated_keys(sso, browser, pool, provider) -> None:
 
 
 async def test_local_passwords_off(settings, provider) -> None:
-    from admin_helpers import Client
-
     s = settings.model_copy(
         update={
             "oidc": OidcSettings(
@@ -323,8 +322,6 @@ async def test_shared_tablet_pin_return_after_sso(sso, browser, pool) -> None:
 
 async def test_sign_in_started_elsewhere_is_refused(sso, browser, pool) -> None:
     """Login CSRF: a sign-in started by someone else cannot finish in this browser."""
-    import aiohttp
-
     api, _ = sso
     async with aiohttp.ClientSession() as http:  # the attacker starts a sign-in
         r = await http.get(f"{api.url}sso/login?next=/admin", allow_redirects=False)

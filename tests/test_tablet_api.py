@@ -14,6 +14,7 @@ import yarl
 from test_tablet_browser import publish_fall
 
 from nattillsyn.alerting.care import load_open_visits
+from nattillsyn.api.live import Client
 from nattillsyn.app.demo import DEMO_PINS, DEMO_USERS
 from nattillsyn.settings.tablet import TabletSettings
 
@@ -244,8 +245,6 @@ async def test_silences_visits_rounds_and_scoping(services, pool) -> None:
 
 
 def test_live_routing_of_escalations_to_groups() -> None:
-    from nattillsyn.api.live import Client
-
     alert = {"type": "alert", "alert": {"targets": ["unit", "group:backup"]}}
     state = {"type": "state"}
     home = Client(ws=None, site="a", groups=frozenset({"backup"}), sites=frozenset({"a", "b"}))  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
-"""The tablet app in a real Chromium: an alert appears with its sound within the latency
-target, acknowledge and resolve, reconnect and replay after a server restart, a paused
-resident raises nothing, shared-tablet PIN sign-in with quick switch and auto-lock,
-rounds, visits and practice."""
+"""The tablet app in a real Chromium: an alert appears with its sound, acknowledge and
+resolve, reconnect and replay after a server restart, a paused resident raises nothing,
+shared-tablet PIN sign-in with quick switch and auto-lock (the page's clock is moved, not
+waited for), rounds, visits and practice. Latency is measured by bench.alerts, not here."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
+from nattillsyn.alerting.service import AlertingService
 from nattillsyn.api.app import ApiService
 from nattillsyn.app.demo import DEMO_USERS
 from nattillsyn.mqtt import MqttClient
@@ -21,7 +22,6 @@ from nattillsyn.settings.alerting import AlertingSettings
 from nattillsyn.settings.tablet import TabletSettings
 
 pytestmark = pytest.mark.browser
-LATENCY_TARGET_MS = 1000  # max target of the benchmark (p99 target 250 ms is measured there)
 PINS = {"natt": "2580", "chef": "1470"}
 
 
@@ -77,7 +77,7 @@ async def set_pins(url: str) -> None:
             assert r.status == 204, await r.text()
 
 
-async def test_alert_sounds_within_target_then_ack_and_resolve(services, page, pool) -> None:
+async def test_alert_sounds_then_ack_and_resolve(services, page, pool) -> None:
     settings, api = services["settings"], services["api"]
     await sign_in(page, api.url)
     await page.wait_for_selector(".room[data-room=rum-101]")
@@ -89,8 +89,7 @@ async def test_alert_sounds_within_target_then_ack_and_resolve(services, page, p
     log = await page.evaluate("window.nattillsyn.soundLog")
     assert log and log[0]["why"] == "new" and log[0]["priority"] == "high"
     latency_ms = log[0]["at"] - t_pub
-    print(f"browser latency publish→sound: {latency_ms:.0f} ms")
-    assert latency_ms < LATENCY_TARGET_MS
+    print(f"browser latency publish→sound: {latency_ms:.0f} ms (bench.alerts measures it)")
     assert "Möjligt fall" in await alert.locator(".title").inner_text()
     assert "Rum 101" in await alert.locator(".title").inner_text()
     assert await page.get_attribute(".room[data-room=rum-101]", "data-alert") == "true"
@@ -186,6 +185,7 @@ async def test_shared_tablet_pin_quick_switch_auto_lock(services, context, pool)
     settings, api = services["settings"], services["api"]
     await set_pins(api.url)
     page = await context.new_page()
+    await page.clock.install()  # the page's time flows, and the test can move it on
     # A unit manager enrolls this browser as the unit's shared tablet.
     await sign_in(page, api.url, "chef")
     await page.click(".tabs button[data-view=more]")
@@ -211,11 +211,12 @@ async def test_shared_tablet_pin_quick_switch_auto_lock(services, context, pool)
     await pin("natt", PINS["natt"])
     await page.wait_for_selector("#app:not([hidden])")
     assert await page.text_content("#who") == "Nattpersonal (demo)"
-    t_signin = time.monotonic()
 
-    # Auto-lock after tablet.auto_lock_s without a touch; alerts still show and sound.
-    await page.wait_for_selector("#lock:not([hidden])", timeout=15_000)
-    assert time.monotonic() - t_signin >= 5
+    # Auto-lock after tablet.auto_lock_s (6 s) without a touch; alerts still show and sound.
+    await page.clock.fast_forward(5_000)
+    assert await page.locator("#lock").is_hidden()
+    await page.clock.fast_forward(1_500)
+    await page.wait_for_selector("#lock:not([hidden])", timeout=5_000)
     await page.wait_for_selector("#conn[data-state=online]")
     sounds = await page.evaluate("window.nattillsyn.sounds")
     await publish_fall(settings, "rum-101")
@@ -312,8 +313,6 @@ async def test_practice_rounds_and_visits(services, page, pool) -> None:
 
 
 async def test_silent_alerting_service_is_shown_and_sounded(services, page) -> None:
-    from nattillsyn.alerting.service import AlertingService
-
     settings, api = services["settings"], services["api"]
     await sign_in(page, api.url)
     assert await page.is_hidden("#system-warning")

@@ -1,6 +1,7 @@
 // Administration: units, rooms, staff, residents' inclusion, devices, loggkontroll, export.
 // Swedish first, English second. Every change goes through the open API with the CSRF token.
 import { $, $$, api as coreApi, applyI18n, el, getLang, langButton, t, usePage } from "./core.js";
+import "./signin.js";  // the sign-in form: its fields exist before this page binds to it
 
 usePage("admin");
 const S = { me: null, units: [], rooms: {}, presets: null, resident: null, tab: "residents", auditBefore: null };

@@ -1,6 +1,7 @@
 // Tablet app: shared-tablet PIN sign-in with quick switch and auto-lock, a live board over a
 // WebSocket that reconnects by itself and replays what it missed, rounds, visits, practice.
 import { $, $$, api, applyI18n, getLang, langButton, t, translate, usePage } from "./core.js";
+import "./signin.js";  // the sign-in form: its fields exist before this page binds to it
 
 usePage("tablet");
 const state = {

@@ -3,6 +3,7 @@
 // is downloaded and printed), shown here as it comes: nothing is drawn twice.
 // Swedish first, English second. Nothing is stored in the browser but the language choice.
 import { $, api, applyI18n, el, getLang, langButton, t, usePage } from "./core.js";
+import "./signin.js";  // the sign-in form: its fields exist before this page binds to it
 
 usePage("evaluation");
 const state = { me: null, query: null, shown: null };

@@ -1,9 +1,9 @@
 // Service worker: installable PWA, the app shell from cache when the network is down,
 // and Web Push so an alert reaches a tablet whose page is in the background.
 "use strict";
-const SHELL = "nattillsyn-shell-v2";
+const SHELL = "nattillsyn-shell-v3";
 const FILES = [
-  "/", "/static/app.css", "/static/app.js", "/static/core.js", "/static/sso.js",
+  "/", "/static/app.css", "/static/app.js", "/static/core.js", "/static/signin.js",
   "/static/locales/sv.json", "/static/locales/en.json",
   "/static/icon.svg", "/static/icon-192.png", "/static/manifest.webmanifest",
 ];

@@ -1,6 +1,24 @@
-// Single sign-on on the sign-in forms: a "Logga in med …" link to the provider, and the
-// password fields hidden when this installation turned local passwords off.
-import { $, $$, api, el, t } from "./core.js";
+// The sign-in form, written once for the three pages: each page has an empty
+// <form data-signin> where its own script listens for submit; that script imports this
+// module first, so the fields exist when it starts. Single sign-on adds a
+// "Logga in med …" link to the provider and hides the password fields when this
+// installation turned local passwords off; "Logga ut" then signs out at the provider too.
+import { $, $$, api, el, t, translate } from "./core.js";
+
+const label = (key, text, input) => el("label", {}, el("span", { "data-i18n": key, text }), input);
+
+for (const form of $$("form[data-signin]")) {
+  form.prepend(
+    el("h2", { "data-i18n": "signin", text: "Logga in" }),
+    label("username", "Användarnamn",
+      el("input", { name: "username", autocomplete: "username", required: true })),
+    label("password", "Lösenord",
+      el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    el("button", { type: "submit", class: "primary", "data-i18n": "signin", text: "Logga in" }),
+    el("p", { id: "login-error", class: "error", role: "alert" }),
+  );
+  translate(form);
+}
 
 const page = { "/admin": "/admin", "/report": "/report", "/static/report.html": "/report" }[location.pathname] || "/";
 

@@ -10,12 +10,14 @@ Signing in on a tablet ends the previous staff member's session there (quick swi
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from psycopg import AsyncConnection
+
+from nattillsyn.alerting.notifiers import vapid_public_key
 
 from . import auth
 from .context import POOL, SETTINGS, USER, audit, json_response, read_body, request_site
@@ -33,8 +35,11 @@ from .models import (
     TabletSummary,
 )
 from .problems import ProblemError
+from .queries import tablets as db
+from .queries.audit import log_access
+from .queries.units import site_exists
 from .routing import Routes
-from .session import _me, set_session_cookies
+from .session import me_of, set_session_cookies
 
 routes = Routes("tablets")
 TABLET_COOKIE = "nattillsyn_tablet"
@@ -56,13 +61,7 @@ async def tablet_for(request: web.Request) -> Tablet | None:
     if not token:
         return None
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            """UPDATE tablets SET last_seen_at = now()
-               WHERE token_hash = %s AND revoked_at IS NULL
-               RETURNING id, site_id, name, groups""",
-            (auth.token_hash(token),),
-        )
-        row = await cur.fetchone()
+        row = await db.touch(conn, auth.token_hash(token))
     return Tablet(str(row[0]), row[1], row[2], tuple(row[3] or ())) if row else None
 
 
@@ -71,16 +70,16 @@ async def audit_tablet(
 ) -> None:
     """Access-log row for what a locked tablet shows (no staff signed in)."""
     async with request.app[POOL].connection() as conn:
-        await conn.execute(
-            """INSERT INTO audit_log (user_id, username, role, action, purpose, what, site, detail)
-               VALUES (NULL, %s, 'tablet', %s, 'nattillsyn', %s, %s, %s)""",
-            (
-                f"tablet:{tablet.name}",
-                action,
-                what,
-                tablet.site,
-                json.dumps(detail) if detail else None,
-            ),
+        await log_access(
+            conn,
+            user_id=None,
+            username=f"tablet:{tablet.name}",
+            role="tablet",
+            action=action,
+            purpose="nattillsyn",
+            what=what,
+            site=tablet.site,
+            detail=detail,
         )
 
 
@@ -99,8 +98,7 @@ def _set_tablet_cookie(request: web.Request, resp: web.StreamResponse, token: st
 
 async def _known_site(request: web.Request, site: str) -> None:
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
-        if await cur.fetchone() is None:
+        if not await site_exists(conn, site):
             raise ProblemError(422, "Invalid request body", f"site: no unit {site!r}")
 
 
@@ -110,18 +108,11 @@ async def _create_tablet(
     token = secrets.token_urlsafe(32)
     await _known_site(request, site)
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            """INSERT INTO tablets (site_id, name, token_hash, groups, enrolled_by)
-               VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-            (site, name, auth.token_hash(token), groups, by),
-        )
-        tid = (await cur.fetchone())[0]
-    return Tablet(str(tid), site, name, tuple(groups)), token
+        tid = await db.insert(conn, site, name, auth.token_hash(token), groups, by)
+    return Tablet(tid, site, name, tuple(groups)), token
 
 
 async def _info(request: web.Request, tablet: Tablet | None) -> TabletInfo:
-    from nattillsyn.alerting.notifiers import vapid_public_key
-
     cfg = request.app[SETTINGS]
     key = cfg.alerting.vapid_private_key
     vapid = vapid_public_key(key.get_secret_value()) if key else None
@@ -130,19 +121,8 @@ async def _info(request: web.Request, tablet: Tablet | None) -> TabletInfo:
             enrolled=False, auto_lock_s=cfg.tablet.auto_lock_s, vapid_public_key=vapid
         )
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            """SELECT u.username, u.display_name,
-                      EXISTS (SELECT 1 FROM tablet_signins s WHERE s.user_id = u.id
-                              AND s.tablet_id = %s AND s.signed_in_at > now() - interval '16 hours')
-               FROM users u JOIN user_sites us ON us.user_id = u.id
-               JOIN staff_pins p ON p.user_id = u.id
-               WHERE us.site_id = %s AND u.active AND u.role IN ('night_staff', 'unit_manager')
-               ORDER BY 3 DESC, u.display_name LIMIT 60""",
-            (tablet.id, tablet.site),
-        )
-        staff = [
-            StaffButton(username=r[0], display_name=r[1], recent=r[2]) for r in await cur.fetchall()
-        ]
+        rows = await db.staff_buttons(conn, tablet.id, tablet.site)
+    staff = [StaffButton(username=r[0], display_name=r[1], recent=r[2]) for r in rows]
     return TabletInfo(
         enrolled=True,
         id=tablet.id,
@@ -153,6 +133,15 @@ async def _info(request: web.Request, tablet: Tablet | None) -> TabletInfo:
         staff=staff,
         vapid_public_key=vapid,
     )
+
+
+async def _enrollment(request: web.Request) -> tuple[TabletEnroll, str]:
+    """The enrollment asked for, and its unit (one of the manager's)."""
+    body = await read_body(request, TabletEnroll)
+    site = body.site or await request_site(request)
+    if not request[USER].may_see(site):
+        raise ProblemError(403, "Forbidden", "not a unit of yours")
+    return body, site
 
 
 @routes.get("/api/v1/tablet", roles=None, response=TabletInfo)
@@ -166,12 +155,9 @@ async def tablet_info(request: web.Request) -> web.Response:
 )
 async def enroll_here(request: web.Request) -> web.Response:
     """Enroll this browser as a shared tablet of a unit (a manager signed in on it)."""
-    body = await read_body(request, TabletEnroll)
-    user: auth.User = request[USER]
-    site = body.site or await request_site(request)
-    if not user.may_see(site):
-        raise ProblemError(403, "Forbidden", "not a unit of yours")
-    tablet, token = await _create_tablet(request, site, body.name, body.groups, user.username)
+    body, site = await _enrollment(request)
+    by = request[USER].username
+    tablet, token = await _create_tablet(request, site, body.name, body.groups, by)
     await audit(request, "change", "tablet enroll", site=site, detail={"tablet": tablet.id})
     resp = json_response(await _info(request, tablet), status=201)
     _set_tablet_cookie(request, resp, token)
@@ -187,22 +173,21 @@ async def enroll_here(request: web.Request) -> web.Response:
 )
 async def enrollment_code(request: web.Request) -> web.Response:
     """A one-time code to enroll a tablet without signing in on it."""
-    body = await read_body(request, TabletEnroll)
-    user: auth.User = request[USER]
-    site = body.site or await request_site(request)
-    if not user.may_see(site):
-        raise ProblemError(403, "Forbidden", "not a unit of yours")
+    body, site = await _enrollment(request)
     await _known_site(request, site)
     code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(10))
     expires = datetime.now(UTC) + timedelta(
         seconds=request.app[SETTINGS].tablet.enrollment_code_ttl_s
     )
     async with request.app[POOL].connection() as conn:
-        await conn.execute(
-            """INSERT INTO tablet_enrollment_codes (code_hash, site_id, name, groups, created_by,
-                                                    expires_at)
-               VALUES (%s, %s, %s, %s, %s, %s)""",
-            (auth.token_hash(code), site, body.name, body.groups, user.username, expires),
+        await db.insert_enrollment_code(
+            conn,
+            auth.token_hash(code),
+            site,
+            body.name,
+            body.groups,
+            request[USER].username,
+            expires,
         )
     await audit(request, "change", "tablet enrollment code", site=site)
     return json_response(EnrollmentCode(code=code, expires_at=expires), status=201)
@@ -215,13 +200,7 @@ async def enroll_with_code(request: web.Request) -> web.Response:
     """Enroll this browser with a one-time code from a manager."""
     body = await read_body(request, EnrollCode)
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            """UPDATE tablet_enrollment_codes SET used_at = now()
-               WHERE code_hash = %s AND used_at IS NULL AND expires_at > now()
-               RETURNING site_id, name, groups, created_by""",
-            (auth.token_hash(body.code.strip().upper()),),
-        )
-        row = await cur.fetchone()
+        row = await db.use_enrollment_code(conn, auth.token_hash(body.code.strip().upper()))
     if row is None:
         raise ProblemError(400, "Bad Request", "unknown, used or expired code")
     tablet, token = await _create_tablet(request, row[0], row[1], list(row[2] or []), row[3])
@@ -235,12 +214,7 @@ async def list_tablets(request: web.Request) -> web.Response:
     """Enrolled tablets of a unit."""
     site = await request_site(request)
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            """SELECT id, name, site_id, groups, enrolled_at, last_seen_at FROM tablets
-               WHERE site_id = %s AND revoked_at IS NULL ORDER BY name""",
-            (site,),
-        )
-        rows = await cur.fetchall()
+        rows = await db.enrolled(conn, site)
     return json_response(
         TabletList(
             tablets=[
@@ -261,24 +235,13 @@ async def list_tablets(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/tablets/{tablet_id}", roles=MANAGERS, status=204)
 async def revoke_tablet(request: web.Request) -> web.Response:
     """Revoke a tablet (lost or replaced): its cookie stops working at once."""
-    user: auth.User = request[USER]
+    tablet_id = request.match_info["tablet_id"]
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            "SELECT site_id FROM tablets WHERE id::text = %s", (request.match_info["tablet_id"],)
-        )
-        row = await cur.fetchone()
-        if row is None or not user.may_see(row[0]):
+        site = await db.site_of(conn, tablet_id)
+        if site is None or not request[USER].may_see(site):
             raise ProblemError(404, "Not Found", "no such tablet")
-        await conn.execute(
-            "UPDATE tablets SET revoked_at = now() WHERE id::text = %s",
-            (request.match_info["tablet_id"],),
-        )
-        await conn.execute(
-            """DELETE FROM user_sessions WHERE token_hash IN (
-                   SELECT token_hash FROM tablet_signins WHERE tablet_id::text = %s)""",
-            (request.match_info["tablet_id"],),
-        )
-    await audit(request, "change", "tablet revoke", site=row[0])
+        await db.revoke(conn, tablet_id)
+    await audit(request, "change", "tablet revoke", site=site)
     return web.Response(status=204)
 
 
@@ -293,38 +256,25 @@ async def set_pin(request: web.Request) -> web.Response:
         raise ProblemError(422, "Invalid request body", "PIN too easy to guess")
     async with request.app[POOL].connection() as conn:
         if body.password is None:  # single sign-on users have no password: a fresh SSO will do
-            cur = await conn.execute(
-                """SELECT 1 FROM user_sessions WHERE token_hash = %s AND provider = 'oidc'
-                   AND created_at > now() - interval '15 minutes'""",
-                (auth.token_hash(request.cookies.get(auth.COOKIE, "")),),
-            )
-            if await cur.fetchone() is None:
+            token = auth.token_hash(request.cookies.get(auth.COOKIE, ""))
+            if not await db.fresh_sso_session(conn, token):
                 raise ProblemError(
                     401, "Unauthorized", "confirm with your password or sign in again (SSO)"
                 )
-        else:
-            cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,))
-            row = await cur.fetchone()
-            if not auth.verify_password(row[0] if row else None, body.password):
-                raise ProblemError(401, "Unauthorized", "wrong password")
-        await conn.execute(
-            """INSERT INTO staff_pins (user_id, pin_hash) VALUES (%s, %s)
-               ON CONFLICT (user_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash, updated_at = now()""",
-            (user.id, auth.hash_password(body.pin)),
-        )
+        elif not await auth.password_matches(conn, user.id, body.password):
+            raise ProblemError(401, "Unauthorized", "wrong password")
+        await db.set_pin(conn, user.id, auth.hash_password(body.pin))
     await audit(request, "change", "pin set")
     return web.Response(status=204)
 
 
-async def _end_signins(conn, tablet_id: str, reason: str) -> None:
-    cur = await conn.execute(
-        """UPDATE tablet_signins SET ended_at = now(), end_reason = %s
-           WHERE tablet_id = %s AND ended_at IS NULL RETURNING token_hash""",
-        (reason, tablet_id),
-    )
-    hashes = [r[0] for r in await cur.fetchall()]
-    if hashes:
-        await conn.execute("DELETE FROM user_sessions WHERE token_hash = ANY(%s)", (hashes,))
+async def start_tablet_session(
+    conn: AsyncConnection, tablet: Tablet, user_id: str, provider: str, hours: float
+) -> auth.NewSession:
+    """Sign a staff member in on the tablet (quick switch: whoever was signed in there is out)."""
+    session = await auth.start_session(conn, user_id, hours, provider=provider, client=tablet.name)
+    await db.switch_signin(conn, tablet.id, auth.token_hash(session.token), user_id)
+    return session
 
 
 @routes.post(
@@ -343,36 +293,16 @@ async def pin_signin(request: web.Request) -> web.Response:
     cfg = request.app[SETTINGS].tablet
     window = timedelta(seconds=cfg.pin_window_s)
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            """SELECT u.id, p.pin_hash, u.role,
-                      EXISTS (SELECT 1 FROM user_sites us WHERE us.user_id = u.id AND us.site_id = %s),
-                      u.auth_provider <> 'password' OR NOT %s,
-                      EXISTS (SELECT 1 FROM tablet_sso_signins t
-                              WHERE t.user_id = u.id AND t.tablet_id = %s
-                                AND t.at > now() - make_interval(secs => %s))
-               FROM users u LEFT JOIN staff_pins p ON p.user_id = u.id
-               WHERE u.username = %s AND u.active""",
-            (
-                tablet.site,
-                request.app[SETTINGS].oidc.local_passwords,
-                tablet.id,
-                request.app[SETTINGS].api.session_hours * 3600,
-                body.username,
-            ),
+        row = await db.pin_candidate(
+            conn,
+            body.username,
+            tablet.site,
+            tablet.id,
+            local_passwords=request.app[SETTINGS].oidc.local_passwords,
+            sso_within_s=request.app[SETTINGS].api.session_hours * 3600,
         )
-        row = await cur.fetchone()
         user_id = row[0] if row else None
-        cur = await conn.execute(
-            """SELECT count(*) FILTER (WHERE user_id = %s), count(*) FROM pin_attempts
-               WHERE NOT ok AND at > now() - %s AND (tablet_id = %s OR user_id = %s)""",
-            (user_id, window, tablet.id, user_id),
-        )
-        user_fails, _ = await cur.fetchone()
-        cur = await conn.execute(
-            "SELECT count(*) FROM pin_attempts WHERE NOT ok AND at > now() - %s AND tablet_id = %s",
-            (window, tablet.id),
-        )
-        tablet_fails = (await cur.fetchone())[0]
+        user_fails, tablet_fails = await db.pin_failures(conn, user_id, tablet.id, window)
         if user_fails >= cfg.pin_max_failures or tablet_fails >= cfg.tablet_max_failures:
             raise ProblemError(
                 429,
@@ -388,10 +318,7 @@ async def pin_signin(request: web.Request) -> web.Response:
         )
         if row is None or row[1] is None:
             auth.verify_password(None, body.pin)  # same time whether or not the user exists
-        await conn.execute(
-            "INSERT INTO pin_attempts (tablet_id, user_id, ok) VALUES (%s, %s, %s)",
-            (tablet.id, user_id, ok),
-        )
+        await db.record_pin_attempt(conn, tablet.id, user_id, ok)
         if not ok:
             raise ProblemError(401, "Unauthorized", "wrong user or PIN")
         if row[4] and not row[5]:  # single sign-on staff: PIN only after SSO here this shift
@@ -401,17 +328,12 @@ async def pin_signin(request: web.Request) -> web.Response:
                 "sign in with your organisation account on this tablet first this shift",
             )
         async with conn.transaction():
-            await _end_signins(conn, tablet.id, "switch")
-            session = await auth.start_session(
-                conn, user_id, cfg.pin_session_s / 3600, provider="pin", client=tablet.name
-            )
-            await conn.execute(
-                "INSERT INTO tablet_signins (token_hash, tablet_id, user_id) VALUES (%s, %s, %s)",
-                (auth.token_hash(session.token), tablet.id, user_id),
+            session = await start_tablet_session(
+                conn, tablet, user_id, "pin", cfg.pin_session_s / 3600
             )
     request[USER] = session.user
     await audit(request, "login", "tablet pin", site=tablet.site, detail={"tablet": tablet.name})
-    resp = json_response(_me(session.user))
+    resp = json_response(me_of(session.user))
     set_session_cookies(request, resp, session)
     return resp
 
@@ -423,7 +345,7 @@ async def lock(request: web.Request) -> web.Response:
     token = request.cookies.get(auth.COOKIE)
     async with request.app[POOL].connection() as conn:
         if tablet is not None:
-            await _end_signins(conn, tablet.id, "lock")
+            await db.end_signins(conn, tablet.id, "lock")
         if token:
             await auth.logout(conn, token)
     resp = web.Response(status=204)
@@ -437,12 +359,7 @@ async def activity(request: web.Request) -> web.Response:
     token = request.cookies.get(auth.COOKIE, "")
     secs = request.app[SETTINGS].tablet.pin_session_s
     async with request.app[POOL].connection() as conn:
-        await conn.execute(
-            """UPDATE user_sessions SET expires_at = now() + make_interval(secs => %s)
-               WHERE token_hash = %s AND token_hash IN (
-                   SELECT token_hash FROM tablet_signins WHERE ended_at IS NULL)""",
-            (secs, auth.token_hash(token)),
-        )
+        await db.extend_pin_session(conn, auth.token_hash(token), secs)
     return web.Response(status=204)
 
 
@@ -454,12 +371,5 @@ async def push_subscribe(request: web.Request) -> web.Response:
         raise ProblemError(403, "Forbidden", "only enrolled tablets receive push")
     body = await read_body(request, PushSubscribe)
     async with request.app[POOL].connection() as conn:
-        await conn.execute(
-            """INSERT INTO push_subscriptions (endpoint, tablet_id, site_id, p256dh, auth)
-               VALUES (%s, %s, %s, %s, %s)
-               ON CONFLICT (endpoint) DO UPDATE SET tablet_id = EXCLUDED.tablet_id,
-                   site_id = EXCLUDED.site_id, p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth,
-                   failed_at = NULL""",
-            (body.endpoint, tablet.id, tablet.site, body.p256dh, body.auth),
-        )
+        await db.subscribe_push(conn, body.endpoint, tablet.id, tablet.site, body.p256dh, body.auth)
     return web.Response(status=204)

@@ -17,7 +17,6 @@ from .context import (
     HUB,
     MQTT,
     POOL,
-    SETTINGS,
     TOPICS,
     USER,
     audit,
@@ -39,8 +38,10 @@ from .models import (
     Snapshot,
 )
 from .problems import ProblemError
+from .queries import board as db
+from .queries.units import room_exists, site_exists
 from .routing import Routes
-from .tablets import audit_tablet, tablet_for
+from .shared_tablets import audit_tablet, tablet_for
 
 routes = Routes("tablet")
 STAFF = ("night_staff", "unit_manager", "sysadmin")
@@ -51,25 +52,8 @@ GUARDED_KINDS = {"possible_fall", "on_floor"}
 
 
 async def _rooms(request: web.Request, site: str, with_residents: bool) -> list[RoomView]:
-    async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            """SELECT r.id, r.name, s.state, s.since, s.ts AS updated,
-                      d.availability, d.last_heartbeat, res.display_name,
-                      monitoring_active(r.site_id, r.id, now()) AS monitored
-               FROM rooms r
-               LEFT JOIN LATERAL (
-                   SELECT state, since, ts FROM room_states
-                   WHERE site = r.site_id AND room = r.id ORDER BY ts DESC LIMIT 1) s ON true
-               LEFT JOIN LATERAL (
-                   SELECT availability, last_heartbeat FROM devices
-                   WHERE site_id = r.site_id AND room_id = r.id
-                   ORDER BY last_seen DESC NULLS LAST LIMIT 1) d ON true
-               LEFT JOIN residents res ON res.site_id = r.site_id AND res.room_id = r.id
-                    AND res.active
-               WHERE r.site_id = %s ORDER BY r.id""",
-            (site,),
-        )
-        rows = await cur.fetchall()
+    async with request.app[POOL].connection() as conn:
+        rows = await db.rooms(conn, site)
     if not with_residents:
         return [RoomView(id=r["id"], name=r["name"], state="unknown") for r in rows]
     return [
@@ -275,6 +259,7 @@ async def resolve(request: web.Request) -> web.Response:
 
 
 def _silence(row) -> Silence:
+    """A row of queries.board.SILENCE_COLUMNS."""
     return Silence(
         id=row[0],
         site=row[1],
@@ -285,9 +270,6 @@ def _silence(row) -> Silence:
         reason=row[6],
         created_by=row[7],
     )
-
-
-SILENCE_COLS = "id, site, room, kinds, starts_at, ends_at, reason, created_by"
 
 
 @routes.post(
@@ -312,16 +294,12 @@ async def create_silence(request: web.Request) -> web.Response:
         raise ProblemError(403, "Forbidden", "night staff may silence for at most 120 minutes")
     now = datetime.now(UTC)
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
-        if await cur.fetchone() is None:
+        if not await site_exists(conn, site):
             raise ProblemError(404, "Not Found", "no such unit")
-        cur = await conn.execute(
-            f"""INSERT INTO alert_silences (site, room, kinds, starts_at, ends_at, reason, created_by)
-                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {SILENCE_COLS}""",
-            (site, body.room, body.kinds, now, now + timedelta(minutes=body.minutes), body.reason,
-             user.username),
+        row = await db.insert_silence(
+            conn, site, body.room, body.kinds, now, now + timedelta(minutes=body.minutes),
+            body.reason, user.username,
         )  # fmt: skip
-        row = await cur.fetchone()
     await audit(request, "change", "silence", site=site, room=body.room, detail=body.model_dump())
     return json_response(_silence(row), status=201)
 
@@ -331,12 +309,7 @@ async def list_silences(request: web.Request) -> web.Response:
     """Active silences of a unit."""
     site = await request_site(request)
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            f"""SELECT {SILENCE_COLS} FROM alert_silences
-                WHERE site = %s AND ends_at > now() AND ended_by IS NULL ORDER BY ends_at""",
-            (site,),
-        )
-        rows = await cur.fetchall()
+        rows = await db.active_silences(conn, site)
     # Reasons may say something about a resident ("vaken, tittar på tv"): a logged read.
     await audit(request, "read", "silences", site=site, detail={"silences": len(rows)})
     return json_response(SilenceList(silences=[_silence(r) for r in rows]))
@@ -346,20 +319,13 @@ async def list_silences(request: web.Request) -> web.Response:
 async def end_silence(request: web.Request) -> web.Response:
     """End a silence early."""
     user: auth.User = request[USER]
+    silence_id = request.match_info["silence_id"]
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            "SELECT site FROM alert_silences WHERE id::text = %s",
-            (request.match_info["silence_id"],),
-        )
-        row = await cur.fetchone()
-        if row is None or not user.may_see(row[0]):
+        site = await db.silence_site(conn, silence_id)
+        if site is None or not user.may_see(site):
             raise ProblemError(404, "Not Found", "no such silence")
-        await conn.execute(
-            "UPDATE alert_silences SET ended_by = %s, ends_at = least(ends_at, now() + "
-            "interval '1 millisecond') WHERE id::text = %s",
-            (user.username, request.match_info["silence_id"]),
-        )
-    await audit(request, "change", "silence end", site=row[0])
+        await db.end_silence(conn, silence_id, user.username)
+    await audit(request, "change", "silence end", site=site)
     return web.Response(status=204)
 
 
@@ -379,10 +345,7 @@ async def practice_alert(request: web.Request) -> web.Response:
     body = await read_body(request, PracticeAlertRequest)
     site = await request_site(request)
     async with request.app[POOL].connection() as conn:
-        cur = await conn.execute(
-            "SELECT 1 FROM rooms WHERE site_id = %s AND id = %s", (site, body.room)
-        )
-        if await cur.fetchone() is None:
+        if not await room_exists(conn, site, body.room):
             raise ProblemError(422, "Invalid request body", "room: no such room in this unit")
     alert_id = uuid.uuid4()
     msg = AlertAction(
@@ -396,6 +359,3 @@ async def practice_alert(request: web.Request) -> web.Response:
     await request.app[MQTT].publish(topic, encode(msg), qos=1)
     await audit(request, "change", "practice alert", site=site, room=body.room)
     return json_response(PracticeStarted(alert_id=alert_id), status=202)
-
-
-__all__ = ["SETTINGS", "routes"]
