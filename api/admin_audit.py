@@ -24,11 +24,11 @@ from psycopg.rows import dict_row
 from nattillsyn import __version__
 
 from .admin_common import AdminRoutes, audit_read, connection, parse_uuid, visible_sites
-from .admin_db import audit as db
-from .admin_db.audit import AuditFilter
 from .context import json_response
 from .models import AuditPage, ExportDataset, ExportIndex
 from .problems import ProblemError
+from .queries import audit as db
+from .queries.audit import AuditFilter
 
 routes = AdminRoutes("audit")
 AUDIT_QUERY = ("site", "user", "action", "since", "until", "resident", "before", "limit")

@@ -13,10 +13,10 @@ from aiohttp import web
 from psycopg import AsyncConnection
 from pydantic import BaseModel
 
-from .admin_db import residents as residents_db
-from .admin_db import structure as structure_db
 from .context import POOL, PUSHER, USER, Handler, audit, check_csrf_token, record_change
 from .problems import ProblemError
+from .queries import residents as residents_db
+from .queries import structure as structure_db
 from .routing import Routes
 
 MANAGERS = ("unit_manager", "sysadmin")

@@ -7,7 +7,7 @@ password and ACL files are rewritten and reloaded. Replacing a device retires th
 old one (its account revoked, a last `monitoring=false` config left for it) and
 provisions the new one in the same room: the room's history stays whole because
 telemetry is kept per room, and `device_assignments` records which device watched
-the room when. Queries: `admin_db.devices`.
+the room when. Queries: `queries.devices`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from .admin_common import (
     require_room_in_use,
     scoped_read,
 )
-from .admin_db import devices as db
 from .auth import record_failure, throttle_wait
 from .context import MQTT, PUSHER, SETTINGS, TOPICS, USER, Handler, json_response, read_body
 from .models import (
@@ -49,6 +48,7 @@ from .models import (
 from .mosquitto_sync import sync_mosquitto
 from .problems import ProblemError
 from .pusher import device_config
+from .queries import devices as db
 from .session import client_address
 
 routes = AdminRoutes("devices")

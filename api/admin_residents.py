@@ -4,7 +4,7 @@ Every change runs in one transaction that also writes its version (before/after)
 `change_history`, a row to the access log, and recomputes `residents.monitoring_active`
 from decision + accepted offer + required criteria + consent; after the commit the
 config pusher runs at once and the answer waits (at most 3 s) until the broker has
-confirmed the room's new device config. Queries: `admin_db.residents`.
+confirmed the room's new device config. Queries: `queries.residents`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from .admin_common import (
     scoped_read,
     settle,
 )
-from .admin_db import devices as devices_db
-from .admin_db import residents as db
-from .admin_db import structure as structure_db
 from .context import USER, json_response, read_body
 from .inclusion import next_local
 from .models import (
@@ -53,6 +50,9 @@ from .models import (
     Withdrawal,
 )
 from .problems import ProblemError
+from .queries import devices as devices_db
+from .queries import residents as db
+from .queries import structure as structure_db
 
 routes = AdminRoutes("residents")
 ROOM_TAKEN = "the room already has a resident"

@@ -1,7 +1,7 @@
 """Structure: organisation → units → rooms; staff and their units; inclusion criteria.
 
 A sysadmin creates units and manages every user; a unit manager manages rooms,
-criteria and the night staff of their own units. Queries: `admin_db.structure`.
+criteria and the night staff of their own units. Queries: `queries.structure`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from .admin_common import (
     parse_uuid,
     record,
 )
-from .admin_db import residents as residents_db
-from .admin_db import structure as db
 from .context import USER, json_response, read_body
 from .models import (
     CriteriaList,
@@ -42,6 +40,8 @@ from .models import (
     UserUpdate,
 )
 from .problems import ProblemError
+from .queries import residents as residents_db
+from .queries import structure as db
 
 routes = AdminRoutes("structure")
 

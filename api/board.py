@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from psycopg.rows import dict_row
 
 from nattillsyn.alerting import alerts_db, rounds_db
 from nattillsyn.protocol import AlertAction, TopicKind, encode

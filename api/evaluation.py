@@ -80,7 +80,7 @@ async def _visible_units(request: web.Request) -> dict[str, str]:
 
 
 async def _report(request: web.Request, microdata: bool = False) -> Report:
-    from nattillsyn.evaluation.report import Request, build  # noqa: PLC0415, RUF100 (numpy: report extra)
+    from nattillsyn.evaluation.report import Request, build  # noqa: PLC0415 (numpy: report extra)
 
     site = await _site(request)
     yesterday = date.today() - timedelta(days=1)
@@ -137,7 +137,7 @@ async def report_html(request: web.Request) -> web.Response:
     """The report as one self-contained HTML page with charts, to save or print
     (`lang=sv|en`: Swedish with English after it, or English). The evaluation page shows
     the same page (`disposition=inline`: read, not downloaded)."""
-    from nattillsyn.evaluation import render  # noqa: PLC0415, RUF100 (jinja2: report extra)
+    from nattillsyn.evaluation import render  # noqa: PLC0415 (jinja2: report extra)
 
     lang = request.query.get("lang", "sv")
     if lang not in render.LANGS:
@@ -176,7 +176,7 @@ async def report_html(request: web.Request) -> web.Response:
 )
 async def export(request: web.Request) -> web.Response:
     """One report table as CSV or Parquet (`format=csv|parquet`); pseudonyms new each time."""
-    from nattillsyn.evaluation import render  # noqa: PLC0415, RUF100 (jinja2: report extra)
+    from nattillsyn.evaluation import render  # noqa: PLC0415 (jinja2: report extra)
 
     table = request.match_info["table"]
     if table not in TABLES:

@@ -335,9 +335,9 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_parquet(rows: list[dict]) -> bytes:
-    # Optional and heavy: only Parquet exports load it (RUF100 until PLC0415 is switched on).
-    import pyarrow as pa  # noqa: PLC0415, RUF100
-    import pyarrow.parquet as pq  # noqa: PLC0415, RUF100
+    # Optional and heavy: only Parquet exports load it.
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
 
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf)

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nattillsyn.api import mosquitto
-from nattillsyn.api.admin_db.devices import claim_hash, health, new_claim_code
 from nattillsyn.api.inclusion import (
     ConsentFacts,
     Criterion,
@@ -20,6 +19,7 @@ from nattillsyn.api.inclusion import (
     status,
 )
 from nattillsyn.api.mosquitto_sync import run_reload
+from nattillsyn.api.queries.devices import claim_hash, health, new_claim_code
 from nattillsyn.protocol import Topics
 
 TODAY = date(2026, 3, 1)

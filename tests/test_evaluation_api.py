@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import aiohttp
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
@@ -129,8 +130,6 @@ async def test_report_for_evaluator_is_scoped_suppressed_and_pseudonymised(api, 
         r = await http.get(
             f"{api.url}api/v1/evaluation/export/units", params={**q, "format": "parquet"}
         )
-        import pyarrow.parquet as pq  # noqa: PLC0415, RUF100 (pyarrow: report extra)
-
         assert pq.read_table(io.BytesIO(await r.read())).num_rows == 2
         r = await http.get(f"{api.url}api/v1/evaluation/report.html", params=q)
         assert r.status == 200 and "Utvärdering av digital nattillsyn" in await r.text()

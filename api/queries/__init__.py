@@ -1,5 +1,10 @@
 """The SQL behind the api's handlers, one module per area (routes → handlers → queries).
 
+Tablet side: `board`, `tablets`, `sso`, `accounts`, `units`, `evaluation`; administration:
+`structure` (units, rooms, criteria, staff), `residents` (inclusion: decision, offer,
+consents, schedule, pauses, alerting profile), `devices` (provisioning, claim codes, health);
+`audit` for both (the access log, loggkontroll and the export datasets).
+
 Functions take an open connection and return rows or plain values; they decide nothing
 about HTTP, and the handlers hold no SQL.
 """
