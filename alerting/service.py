@@ -25,12 +25,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-import psycopg
 from prometheus_client import Counter
-from psycopg import sql
 
 from nattillsyn import log, metrics
 from nattillsyn.clock import SYSTEM, Clock
+from nattillsyn.db.listen import listen
 from nattillsyn.db.pool import make_pool
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import (
@@ -278,26 +277,20 @@ class AlertingService:
 
     async def _listen(self) -> None:
         """LISTEN for care-model and silence changes: a pause stops alerting at once."""
-        delay = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.settings.database_url, autocommit=True
-                ) as conn:
-                    await conn.execute(
-                        sql.SQL("LISTEN {}").format(sql.Identifier(care.CARE_CHANNEL))
-                    )
-                    delay = 0.5
-                    self._refresh.set()  # anything missed while not listening
-                    async for note in conn.notifies():
-                        if note.payload.split(".", 1)[0] == self.settings.database_schema:
-                            self._refresh.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("care listener lost; retrying", error=str(exc))
-                await self.clock.sleep(delay)
-                delay = min(delay * 2, 10)
+        schema = self.settings.database_schema
+
+        def note(payload: str) -> None:
+            if payload.split(".", 1)[0] == schema:
+                self._refresh.set()
+
+        # on (re)listening: reload anything missed meanwhile
+        await listen(
+            self.settings.database_url,
+            care.CARE_CHANNEL,
+            note,
+            clock=self.clock,
+            on_listening=self._refresh.set,
+        )
 
     async def _alive(self) -> None:
         """Liveness for the tablets: the api warns staff when this stops (see LiveHub)."""

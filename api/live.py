@@ -18,13 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import psycopg
 from aiohttp import web
 from prometheus_client import Counter, Gauge
-from psycopg import sql
 
 from nattillsyn import log
 from nattillsyn.clock import SYSTEM, Clock
+from nattillsyn.db.listen import listen
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Alert, RoomState, TopicKind, Topics
 from nattillsyn.protocol.validate import Record, decode_message
@@ -137,31 +136,19 @@ class LiveHub:
 
     async def _listen(self) -> None:
         """Rounds and visits written by alerting or another api instance."""
-        delay = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.database_url, autocommit=True
-                ) as conn:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(LIVE_CHANNEL)))
-                    delay = 0.5
-                    async for note in conn.notifies():
-                        try:
-                            data = json.loads(note.payload)
-                        except json.JSONDecodeError:
-                            continue
-                        if data.get("schema") != self.schema or "type" not in data:
-                            continue
-                        site = data.pop("site", None)
-                        data.pop("schema", None)
-                        if site:
-                            self.broadcast(site, data)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("live listener lost; retrying", error=str(exc))
-                await self.clock.sleep(delay)
-                delay = min(delay * 2, 10)
+        await listen(self.database_url, LIVE_CHANNEL, self._note, clock=self.clock)
+
+    def _note(self, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError:
+            return
+        if data.get("schema") != self.schema or "type" not in data:
+            return
+        site = data.pop("site", None)
+        data.pop("schema", None)
+        if site:
+            self.broadcast(site, data)
 
     async def _watch(self) -> None:
         """Is alerting alive? Every tablet hears about it at once when it is not."""

@@ -22,13 +22,11 @@ import argparse
 import asyncio
 import json
 import statistics
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 
 import aiohttp
-import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -37,11 +35,11 @@ from nattillsyn.app.demo import seed, seed_admin, seed_devices
 from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres, port_open
 from nattillsyn.db.migrate import migrate
 from nattillsyn.edge.agent import EdgeAgent
-from nattillsyn.edge.sources import Frame
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import DeviceConfig, RoomState, RoomStateName, TopicKind, Topics, decode
 from nattillsyn.protocol import encode as encode_msg
 from nattillsyn.settings import Settings
+from nattillsyn.testing.cameras import still_room
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 CONSENT = {
@@ -50,25 +48,6 @@ CONSENT = {
     "given_at": "2026-01-01T00:00:00Z",
     "scope": ["motion_analysis"],
 }
-
-
-class StillRoom:
-    """Synthetic frames at 2/s: a dark room with a small moving patch."""
-
-    def __init__(self) -> None:
-        self._closed = threading.Event()
-
-    def frames(self):
-        i = 0
-        while not self._closed.is_set():
-            img = np.zeros((60, 80), np.uint8)
-            img[10:20, (i * 5) % 70 : (i * 5) % 70 + 8] = 200
-            yield Frame(i / 2, img)
-            i += 1
-            self._closed.wait(0.5)
-
-    def close(self) -> None:
-        self._closed.set()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -123,7 +102,7 @@ async def main(rooms: int, iterations: int) -> dict:
             edge = settings.edge.model_copy(
                 update={"room": room, "device": f"cam-{room}", "heartbeat_s": 5.0}
             )
-            agent = EdgeAgent(settings.model_copy(update={"edge": edge}), source=StillRoom)
+            agent = EdgeAgent(settings.model_copy(update={"edge": edge}), source=still_room)
             await agent.start()
             agents.append(agent)
         deadline = time.monotonic() + 30

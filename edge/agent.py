@@ -182,15 +182,7 @@ class EdgeAgent(RemoteControl):
             await asyncio.wait_for(self.mqtt.connected.wait(), 5)
 
     async def _connect(self) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await self.mqtt.start(timeout=15)
-                break
-            except MqttError as exc:
-                logger.warning("broker unreachable, retrying", error=str(exc), device=self.device)
-                await self.clock.sleep(delay)
-                delay = min(30.0, delay * 2)
+        await self.mqtt.start_retrying(device=self.device)
         await self.mqtt.subscribe(
             self._topic(TopicKind.config_set), self._topic(TopicKind.command), qos=1
         )

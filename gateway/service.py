@@ -31,7 +31,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from nattillsyn import log, metrics
 from nattillsyn.clock import SYSTEM, Clock
-from nattillsyn.mqtt import MqttClient, MqttError, Received, TlsFiles
+from nattillsyn.mqtt import MqttClient, Received, TlsFiles
 from nattillsyn.protocol import (
     CentreStatus,
     GatewayMode,
@@ -232,15 +232,7 @@ class GatewayService:
         self.spool.close()
 
     async def _connect_upstream(self) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await self.upstream.start(timeout=15)
-                break
-            except MqttError as exc:
-                logger.warning("centre unreachable; retrying", error=str(exc), retry_in_s=delay)
-                await self.clock.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await self.upstream.start_retrying(link="centre")
         await self.upstream.subscribe(*self.bridge.upstream_filters(), qos=1)
 
     def _centre_in_charge(self) -> bool:

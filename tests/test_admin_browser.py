@@ -5,42 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 import uuid
 
-import numpy as np
 import pytest
 from admin_helpers import PASSWORDS, Client, poll, running_api
 
 from nattillsyn.edge.agent import EdgeAgent
-from nattillsyn.edge.sources import Frame
 from nattillsyn.ingest.service import IngestService
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import RoomState, RoomStateName, TopicKind, Topics, decode
+from nattillsyn.testing.cameras import SweepingBar
 
 pytestmark = pytest.mark.browser
 SHOTS = os.environ.get("NATTILLSYN_SCREENSHOTS")  # a folder: save screenshots there
-
-
-class MovingBar:
-    """A synthetic camera: a bright bar sweeping across a dark room at 5 frames/s."""
-
-    def __init__(self) -> None:
-        self._closed = threading.Event()
-
-    def frames(self):
-        i = 0
-        while not self._closed.is_set():
-            img = np.zeros((90, 160), np.uint8)
-            x = (i * 9) % 150
-            img[20:80, x : x + 10] = 255
-            yield Frame(i / 5, img)
-            i += 1
-            self._closed.wait(0.2)  # the camera's own frame rate
-
-    def close(self) -> None:
-        self._closed.set()
 
 
 async def _submit(page, form: str, done: str | None = "", **fields: str) -> None:
@@ -124,7 +102,7 @@ async def test_include_resident_then_withdraw_stops_edge_within_5s(settings, pag
             agent_settings = s.model_copy(update={"edge": edge, "site": claimed["site"]})
             state_topic = topics.device(s.site, "rum-150", "cam-rum-150", TopicKind.state)
             await sub.subscribe(state_topic)
-            agent = EdgeAgent(agent_settings, source=MovingBar)
+            agent = EdgeAgent(agent_settings, source=SweepingBar)
             await agent.start()
             await poll(lambda: _true(agent.config_version >= 1 and agent.monitoring), timeout=10)
             while True:  # the room is watched: motion makes it `present`

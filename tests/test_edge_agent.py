@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mqtt_collect import Collector
 
 from nattillsyn.clock import ManualClock
 from nattillsyn.edge.agent import EdgeAgent
@@ -91,29 +92,14 @@ def edge_settings(mqtt_url: str, topic_root: str, tmp: Path, **edge) -> Settings
     return s.model_copy(update={"edge": s.edge.model_copy(update={**base, **edge})})
 
 
-class Watcher:
-    """Every message under the test's topic root, as (topic, payload)."""
+class Watcher(Collector):
+    """Every message under the test's topic root, as received."""
+
+    got: list[Received]
 
     def __init__(self, url: str, root: str) -> None:
-        self.client = MqttClient(url, f"watch-{uuid.uuid4().hex[:8]}")
+        super().__init__(url, f"{root}/#", "watch")
         self.root = root
-        self.got: list[Received] = []
-        self._task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> Watcher:
-        await self.client.start()
-        await self.client.subscribe(f"{self.root}/#", qos=1)
-        self._task = asyncio.create_task(self._collect())
-        return self
-
-    async def _collect(self) -> None:
-        async for m in self.client.messages():
-            self.got.append(m)
-
-    async def __aexit__(self, *exc) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await self.client.stop()
 
     def of(self, kind: TopicKind) -> list[dict]:
         suffix = "/" + kind.value

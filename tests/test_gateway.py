@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from mqtt_collect import Collector
 from psycopg import sql
 from tls_broker import tls_mosquitto
 
@@ -359,31 +360,22 @@ class Room:
         return ev
 
 
-class Listener:
+class Listener(Collector):
     """Collects Alert publications on a broker."""
 
+    got: list[Alert]
+
     def __init__(self, url: str, topics: Topics, name: str) -> None:
-        self.c = MqttClient(url, f"{name}-{uuid.uuid4().hex[:6]}")
-        self.topics = topics
-        self.alerts: list[Alert] = []
-        self._task: asyncio.Task | None = None
+        super().__init__(
+            url, topics.subscription(TopicKind.alert), name, lambda m: decode(Alert, m.payload)
+        )
 
-    async def start(self) -> None:
-        await self.c.start()
-        await self.c.subscribe(self.topics.subscription(TopicKind.alert))
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        async for m in self.c.messages():
-            self.alerts.append(decode(Alert, m.payload))
+    @property
+    def alerts(self) -> list[Alert]:
+        return self.got
 
     def of(self, alert_id) -> list[Alert]:
-        return [a for a in self.alerts if a.alert_id == alert_id]
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-        await self.c.stop()
+        return [a for a in self.got if a.alert_id == alert_id]
 
 
 @pytest.fixture

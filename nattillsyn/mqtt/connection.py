@@ -160,6 +160,25 @@ class MqttConnection:
                 f"no connection to MQTT broker {self.url.host}:{self.url.port} within {timeout}s"
             ) from None
 
+    async def start_retrying(self, max_delay_s: float = 30.0, **context: object) -> None:
+        """`start` until the broker answers, waiting 1, 2, 4 … `max_delay_s` seconds between
+        tries (a device or gateway without network keeps working meanwhile)."""
+        delay = 1.0
+        while True:
+            try:
+                await self.start(timeout=15)
+                return
+            except MqttError as exc:
+                logger.warning(
+                    "broker unreachable; retrying",
+                    host=self.url.host,
+                    error=str(exc),
+                    retry_in_s=delay,
+                    **context,
+                )
+                await self.clock.sleep(delay)
+                delay = min(max_delay_s, delay * 2)
+
     async def stop(self, *, publish_will: bool = False) -> None:
         """Disconnect cleanly (the last will is not sent unless asked).
 
