@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from contextlib import asynccontextmanager
 
 import aiohttp
 
 from nattillsyn.api.app import ApiService
 from nattillsyn.app.demo import ADMIN_DEMO_USERS, DEMO_USERS, OTHER_UNIT_USERS, seed, seed_admin
+from nattillsyn.testing.poll import poll as poll_until
 
 PASSWORDS = {u: p for u, p, _, _ in DEMO_USERS + ADMIN_DEMO_USERS + OTHER_UNIT_USERS}
 ROLE_USER = {"night_staff": "natt", "unit_manager": "chef", "sysadmin": "admin", "evaluator": "utv"}
@@ -86,13 +85,6 @@ async def rows_of(pool, sql: str, args: tuple = ()) -> list[tuple]:
         return await (await conn.execute(sql, args)).fetchall()
 
 
-async def poll(predicate, timeout: float = 5.0, interval: float = 0.02):
-    """Await `predicate()` until truthy; returns its value or raises after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+async def poll(predicate, timeout: float = 5.0):
+    """Await `predicate()` until truthy; returns its value or fails after `timeout`."""
+    return await poll_until(predicate, timeout, every=0.02)

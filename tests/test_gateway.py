@@ -48,22 +48,14 @@ from nattillsyn.protocol import (
 )
 from nattillsyn.protocol.gateway import SyncAlert, SyncAudit, SyncHistory
 from nattillsyn.settings import Settings
+from nattillsyn.testing.poll import poll as poll_until
 
 T0 = datetime(2026, 1, 10, 22, 0, tzinfo=UTC)
 
 
-async def poll(fn, timeout: float = 20.0, interval: float = 0.05):
-    """Call `fn` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        out = fn()
-        if asyncio.iscoroutine(out):
-            out = await out
-        if out:
-            return out
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+async def poll(fn, timeout: float = 20.0):
+    """Call `fn` (sync or async) until it returns something truthy; fails after `timeout`."""
+    return await poll_until(fn, timeout)
 
 
 # -- pure ----------------------------------------------------------------------------------

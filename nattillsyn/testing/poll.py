@@ -19,3 +19,11 @@ async def until(fn: Callable[[], Any], timeout: float, every: float = 0.1) -> An
         if out or time.monotonic() > deadline:
             return out or None
         await asyncio.sleep(every)
+
+
+async def poll(fn: Callable[[], Any], timeout: float = 10.0, every: float = 0.05) -> Any:
+    """Like `until`, but the test fails (AssertionError) when `timeout` passes first."""
+    out = await until(fn, timeout, every)
+    if not out:
+        raise AssertionError(f"condition not met within {timeout}s")
+    return out
