@@ -17,6 +17,7 @@ from .context import POOL, PUSHER, USER, Handler, audit, check_csrf_token, recor
 from .problems import ProblemError
 from .queries import residents as residents_db
 from .queries import structure as structure_db
+from .queries.units import site_exists
 from .routing import Routes
 
 MANAGERS = ("unit_manager", "sysadmin")
@@ -137,7 +138,7 @@ async def check_unit(request: web.Request, site: str) -> str:
     """An existing unit the user belongs to, else 404."""
     check_site(request, site)
     async with connection(request) as conn:
-        if not await structure_db.unit_exists(conn, site):
+        if not await site_exists(conn, site):
             raise ProblemError(404, "Not Found", "no such unit")
     return site
 

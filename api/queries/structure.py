@@ -27,11 +27,6 @@ async def units(conn: AsyncConnection, sites: list[str] | None) -> list[Unit]:
         return [Unit(**r) for r in await cur.fetchall()]
 
 
-async def unit_exists(conn: AsyncConnection, site: str) -> bool:
-    cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
-    return await cur.fetchone() is not None
-
-
 async def unknown_units(conn: AsyncConnection, sites: list[str]) -> set[str]:
     """Those of `sites` that are no unit."""
     if not sites:
