@@ -155,8 +155,7 @@ def visible_sites(request: web.Request) -> list[str] | None:
     site = site_query(request)
     if site is not None:
         return [site]
-    u = request[USER]
-    return None if u.role == "sysadmin" else list(u.sites)
+    return request[USER].own_sites()
 
 
 async def scoped_read(

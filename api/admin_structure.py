@@ -54,16 +54,11 @@ def _timezone_ok(tz: str) -> str:
     return tz
 
 
-def _own_units(request: web.Request) -> list[str] | None:
-    u = request[USER]
-    return None if u.role == "sysadmin" else list(u.sites)
-
-
 @routes.get("/api/v1/units", response=UnitsOverview)
 async def list_units(request: web.Request) -> web.Response:
     """The organisation and the units the user belongs to."""
     async with connection(request) as conn:
-        units = await db.units(conn, _own_units(request))
+        units = await db.units(conn, request[USER].own_sites())
         org = await db.organisation(conn, units[0].organisation_id if units else "default")
     await audit_read(request, "units")
     return json_response(UnitsOverview(organisation=org, units=units))
@@ -241,7 +236,7 @@ async def _record_user(conn, request, change: str, uid, username: str, before, a
 async def list_users(request: web.Request) -> web.Response:
     """Staff: every user (sysadmin) or the users of the manager's units."""
     async with connection(request) as conn:
-        users = await db.users(conn, _own_units(request))
+        users = await db.users(conn, request[USER].own_sites())
     await audit_read(request, "users")
     return json_response(UserList(users=users))
 

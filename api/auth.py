@@ -64,6 +64,10 @@ class User:
     def may_see(self, site: str) -> bool:
         return self.role == "sysadmin" or site in self.sites
 
+    def own_sites(self) -> list[str] | None:
+        """The units to filter on for this user; None: every unit (a sysadmin)."""
+        return None if self.role == "sysadmin" else list(self.sites)
+
 
 _USER = """SELECT u.id, u.username, u.display_name, u.role,
                   coalesce(array_agg(us.site_id ORDER BY us.site_id)

@@ -19,11 +19,6 @@ from .routing import Routes
 routes = Routes("rounds")
 
 
-def _scope(user: auth.User) -> list[str] | None:
-    """The units whose rounds and visits the user may change (None: every unit)."""
-    return None if user.role == "sysadmin" else list(user.sites)
-
-
 @routes.get("/api/v1/rounds", roles=STAFF, response=RoundList, query=("site",))
 async def list_rounds(request: web.Request) -> web.Response:
     """Tonight's round entries of a unit (digital check enough / physical visit needed)."""
@@ -41,7 +36,7 @@ async def confirm_rounds(request: web.Request) -> web.Response:
     user: auth.User = request[USER]
     schema = request.app[SETTINGS].database_schema
     async with request.app[POOL].connection() as conn:
-        rows = await rounds_db.confirm(conn, schema, body.ids, user.username, _scope(user))
+        rows = await rounds_db.confirm(conn, schema, body.ids, user.username, user.own_sites())
     sites = {r["site"] for r in rows}
     for site in sites:
         await audit(request, "change", "round confirm", site=site, detail={"entries": len(rows)})
@@ -97,7 +92,7 @@ async def end_visit(request: web.Request) -> web.Response:
     schema = request.app[SETTINGS].database_schema
     async with request.app[POOL].connection() as conn:
         row = await rounds_db.end_visit(
-            conn, schema, request.match_info["visit_id"], _scope(request[USER])
+            conn, schema, request.match_info["visit_id"], request[USER].own_sites()
         )
     if row is None:
         raise ProblemError(404, "Not Found", "no such open visit")
