@@ -9,7 +9,7 @@ gateway (no room alerts, no repeats: one call for one situation).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from nattillsyn.protocol import AlertPriority, GatewayMode, GatewayStatus
 
@@ -105,11 +105,3 @@ class SiteWatch:
                     )
                 )
         return out
-
-    def next_change(self, now: datetime) -> datetime | None:
-        times = [
-            g.last_seen + timedelta(seconds=self.offline_after_s)
-            for g in self.sites.values()
-            if g.offline_since is None
-        ]
-        return min(times) if times else None
