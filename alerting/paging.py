@@ -21,6 +21,7 @@ from nattillsyn.clock import SYSTEM, Clock
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Alert, AlertPriority, AlertStatus, TopicKind, Topics, encode
 from nattillsyn.protocol.topics import SITE_ROOM
+from nattillsyn.service import cancel_all
 from nattillsyn.settings import Settings
 
 from . import alerts_db, care, escalation, gateway_sync, lifecycle, notifiers, rules, site_watch
@@ -325,13 +326,3 @@ class Pager:
             else:
                 await self.publish(lifecycle.republished(a))
         return n
-
-
-async def cancel_all(tasks) -> None:
-    """Cancel the tasks and wait until each has finished."""
-    tasks = list(tasks)
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await t

@@ -44,13 +44,14 @@ from nattillsyn.protocol import (
     TopicKind,
 )
 from nattillsyn.protocol.validate import Record, decode_message
+from nattillsyn.service import cancel_all
 from nattillsyn.settings import Settings
 
 from . import alerts_db, care, rules, staff_actions
 from .database import Database
 from .gateway_watch import GatewayWatch
 from .open_alerts import OpenAlert, OpenAlerts
-from .paging import Pager, cancel_all
+from .paging import Pager
 from .room_watch import RoomWatch
 from .round_producer import RoundProducer
 from .site_watch import SiteWatch

@@ -27,6 +27,7 @@ from nattillsyn.db.listen import listen
 from nattillsyn.mqtt import MqttClient
 from nattillsyn.protocol import Alert, RoomState, TopicKind, Topics
 from nattillsyn.protocol.validate import Record, decode_message
+from nattillsyn.service import cancel_all
 
 logger = log.get(__name__)
 
@@ -115,11 +116,7 @@ class LiveHub:
             self._tasks.append(asyncio.create_task(self._watch(), name="api-live-watch"))
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_all(self._tasks)
         for c in list(self.clients):
             await c.ws.close(code=1001, message=b"server shutdown")
         await self.mqtt.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -55,3 +56,13 @@ async def run_until_signalled(
                 logger.exception("service stop failed", service=svc.name)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def cancel_all(tasks) -> None:
+    """Cancel the tasks and wait until each has finished."""
+    tasks = list(tasks)
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
