@@ -188,11 +188,7 @@ class EdgeAgent(RemoteControl):
         )
 
     async def stop(self) -> None:
-        await self.worker.stop()
-        # Flush what the analysis produced before it stopped (events go to disk).
-        while not self._outputs.empty():
-            await self._handle_outputs(*self._outputs.get_nowait())
-        await self.outbox.end_open_events()
+        await self._stop_analysis()
         # Give the queue a moment to flush while the broker is there; the rest waits on disk.
         if self.mqtt.connected.is_set():
             with contextlib.suppress(TimeoutError):
@@ -233,11 +229,16 @@ class EdgeAgent(RemoteControl):
                 await self._start_analysis()
             else:
                 logger.info("monitoring paused: camera closed", device=self.device)
-                await self.worker.stop()
-                while not self._outputs.empty():
-                    await self._handle_outputs(*self._outputs.get_nowait())
-                await self.outbox.end_open_events()
+                await self._stop_analysis()
             await self._publish_state()
+
+    async def _stop_analysis(self) -> None:
+        """Close the camera; what the analysis produced before it stopped is handled (events
+        go to disk) and open events end."""
+        await self.worker.stop()
+        while not self._outputs.empty():
+            await self._handle_outputs(*self._outputs.get_nowait())
+        await self.outbox.end_open_events()
 
     async def _gate_loop(self) -> None:
         while True:

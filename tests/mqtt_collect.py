@@ -39,6 +39,7 @@ class Collector:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         await self.client.stop()
 
     async def __aenter__(self):

@@ -7,7 +7,6 @@ the test moves; nothing here sleeps for a timer or measures the wall clock."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -37,6 +36,7 @@ from nattillsyn.protocol import (
     encode,
 )
 from nattillsyn.settings.alerting import AlertingSettings, EscalationStep
+from nattillsyn.testing.poll import poll
 
 SITE = "site-1"
 
@@ -203,14 +203,6 @@ async def test_fall_ack_resolve_with_history_and_dedup(seeded, pool) -> None:
         assert rid[0] is not None
 
 
-async def _until(pred, timeout: float = 10.0) -> None:
-    """Wait until the service shows `pred` (it reloads on a change notification)."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
-
-
 def _state(svc: AlertingService, room: str):
     """The room state the service has folded in (None before any)."""
     facts = svc.room_watch.facts.get((SITE, room))
@@ -233,7 +225,7 @@ async def test_paused_resident_raises_nothing_until_the_pause_ends(seeded, pool)
             # The pause ends (NOTIFY): the next fall alerts.
             async with pool.connection() as conn:
                 await conn.execute("DELETE FROM monitoring_pauses")
-            await _until(lambda: svc.rooms[(SITE, "rum-102")].monitored)
+            await poll(lambda: svc.rooms[(SITE, "rum-102")].monitored)
             await staff.fall("rum-102")
             await staff.wait(lambda a: a.room == "rum-102")
     async with pool.connection() as conn:
@@ -252,7 +244,7 @@ async def test_state_rules_per_resident_overrides_and_grouping(seeded, pool) -> 
     async with running(seeded, clock, offline_after_s=3600) as svc, Staff(seeded, clock) as staff:
         await staff.heartbeat("rum-101")
         await staff.state("rum-101", "out_of_bed")
-        await _until(lambda: _state(svc, "rum-101") == "out_of_bed")
+        await poll(lambda: _state(svc, "rum-101") == "out_of_bed")
         a = await advance_until(clock, staff, lambda a: a.kind == "out_of_bed")
         assert clock.monotonic() >= 1.0  # waited its (overridden) delay on the service's clock
         assert a.priority == "medium"
@@ -269,7 +261,7 @@ async def test_state_rules_per_resident_overrides_and_grouping(seeded, pool) -> 
         # rum-102 (standard preset, 10 min delay) raises nothing for a short out-of-bed.
         await staff.heartbeat("rum-102")
         await staff.state("rum-102", "out_of_bed")
-        await _until(lambda: _state(svc, "rum-102") == "out_of_bed")
+        await poll(lambda: _state(svc, "rum-102") == "out_of_bed")
         await advance(clock, 5.0)
         await staff.none(lambda x: x.room == "rum-102", 0.5)
 
@@ -284,7 +276,7 @@ async def test_device_offline_and_backlog_system_alerts(seeded, pool) -> None:
         await staff.heartbeat("rum-102")
         facts = svc.room_watch.facts
         rooms = [(SITE, "rum-101"), (SITE, "rum-102")]
-        await _until(lambda: all(k in facts and facts[k].heartbeat_ts for k in rooms))
+        await poll(lambda: all(k in facts and facts[k].heartbeat_ts for k in rooms))
         off = await advance_until(
             clock, staff, lambda a: a.kind == "device_offline" and a.room == "rum-101"
         )
@@ -296,7 +288,7 @@ async def test_device_offline_and_backlog_system_alerts(seeded, pool) -> None:
         # Edge queue backlog (the device keeps sending heartbeats with a long queue).
         for _ in range(2):
             await staff.heartbeat("rum-101", queue=500)
-            await _until(lambda: facts[(SITE, "rum-101")].queue == 500)
+            await poll(lambda: facts[(SITE, "rum-101")].queue == 500)
             await advance(clock, 0.3)
         await advance_until(clock, staff, lambda a: a.kind == "edge_backlog", limit=1.0)
 
@@ -352,7 +344,7 @@ async def test_repeat_escalation_to_webhook_and_resound(seeded, pool) -> None:
             )
             assert esc.targets == ["unit", "group:backup", "notifier:webhook"]
             assert clock.monotonic() >= 2.0
-            await _until(lambda: received)
+            await poll(lambda: received)
             assert received[0]["alert"]["alert_id"] == str(first.alert_id)
             assert (
                 received[0]["target"] == "notifier:webhook"
@@ -407,7 +399,7 @@ async def test_silence_and_practice_are_kept_apart(seeded, pool) -> None:
             webhook_secret="s",
         ) as svc:  # fmt: skip
             await _silence(pool, "rum-102", ["possible_fall"])
-            await _until(lambda: svc.silences)
+            await poll(lambda: svc.silences)
             async with Staff(seeded, clock) as staff:
                 await staff.heartbeat("rum-102")
                 await staff.fall("rum-102")
@@ -511,7 +503,7 @@ async def test_a_pause_the_cache_has_not_seen_yet_still_wins(seeded, pool) -> No
         async with Staff(seeded) as staff:
             await staff.fall("rum-101")
             # Refused, and the cache reloaded.
-            await _until(lambda: not svc.rooms[(SITE, "rum-101")].monitored)
+            await poll(lambda: not svc.rooms[(SITE, "rum-101")].monitored)
             async with pool.connection() as conn:
                 n = await (await conn.execute("SELECT count(*) FROM alerts")).fetchone()
                 assert n[0] == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nattillsyn.app.embedded import free_port, wait_port
+from nattillsyn.app.embedded import free_port, stop_group, wait_port
 
 OPENSSL = shutil.which("openssl")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -64,5 +64,4 @@ def tls_mosquitto(d: Path, acl: dict[str, str]) -> Iterator[str]:
         wait_port("127.0.0.1", port, 10, proc)
         yield f"mqtts://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+        stop_group(proc, signal.SIGTERM, 10)
