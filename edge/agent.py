@@ -182,7 +182,7 @@ class EdgeAgent(RemoteControl):
             await asyncio.wait_for(self.mqtt.connected.wait(), 5)
 
     async def _connect(self) -> None:
-        await self.mqtt.start_retrying(device=self.device)
+        await self.mqtt.start_retrying(self.clock, device=self.device)
         await self.mqtt.subscribe(
             self._topic(TopicKind.config_set), self._topic(TopicKind.command), qos=1
         )

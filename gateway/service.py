@@ -232,7 +232,7 @@ class GatewayService:
         self.spool.close()
 
     async def _connect_upstream(self) -> None:
-        await self.upstream.start_retrying(link="centre")
+        await self.upstream.start_retrying(self.clock, link="centre")
         await self.upstream.subscribe(*self.bridge.upstream_filters(), qos=1)
 
     def _centre_in_charge(self) -> bool:

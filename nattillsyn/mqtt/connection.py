@@ -160,9 +160,12 @@ class MqttConnection:
                 f"no connection to MQTT broker {self.url.host}:{self.url.port} within {timeout}s"
             ) from None
 
-    async def start_retrying(self, max_delay_s: float = 30.0, **context: object) -> None:
+    async def start_retrying(
+        self, clock: Clock | None = None, max_delay_s: float = 30.0, **context: object
+    ) -> None:
         """`start` until the broker answers, waiting 1, 2, 4 … `max_delay_s` seconds between
-        tries (a device or gateway without network keeps working meanwhile)."""
+        tries on `clock` (the service's; default this client's), while a device or gateway
+        without network keeps working."""
         delay = 1.0
         while True:
             try:
@@ -176,7 +179,7 @@ class MqttConnection:
                     retry_in_s=delay,
                     **context,
                 )
-                await self.clock.sleep(delay)
+                await (clock or self.clock).sleep(delay)
                 delay = min(max_delay_s, delay * 2)
 
     async def stop(self, *, publish_will: bool = False) -> None:
