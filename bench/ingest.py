@@ -43,7 +43,6 @@ import os
 import sys
 import time
 
-from bench import ingest_load
 from bench.ingest_args import PHASES, parse
 from bench.ingest_phases import ceiling_phase, ingest_phase
 from nattillsyn.app.embedded import PrivateMosquitto, PrivatePostgres
@@ -188,10 +187,7 @@ def main_runner(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv, __doc__)
-    if args.role != "runner":  # a child process's role (started as bench.ingest_load)
-        return ingest_load.main(argv)
-    return main_runner(args)
+    return main_runner(parse(argv, __doc__))
 
 
 if __name__ == "__main__":

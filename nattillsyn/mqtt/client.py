@@ -249,8 +249,6 @@ class MqttClient(MqttConnection):
 
     # -- paho callbacks (event loop) ---------------------------------------------
 
-    # -- paho callbacks (event loop) ---------------------------------------------
-
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._progress += 1
         track = self._publishes.pop(mid, None)
