@@ -123,7 +123,7 @@ def _on_resident(method: str, tail: str, body: type | None = None, **kw):
     return routes.route(method, path, request=body, response=ResidentDetail, **kw)
 
 
-# change -> (entity in change_history, the section of the detail its version holds; "*": all)
+# change -> (entity in change_history, the section of the detail its version holds)
 CHANGES = {
     "update": ("resident", "resident"),
     "decision": ("inclusion", "inclusion"),
@@ -150,8 +150,7 @@ async def _change(
         await db.maintain_monitoring(conn, rid)
         after = await db.detail(conn, rid)
         b, a = before.model_dump(mode="json"), after.model_dump(mode="json")
-        b_part = b if section == "*" else b.get(section)
-        a_part = a if section == "*" else a.get(section)
+        b_part, a_part = b.get(section), a.get(section)
         monitoring = (before.resident.monitoring_active, after.resident.monitoring_active)
         if section != "resident" and monitoring[0] != monitoring[1]:
             b_part = {"section": b_part, "monitoring_active": monitoring[0]}

@@ -30,6 +30,7 @@ from . import (
 )
 from .context import HUB, MQTT, POOL, PUSHER, SETTINGS, TOPICS, same_origin
 from .live import LiveHub
+from .mosquitto_sync import sync_mosquitto
 from .problems import problem_middleware
 from .pusher import ConfigPusher
 
@@ -88,7 +89,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     pusher = ConfigPusher(pool, mqtt, app[TOPICS], settings.api.push_interval_s)
     await pusher.start()
     app[PUSHER] = pusher
-    await admin_devices.sync_mosquitto(app)
+    await sync_mosquitto(app)
     try:
         yield
     finally:
